@@ -1,0 +1,61 @@
+//! # sheepdog-core
+//!
+//! The client side of the [Sheepdog] 1.0 block storage protocol, without
+//! I/O, without an allocator and without a clock: it encodes requests,
+//! decodes responses and knows the object model (object ids, the inode and
+//! its index, the VDI bitmaps, names and addresses). Callers own every
+//! buffer; the crate never copies object data.
+//!
+//! It builds for `thumbv7em-none-eabihf` and `wasm32-unknown-unknown` as well
+//! as for hosts: firmware, unikernels and WebAssembly sandboxes can speak to a
+//! real cluster with it.
+//!
+//! ## Layers
+//! - [`wire`]: the 48-byte request and response headers ([`wire::Frame`] is a
+//!   checked view over bytes, [`wire::Request`] and [`wire::Response`] parse
+//!   and emit), opcodes, flags and result codes with their classes.
+//! - [`oid`], [`object_size`], [`redundancy`]: object ids, object sizes and
+//!   size limits, copies and erasure codes.
+//! - [`inode`], [`index`]: the inode header, the flat index over a caller's
+//!   buffer, and the smallest byte ranges a client writes.
+//! - [`hash`], [`bitmap`]: FNV-1a and the VID hash; the 2 MiB VID bitmaps.
+//! - [`address`]: `vdi`, `vdi@snap`, QEMU's `host:port:vdi:snap` and
+//!   `sheepdog://host:port/vdi#snap`.
+//!
+//! ## Example: build a lookup request
+//! ```
+//! use sheepdog_core::address::{encode_name_tag, parse_vdi_address};
+//! use sheepdog_core::wire::{Request, HEADER_LEN};
+//!
+//! let addr = parse_vdi_address("alice@before-upgrade").unwrap();
+//! let req = Request::get_vdi_info(7, 0);
+//! let header: [u8; HEADER_LEN] = req.to_bytes();
+//! let mut payload = [0u8; 512];
+//! encode_name_tag(addr.name.as_bytes(), b"before-upgrade", &mut payload);
+//! assert_eq!(header[1], 0x14); // GET_VDI_INFO
+//! assert_eq!(req.payload_len(), 512);
+//! ```
+//!
+//! ## Panics and errors
+//! Nothing in this crate panics on bytes from the network: decoding a header
+//! cannot fail once 48 bytes are there, unknown opcodes and results are kept
+//! as values, and every other decoder returns a [`error::DecodeError`].
+//! Arguments from users (names, sizes, addresses) get their own error types
+//! with messages a person can act on. Every error is a small `Copy` value
+//! with a `Display`.
+//!
+//! [Sheepdog]: https://github.com/sheepdog/sheepdog
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod bitmap;
+pub mod error;
+pub mod hash;
+pub mod index;
+pub mod inode;
+pub mod object_size;
+pub mod oid;
+pub mod redundancy;
+pub mod wire;

@@ -1,0 +1,198 @@
+//! Response headers: a parse/emit representation (PROTOCOL.md §2.4).
+
+use super::frame::{field, Frame};
+use super::{ArgsKind, Opcode, ResultCode};
+use crate::error::DecodeError;
+
+/// The op-specific part of a response header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseArgs {
+    /// Object I/O.
+    Obj {
+        /// `copies`, not set by v1.0.
+        copies: u8,
+        /// Legacy trimmed-read offset, always 0.
+        offset: u64,
+    },
+    /// VDI operations.
+    Vdi {
+        /// Reserved.
+        rsvd: u32,
+        /// The VID that the operation resolved or created.
+        vdi_id: u32,
+        /// GET_VDI_ATTR: the attribute slot.
+        attr_id: u32,
+        /// The VDI's effective copies.
+        copies: u8,
+        /// The VDI's object size shift.
+        block_size_shift: u8,
+    },
+    /// GET_CLUSTER_DEFAULT.
+    ClusterDefault {
+        /// Default copies.
+        nr_copies: u8,
+        /// Default copy policy.
+        copy_policy: u8,
+        /// Default object size shift.
+        block_size_shift: u8,
+    },
+    /// Any other operation: bytes 20..48 as they are.
+    Raw([u8; 28]),
+}
+
+/// A response header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// Not filled in by v1.0 (0); not to be validated.
+    pub proto_ver: u8,
+    /// Copy of the request's opcode.
+    pub opcode: Opcode,
+    /// 0 in practice.
+    pub flags: u16,
+    /// The gateway's epoch.
+    pub epoch: u32,
+    /// Copy of the request's id.
+    pub id: u32,
+    /// How many payload bytes follow, whatever the result.
+    pub data_length: u32,
+    /// The outcome.
+    pub result: ResultCode,
+    /// The op-specific part.
+    pub args: ResponseArgs,
+}
+
+impl Response {
+    /// Parse a response header. Never fails once the frame holds 48 bytes.
+    pub fn parse<T: AsRef<[u8]>>(frame: &Frame<T>) -> Response {
+        let opcode = Opcode::from_u8(frame.opcode());
+        let args = match opcode.args_kind() {
+            ArgsKind::Obj => ResponseArgs::Obj {
+                copies: frame.u8_at(field::rsp::OBJ_COPIES),
+                offset: frame.u64_at(field::rsp::OBJ_OFFSET.start),
+            },
+            ArgsKind::Vdi => ResponseArgs::Vdi {
+                rsvd: frame.u32_at(field::rsp::VDI_RSVD.start),
+                vdi_id: frame.u32_at(field::rsp::VDI_ID.start),
+                attr_id: frame.u32_at(field::rsp::ATTR_ID.start),
+                copies: frame.u8_at(field::rsp::VDI_COPIES),
+                block_size_shift: frame.u8_at(field::rsp::VDI_BLOCK_SIZE_SHIFT),
+            },
+            ArgsKind::ClusterDefault => ResponseArgs::ClusterDefault {
+                nr_copies: frame.u8_at(field::rsp::DEFAULT_COPIES),
+                copy_policy: frame.u8_at(field::rsp::DEFAULT_COPY_POLICY),
+                block_size_shift: frame.u8_at(field::rsp::DEFAULT_BLOCK_SIZE_SHIFT),
+            },
+            ArgsKind::Empty | ArgsKind::Raw => {
+                let mut raw = [0u8; 28];
+                raw.copy_from_slice(&frame.header()[field::rsp::ARGS]);
+                ResponseArgs::Raw(raw)
+            }
+        };
+        Response {
+            proto_ver: frame.proto_ver(),
+            opcode,
+            flags: frame.flags(),
+            epoch: frame.epoch(),
+            id: frame.id(),
+            data_length: frame.data_length(),
+            result: ResultCode::from_u32(frame.result()),
+            args,
+        }
+    }
+
+    /// Parse the first 48 bytes of `bytes`.
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Response, DecodeError> {
+        Ok(Response::parse(&Frame::new_checked(bytes)?))
+    }
+
+    /// Write the header into a frame, zeroing every byte no field names.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, frame: &mut Frame<T>) {
+        frame.clear();
+        frame.set_u8_at(field::PROTO_VER, self.proto_ver);
+        frame.set_u8_at(field::OPCODE, self.opcode.to_u8());
+        frame.set_u16_at(field::FLAGS.start, self.flags);
+        frame.set_u32_at(field::EPOCH.start, self.epoch);
+        frame.set_u32_at(field::ID.start, self.id);
+        frame.set_u32_at(field::DATA_LENGTH.start, self.data_length);
+        frame.set_u32_at(field::rsp::RESULT.start, self.result.to_u32());
+        match self.args {
+            ResponseArgs::Obj { copies, offset } => {
+                frame.set_u8_at(field::rsp::OBJ_COPIES, copies);
+                frame.set_u64_at(field::rsp::OBJ_OFFSET.start, offset);
+            }
+            ResponseArgs::Vdi {
+                rsvd,
+                vdi_id,
+                attr_id,
+                copies,
+                block_size_shift,
+            } => {
+                frame.set_u32_at(field::rsp::VDI_RSVD.start, rsvd);
+                frame.set_u32_at(field::rsp::VDI_ID.start, vdi_id);
+                frame.set_u32_at(field::rsp::ATTR_ID.start, attr_id);
+                frame.set_u8_at(field::rsp::VDI_COPIES, copies);
+                frame.set_u8_at(field::rsp::VDI_BLOCK_SIZE_SHIFT, block_size_shift);
+            }
+            ResponseArgs::ClusterDefault {
+                nr_copies,
+                copy_policy,
+                block_size_shift,
+            } => {
+                frame.set_u8_at(field::rsp::DEFAULT_COPIES, nr_copies);
+                frame.set_u8_at(field::rsp::DEFAULT_COPY_POLICY, copy_policy);
+                frame.set_u8_at(field::rsp::DEFAULT_BLOCK_SIZE_SHIFT, block_size_shift);
+            }
+            ResponseArgs::Raw(raw) => frame.set_bytes_at(field::rsp::ARGS.start, &raw),
+        }
+    }
+
+    /// The header as an array.
+    pub fn to_bytes(&self) -> [u8; super::HEADER_LEN] {
+        let mut out = [0u8; super::HEADER_LEN];
+        let mut frame = Frame::new_checked(&mut out[..]).expect("48 bytes");
+        self.emit(&mut frame);
+        out
+    }
+
+    /// A response to `request` with `result`, no payload and default
+    /// arguments for its opcode; for servers and tests.
+    pub fn to_request(request: &super::Request, result: ResultCode, data_length: u32) -> Response {
+        let args = match request.opcode.args_kind() {
+            ArgsKind::Obj => ResponseArgs::Obj {
+                copies: 0,
+                offset: 0,
+            },
+            ArgsKind::Vdi => ResponseArgs::Vdi {
+                rsvd: 0,
+                vdi_id: 0,
+                attr_id: 0,
+                copies: 0,
+                block_size_shift: 0,
+            },
+            ArgsKind::ClusterDefault => ResponseArgs::ClusterDefault {
+                nr_copies: 0,
+                copy_policy: 0,
+                block_size_shift: 0,
+            },
+            ArgsKind::Empty | ArgsKind::Raw => ResponseArgs::Raw([0; 28]),
+        };
+        Response {
+            proto_ver: 0,
+            opcode: request.opcode,
+            flags: 0,
+            epoch: 0,
+            id: request.id,
+            data_length,
+            result,
+            args,
+        }
+    }
+
+    /// The VID of a VDI-op response.
+    pub fn vdi_id(&self) -> Option<u32> {
+        match self.args {
+            ResponseArgs::Vdi { vdi_id, .. } => Some(vdi_id),
+            _ => None,
+        }
+    }
+}

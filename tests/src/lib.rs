@@ -1,0 +1,3 @@
+//! Integration tests, trace decoding and fuzzing support for sheepdog-core.
+
+pub mod trace;
