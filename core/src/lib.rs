@@ -51,10 +51,13 @@
 
 pub mod address;
 pub mod bitmap;
+pub mod driver;
+pub mod engine;
 pub mod error;
 pub mod hash;
 pub mod index;
 pub mod inode;
+pub mod list;
 pub mod object_size;
 pub mod oid;
 pub mod redundancy;

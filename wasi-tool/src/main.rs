@@ -1,9 +1,80 @@
-//! sheep-tool: import, export, snapshot and clone Sheepdog volumes.
+//! sheep-tool: import, export, snapshot and clone Sheepdog volumes, natively
+//! or as a WASI 0.2 component under wasmtime.
 
-fn main() {
-    eprintln!(
-        "sheep-tool {}: commands are not implemented yet",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(2);
+mod cli;
+mod client;
+mod commands;
+mod error;
+mod export;
+mod import;
+mod list;
+mod progress;
+mod session;
+mod size;
+mod target;
+mod transfer;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, SnapshotCommand};
+use error::CliError;
+
+fn run(cli: &Cli) -> Result<(), CliError> {
+    match &cli.command {
+        Command::Create {
+            vdi,
+            size,
+            copies,
+            object_size,
+            prealloc,
+        } => commands::create(
+            cli,
+            vdi,
+            size,
+            copies.as_deref(),
+            object_size.as_deref(),
+            *prealloc,
+        ),
+        Command::Import {
+            file,
+            vdi,
+            size,
+            io,
+        } => import::import(cli, file, vdi, size.as_deref(), io),
+        Command::Export { vdi, file, io } => export::export(cli, vdi, file, io),
+        Command::Snapshot(SnapshotCommand::Create { vdi, tag }) => {
+            commands::snapshot(cli, vdi, tag.as_deref())
+        }
+        Command::Snapshot(SnapshotCommand::List { vdi, json }) => list::snapshots(cli, vdi, *json),
+        Command::Snapshot(SnapshotCommand::Delete { snapshot }) => {
+            commands::delete(cli, snapshot, true)
+        }
+        Command::Snapshot(SnapshotCommand::Rollback { snapshot }) => {
+            commands::rollback(cli, snapshot)
+        }
+        Command::Clone { snapshot, new_vdi } => commands::clone(cli, snapshot, new_vdi),
+        Command::List { json } => list::list(cli, *json),
+        Command::Info { vdi, json } => commands::info(cli, vdi, *json),
+        Command::Delete { vdi } => commands::delete(cli, vdi, false),
+        Command::Resize { vdi, size } => commands::resize(cli, vdi, size),
+    }
+}
+
+fn main() -> ExitCode {
+    // `wasmtime run tool.wasm -- import ...` passes the `--` on: drop a lone
+    // leading one so the command is still found.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "--") {
+        args.remove(1);
+    }
+    let cli = Cli::parse_from(args);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,308 @@
+//! A small blocking driver: runs the [`Engine`] over one connection that
+//! implements the `embedded-io` [`Read`] and [`Write`] traits, one operation
+//! at a time. Firmware and unikernels get every operation with a few lines:
+//!
+//! ```no_run
+//! # fn demo<T: embedded_io::Read + embedded_io::Write, C: sheepdog_core::driver::Clock>(conn: T, clock: C) {
+//! use sheepdog_core::driver::Driver;
+//! use sheepdog_core::engine::{Engine, RetryPolicy};
+//!
+//! let engine: Engine<[u8; 4096], 4> = Engine::new([0; 4096], RetryPolicy::default());
+//! let mut sd = Driver::new(conn, engine, clock);
+//! sd.open("firmware-log", None, false).unwrap();
+//! sd.write_at(0, b"hello").unwrap();
+//! let mut back = [0u8; 5];
+//! sd.read_at(0, &mut back).unwrap();
+//! sd.close().unwrap();
+//! # }
+//! ```
+
+use core::fmt;
+
+use embedded_io::{Read, ReadExactError, Write};
+
+use crate::address::Snapshot;
+use crate::engine::{
+    ControlDone, CreateOptions, Engine, Error, Event, Receive, VolumeInfo, TRANSMIT_BUF_LEN,
+};
+use crate::inode;
+use crate::wire::HEADER_LEN;
+
+/// Time for retries: nanoseconds from any origin, and a way to wait.
+pub trait Clock {
+    /// The time now.
+    fn now(&mut self) -> u64;
+    /// Return at `deadline` or later.
+    fn wait_until(&mut self, deadline: u64);
+}
+
+/// Why a driven operation failed.
+#[derive(Debug)]
+pub enum DriverError<E> {
+    /// The operation failed (a server result, a bad argument ...).
+    Engine(Error),
+    /// The connection failed.
+    Io(E),
+    /// The server closed the connection.
+    Closed,
+}
+
+impl<E> From<Error> for DriverError<E> {
+    fn from(e: Error) -> Self {
+        DriverError::Engine(e)
+    }
+}
+
+impl<E: fmt::Debug> fmt::Display for DriverError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DriverError::Engine(e) => e.fmt(f),
+            DriverError::Io(e) => write!(f, "connection error: {e:?}"),
+            DriverError::Closed => f.write_str("connection closed by the server"),
+        }
+    }
+}
+
+/// Runs one operation at a time to completion on one connection.
+pub struct Driver<T, S, C, const N: usize> {
+    conn: T,
+    engine: Engine<S, N>,
+    clock: C,
+    tx: [u8; TRANSMIT_BUF_LEN],
+    scratch: [u8; inode::HEADER_LEN],
+}
+
+/// The buffers of the one read or write under way.
+enum Data<'a> {
+    None,
+    Out(&'a [u8]),
+    In(&'a mut [u8]),
+}
+
+const TOKEN: u64 = 1;
+
+impl<T, S, C, const N: usize> Driver<T, S, C, N>
+where
+    T: Read + Write,
+    S: AsRef<[u8]> + AsMut<[u8]>,
+    C: Clock,
+{
+    /// A driver over `conn`.
+    pub fn new(conn: T, engine: Engine<S, N>, clock: C) -> Self {
+        Driver {
+            conn,
+            engine,
+            clock,
+            tx: [0; TRANSMIT_BUF_LEN],
+            scratch: [0; inode::HEADER_LEN],
+        }
+    }
+
+    /// The engine, for its getters.
+    pub fn engine(&self) -> &Engine<S, N> {
+        &self.engine
+    }
+
+    /// Give back the connection and the engine.
+    pub fn into_parts(self) -> (T, Engine<S, N>) {
+        (self.conn, self.engine)
+    }
+
+    fn control(&mut self) -> Result<ControlDone, DriverError<T::Error>> {
+        match self.drive(Data::None)? {
+            Event::Control(ControlDone::Failed(e)) => Err(e.into()),
+            Event::Control(done) => Ok(done),
+            _ => Err(Error::UnexpectedReply { id: 0 }.into()),
+        }
+    }
+
+    /// See [`Engine::cluster_default`]; returns (copies, policy, shift).
+    pub fn cluster_default(&mut self) -> Result<(u8, u8, u8), DriverError<T::Error>> {
+        self.engine.cluster_default()?;
+        match self.control()? {
+            ControlDone::ClusterDefault {
+                copies,
+                copy_policy,
+                block_size_shift,
+            } => Ok((copies, copy_policy, block_size_shift)),
+            _ => Err(Error::UnexpectedReply { id: 0 }.into()),
+        }
+    }
+
+    /// See [`Engine::create`]; returns the new VID.
+    pub fn create(
+        &mut self,
+        name: &str,
+        opts: CreateOptions,
+    ) -> Result<u32, DriverError<T::Error>> {
+        self.engine.create(name, opts)?;
+        match self.control()? {
+            ControlDone::Created { vid } => Ok(vid),
+            _ => Err(Error::UnexpectedReply { id: 0 }.into()),
+        }
+    }
+
+    /// See [`Engine::open`].
+    pub fn open(
+        &mut self,
+        name: &str,
+        snapshot: Option<Snapshot<'_>>,
+        lock: bool,
+    ) -> Result<VolumeInfo, DriverError<T::Error>> {
+        self.engine.open(name, snapshot, lock)?;
+        match self.control()? {
+            ControlDone::Opened(info) => Ok(info),
+            _ => Err(Error::UnexpectedReply { id: 0 }.into()),
+        }
+    }
+
+    /// See [`Engine::close`].
+    pub fn close(&mut self) -> Result<(), DriverError<T::Error>> {
+        self.engine.close()?;
+        self.control().map(|_| ())
+    }
+
+    /// See [`Engine::snapshot`]; returns (snapshot VID, working VID).
+    pub fn snapshot(&mut self, tag: &str) -> Result<(u32, u32), DriverError<T::Error>> {
+        self.engine.snapshot(tag)?;
+        match self.control()? {
+            ControlDone::Snapshot { snapshot, working } => Ok((snapshot, working)),
+            _ => Err(Error::UnexpectedReply { id: 0 }.into()),
+        }
+    }
+
+    /// See [`Engine::clone_snapshot`]; returns the clone's VID.
+    pub fn clone_snapshot(&mut self, name: &str) -> Result<u32, DriverError<T::Error>> {
+        self.engine.clone_snapshot(name)?;
+        match self.control()? {
+            ControlDone::Cloned { vid } => Ok(vid),
+            _ => Err(Error::UnexpectedReply { id: 0 }.into()),
+        }
+    }
+
+    /// See [`Engine::resize`].
+    pub fn resize(&mut self, size: u64) -> Result<(), DriverError<T::Error>> {
+        self.engine.resize(size)?;
+        self.control().map(|_| ())
+    }
+
+    /// See [`Engine::delete`]; returns the deleted VID.
+    pub fn delete(
+        &mut self,
+        name: &str,
+        snapshot: Option<Snapshot<'_>>,
+    ) -> Result<u32, DriverError<T::Error>> {
+        self.engine.delete(name, snapshot)?;
+        match self.control()? {
+            ControlDone::Deleted { vid } => Ok(vid),
+            _ => Err(Error::UnexpectedReply { id: 0 }.into()),
+        }
+    }
+
+    /// See [`Engine::rollback`]; returns the new working VID.
+    pub fn rollback(&mut self) -> Result<u32, DriverError<T::Error>> {
+        self.engine.rollback()?;
+        match self.control()? {
+            ControlDone::RolledBack { vid } => Ok(vid),
+            _ => Err(Error::UnexpectedReply { id: 0 }.into()),
+        }
+    }
+
+    /// Write `data` at `offset` of the open VDI.
+    pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DriverError<T::Error>> {
+        self.engine.write(TOKEN, offset, data.len() as u64)?;
+        self.done(Data::Out(data))
+    }
+
+    /// Read `buf.len()` bytes at `offset` of the open VDI.
+    pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), DriverError<T::Error>> {
+        self.engine.read(TOKEN, offset, buf.len() as u64)?;
+        self.done(Data::In(buf))
+    }
+
+    fn done(&mut self, data: Data<'_>) -> Result<(), DriverError<T::Error>> {
+        match self.drive(data)? {
+            Event::Done { result, .. } => result.map_err(DriverError::Engine),
+            _ => Err(Error::UnexpectedReply { id: 0 }.into()),
+        }
+    }
+
+    /// Send, receive and wait until the operation under way completes.
+    fn drive(&mut self, mut data: Data<'_>) -> Result<Event, DriverError<T::Error>> {
+        loop {
+            while let Some(t) = self.engine.poll_transmit(&mut self.tx) {
+                self.conn
+                    .write_all(&self.tx[..t.header_len])
+                    .map_err(DriverError::Io)?;
+                if let (Some(d), Data::Out(bytes)) = (&t.data, &data) {
+                    let r = d.range.start as usize..d.range.end as usize;
+                    self.conn.write_all(&bytes[r]).map_err(DriverError::Io)?;
+                }
+            }
+            self.conn.flush().map_err(DriverError::Io)?;
+            while let Some(ev) = self.engine.poll_event() {
+                match ev {
+                    Event::Zeros(z) => {
+                        if let Data::In(buf) = &mut data {
+                            buf[z.range.start as usize..z.range.end as usize].fill(0);
+                        }
+                    }
+                    done => return Ok(done),
+                }
+            }
+            if self.engine.in_flight() > 0 {
+                self.receive(&mut data)?;
+            } else if let Some(deadline) = self.engine.poll_timeout() {
+                self.clock.wait_until(deadline);
+                let now = self.clock.now();
+                self.engine.handle_timeout(now);
+            } else if self.engine.is_idle() {
+                return Err(Error::UnexpectedReply { id: 0 }.into());
+            }
+        }
+    }
+
+    fn receive(&mut self, data: &mut Data<'_>) -> Result<(), DriverError<T::Error>> {
+        let mut header = [0u8; HEADER_LEN];
+        fill(&mut self.conn, &mut header)?;
+        let incoming = self.engine.handle_header(&header)?;
+        let len = incoming.len as usize;
+        let mut scratch_len = 0;
+        match incoming.into {
+            Receive::Data(d) => match data {
+                Data::In(buf) => {
+                    let r = d.range.start as usize..d.range.end as usize;
+                    fill(&mut self.conn, &mut buf[r])?;
+                }
+                _ => self.discard(len)?,
+            },
+            Receive::Index(r) => fill(&mut self.conn, &mut self.engine.index_bytes_mut()[r])?,
+            Receive::Scratch if len <= self.scratch.len() => {
+                fill(&mut self.conn, &mut self.scratch[..len])?;
+                scratch_len = len;
+            }
+            Receive::Scratch | Receive::Discard => self.discard(len)?,
+        }
+        let now = self.clock.now();
+        self.engine
+            .handle_payload(now, &self.scratch[..scratch_len]);
+        Ok(())
+    }
+
+    fn discard(&mut self, mut len: usize) -> Result<(), DriverError<T::Error>> {
+        let mut sink = [0u8; 512];
+        while len > 0 {
+            let n = len.min(sink.len());
+            fill(&mut self.conn, &mut sink[..n])?;
+            len -= n;
+        }
+        Ok(())
+    }
+}
+
+fn fill<T: Read>(conn: &mut T, buf: &mut [u8]) -> Result<(), DriverError<T::Error>> {
+    conn.read_exact(buf).map_err(|e| match e {
+        ReadExactError::UnexpectedEof => DriverError::Closed,
+        ReadExactError::Other(e) => DriverError::Io(e),
+    })
+}

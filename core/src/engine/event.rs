@@ -1,0 +1,265 @@
+//! What the engine hands back: transmits, receive instructions, events and
+//! errors.
+
+use core::fmt;
+use core::ops::Range;
+
+use crate::error::{AddressError, DecodeError, SizeError};
+use crate::wire::{Opcode, ResultCode};
+
+/// A caller's token for a read or write, echoed in its completion.
+pub type Token = u64;
+
+/// A request ready to go on the wire: `header_len` bytes that the engine
+/// wrote into the caller's buffer (the 48-byte header and any small payload
+/// the engine owns, such as a name or index entries), then, if `data` is
+/// set, that range of the caller's own bytes for the write `token`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The request id.
+    pub id: u32,
+    /// Bytes of the caller's buffer to send first.
+    pub header_len: usize,
+    /// Caller data to send after them.
+    pub data: Option<DataRange>,
+}
+
+/// A range of the data a caller gave with a write, or the buffer it gave
+/// with a read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataRange {
+    /// The operation.
+    pub token: Token,
+    /// Offsets relative to the start of the operation's range.
+    pub range: Range<u64>,
+}
+
+/// Where the payload of a response goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Receive {
+    /// Into the buffer of the read `token`, at this range.
+    Data(DataRange),
+    /// Into [`super::Engine::index_bytes_mut`] at this byte range.
+    Index(Range<usize>),
+    /// Into a scratch buffer of the caller's, then to
+    /// [`super::Engine::handle_payload`].
+    Scratch,
+    /// Read and drop.
+    Discard,
+}
+
+/// What to do with the payload that follows a response header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    /// Payload bytes that follow the header.
+    pub len: u32,
+    /// Where they go.
+    pub into: Receive,
+}
+
+/// The facts about an open VDI that callers need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VolumeInfo {
+    /// Its VID.
+    pub vid: u32,
+    /// Virtual size in bytes.
+    pub size: u64,
+    /// Object size in bytes.
+    pub object_size: u32,
+    /// Copies (d+p for erasure coding).
+    pub copies: u8,
+    /// 0 replication, else the erasure-code byte.
+    pub copy_policy: u8,
+    /// Whether it is a snapshot (read-only).
+    pub snapshot: bool,
+    /// Snapshot id.
+    pub snap_id: u32,
+    /// Parent VID, 0 if none.
+    pub parent: u32,
+}
+
+/// Completions and notices, in the order they happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A read or write finished (all its data and index updates are done).
+    Done {
+        /// The operation.
+        token: Token,
+        /// Its outcome.
+        result: Result<(), Error>,
+    },
+    /// Part of a read lies in unallocated objects: the caller fills these
+    /// bytes of its buffer with zeros (or leaves a hole).
+    Zeros(DataRange),
+    /// A control operation finished.
+    Control(ControlDone),
+}
+
+/// The outcome of a control operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlDone {
+    /// The cluster's defaults.
+    ClusterDefault {
+        /// Default copies.
+        copies: u8,
+        /// Default copy policy.
+        copy_policy: u8,
+        /// Default object size shift.
+        block_size_shift: u8,
+    },
+    /// A VDI was created.
+    Created {
+        /// Its VID.
+        vid: u32,
+    },
+    /// The VDI is open.
+    Opened(VolumeInfo),
+    /// The VDI was closed (and its lock released).
+    Closed,
+    /// A snapshot was taken: `snapshot` is the old VID, now read-only, and
+    /// the open VDI continues as `working`.
+    Snapshot {
+        /// VID of the new snapshot.
+        snapshot: u32,
+        /// VID of the working VDI that continues.
+        working: u32,
+    },
+    /// A clone of the open snapshot was created.
+    Cloned {
+        /// Its VID.
+        vid: u32,
+    },
+    /// The VDI was grown.
+    Resized {
+        /// The new size.
+        size: u64,
+    },
+    /// A VDI or snapshot was deleted.
+    Deleted {
+        /// Its VID.
+        vid: u32,
+    },
+    /// The working VDI was rolled back to the open snapshot.
+    RolledBack {
+        /// VID of the new working VDI.
+        vid: u32,
+    },
+    /// A control operation failed.
+    Failed(Error),
+}
+
+/// Why an operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The server answered an operation with a failure.
+    Server {
+        /// The operation.
+        opcode: Opcode,
+        /// The result.
+        result: ResultCode,
+    },
+    /// A transient failure persisted through every retry.
+    RetriesExhausted {
+        /// The operation.
+        opcode: Opcode,
+        /// The last result.
+        result: ResultCode,
+    },
+    /// A size or geometry problem.
+    Size(SizeError),
+    /// A bad name, tag or address.
+    Address(AddressError),
+    /// A malformed reply.
+    Decode(DecodeError),
+    /// A reply the engine did not expect (unknown id, wrong length).
+    UnexpectedReply {
+        /// The reply's id.
+        id: u32,
+    },
+    /// As many operations are running as the engine holds; drain events.
+    Busy,
+    /// No VDI is open.
+    NotOpen,
+    /// A VDI is already open.
+    AlreadyOpen,
+    /// Writes to a snapshot are refused.
+    ReadOnly,
+    /// The operation needs an open snapshot.
+    NotSnapshot,
+    /// A range past the end of the VDI.
+    OutOfRange {
+        /// Offset asked for.
+        offset: u64,
+        /// Length asked for.
+        len: u64,
+        /// The VDI's size.
+        size: u64,
+    },
+    /// The caller's index buffer cannot hold the VDI's index.
+    IndexBufferTooSmall {
+        /// Bytes needed.
+        need: u64,
+    },
+    /// Shrinking is refused.
+    Shrink {
+        /// Current size.
+        size: u64,
+        /// Size asked for.
+        new_size: u64,
+    },
+    /// A snapshot with that tag exists already.
+    TagExists,
+    /// The connection was lost and the operation cannot be resent.
+    ConnectionLost,
+}
+
+impl From<SizeError> for Error {
+    fn from(e: SizeError) -> Error {
+        Error::Size(e)
+    }
+}
+
+impl From<AddressError> for Error {
+    fn from(e: AddressError) -> Error {
+        Error::Address(e)
+    }
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Error {
+        Error::Decode(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Server { opcode, result } => write!(f, "{result} ({opcode})"),
+            Error::RetriesExhausted { opcode, result } => {
+                write!(f, "{result} ({opcode}), still failing after retries")
+            }
+            Error::Size(e) => e.fmt(f),
+            Error::Address(e) => e.fmt(f),
+            Error::Decode(e) => write!(f, "malformed reply: {e}"),
+            Error::UnexpectedReply { id } => write!(f, "unexpected reply with id {id}"),
+            Error::Busy => f.write_str("too many operations in flight"),
+            Error::NotOpen => f.write_str("no VDI is open"),
+            Error::AlreadyOpen => f.write_str("a VDI is already open"),
+            Error::ReadOnly => f.write_str("snapshots are read-only"),
+            Error::NotSnapshot => f.write_str("the open VDI is not a snapshot"),
+            Error::OutOfRange { offset, len, size } => write!(
+                f,
+                "range {offset}+{len} is past the end of the VDI ({size} bytes)"
+            ),
+            Error::IndexBufferTooSmall { need } => {
+                write!(f, "index buffer too small: the VDI needs {need} bytes")
+            }
+            Error::Shrink { size, new_size } => write!(
+                f,
+                "cannot shrink a VDI from {size} to {new_size} bytes (grow only)"
+            ),
+            Error::TagExists => f.write_str("a snapshot with that tag already exists"),
+            Error::ConnectionLost => f.write_str("connection lost"),
+        }
+    }
+}

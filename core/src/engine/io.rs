@@ -1,0 +1,64 @@
+//! Reads and writes that callers submit: their progress through the
+//! objects they span, and when they are done.
+
+use super::event::{Error, Token};
+
+/// A read or write of a byte range of the open VDI.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Io {
+    pub token: Token,
+    pub write: bool,
+    /// A discard: clear the index entries of whole objects, send no data.
+    pub discard: bool,
+    /// Start of the range in the VDI.
+    pub offset: u64,
+    /// Length of the range.
+    pub len: u64,
+    /// Bytes of the range already planned (sent, or found to be holes).
+    pub cursor: u64,
+    /// Requests sent (or waiting to be resent) and not yet answered.
+    pub outstanding: u32,
+    /// Objects it created whose index entries are not yet on the inode.
+    pub unindexed: u32,
+    /// The first failure, if any; nothing more is planned after one.
+    pub error: Option<Error>,
+    /// First and last object index the range touches.
+    pub first_idx: u64,
+    pub last_idx: u64,
+    /// Done, waiting for the caller to take its event.
+    pub finished: bool,
+}
+
+impl Io {
+    /// Whether work remains (to plan, in flight, or index updates).
+    pub fn active(&self) -> bool {
+        !self.finished
+    }
+
+    /// Whether two operations must not run at once: they touch a common
+    /// object and one of them writes (one CREATE per object, and reads see
+    /// whole writes).
+    pub fn conflicts(&self, other: &Io) -> bool {
+        (self.write || other.write)
+            && self.first_idx <= other.last_idx
+            && other.first_idx <= self.last_idx
+    }
+
+    /// Record a failure and stop planning.
+    pub fn fail(&mut self, e: Error) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+        self.cursor = self.len;
+    }
+
+    /// Mark finished if nothing remains; true if it just finished.
+    pub fn settle(&mut self) -> bool {
+        if !self.finished && self.cursor >= self.len && self.outstanding == 0 && self.unindexed == 0
+        {
+            self.finished = true;
+            return true;
+        }
+        false
+    }
+}

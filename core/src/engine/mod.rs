@@ -1,0 +1,1012 @@
+//! The volume engine: a sans-IO state machine that turns a user's
+//! operations on Sheepdog volumes into requests and the server's responses
+//! into completions (PROTOCOL.md §9 and §12).
+//!
+//! It does no I/O, reads no clock, and allocates nothing: requests are
+//! written into a buffer the caller hands in, payload data is named by range
+//! and never copied, and time is an argument (nanoseconds from any origin).
+//!
+//! # Run loop
+//! 1. Submit operations: [`Engine::open`], [`Engine::read`],
+//!    [`Engine::write`], [`Engine::create`], [`Engine::snapshot`] ...
+//! 2. While [`Engine::poll_transmit`] gives a [`Transmit`], send its
+//!    `header_len` bytes of your buffer, then the range of your data it names.
+//! 3. When a response header (48 bytes) arrives, pass it to
+//!    [`Engine::handle_header`]. Read the payload that follows where the
+//!    returned [`Incoming`] says (your read buffer, the engine's index, your
+//!    scratch buffer, or nowhere), then call [`Engine::handle_payload`].
+//! 4. Take completions from [`Engine::poll_event`].
+//! 5. When [`Engine::poll_timeout`] says a time has come, call
+//!    [`Engine::handle_timeout`] (retries after transient failures wait for
+//!    their backoff). If the connection drops, reconnect and call
+//!    [`Engine::handle_connection_lost`]: everything in flight is resent.
+//!
+//! # What it guarantees
+//! - At most `N` requests are outstanding (sent, or waiting for a retry).
+//! - Reads and writes that touch a common object, one of them a write, run
+//!   one after the other in submission order; so there is never more than
+//!   one CREATE in flight per object.
+//! - Data goes first, then the index: a CREATE's index entry is written
+//!   (batched with others into range writes) only after the CREATE
+//!   succeeded, and a write completes only after its entries are on the
+//!   inode and the inode was checked not to have become a snapshot meanwhile.
+//! - READONLY (someone took a snapshot): the engine looks the working VDI up
+//!   again, adopts its VID, and resends the write as copy-on-write; index
+//!   entries not yet on the new inode are written there.
+//! - Transient results are retried with bounded exponential backoff.
+
+mod control;
+mod dirty;
+pub mod event;
+mod io;
+pub mod plan;
+pub mod retry;
+
+use byteorder::{ByteOrder, LittleEndian};
+use heapless::{Deque, Vec};
+
+use crate::address::{check_name, check_tag, encode_name, encode_name_tag};
+use crate::inode::{self, InodeHeader, InodeRange, INDEX_ENTRY_LEN};
+use crate::object_size::ObjectSize;
+use crate::oid::{Oid, Vid};
+use crate::wire::{
+    Frame, Request, Response, ResultClass, ResultCode, HEADER_LEN, NAME_LEN, NAME_TAG_LEN, TAG_LEN,
+};
+
+use control::Control;
+pub use control::{CreateOptions, SnapshotSelector};
+use dirty::{Dirty, DIRTY_CAP, MAX_RUN};
+pub use event::{
+    ControlDone, DataRange, Error, Event, Incoming, Receive, Token, Transmit, VolumeInfo,
+};
+use io::Io;
+use plan::{pieces, read_action, write_action, ReadAction, WriteAction};
+pub use retry::RetryPolicy;
+
+/// The smallest transmit buffer: a header and the largest payload the
+/// engine writes itself (a 1024-entry index run).
+pub const TRANSMIT_BUF_LEN: usize = HEADER_LEN + (MAX_RUN * INDEX_ENTRY_LEN) as usize;
+/// Unsent dirty entries that trigger an index write even while data waits.
+const FLUSH_AT: usize = 64;
+/// Room for hole notices before planning pauses.
+const ZEROS_CAP: usize = 8;
+
+/// The VDI name as stored: 1 to 255 bytes.
+type Name = Vec<u8, { NAME_LEN - 1 }>;
+
+fn name_from(s: &str) -> Result<Name, Error> {
+    check_name(s)?;
+    Name::from_slice(s.as_bytes())
+        .map_err(|_| Error::Address(crate::error::AddressError::NameTooLong(s.len())))
+}
+
+fn tag_from(s: &str) -> Result<Name, Error> {
+    if s.is_empty() {
+        return Ok(Name::new());
+    }
+    check_tag(s)?;
+    Name::from_slice(s.as_bytes())
+        .map_err(|_| Error::Address(crate::error::AddressError::TagTooLong(s.len())))
+}
+
+/// The open VDI.
+#[derive(Clone, Debug)]
+struct Volume {
+    name: Name,
+    header: InodeHeader,
+    object_size: ObjectSize,
+    /// Index entries held in the cache.
+    count: u32,
+    locked: bool,
+}
+
+impl Volume {
+    fn vid(&self) -> u32 {
+        self.header.vdi_id
+    }
+
+    fn info(&self) -> VolumeInfo {
+        VolumeInfo {
+            vid: self.header.vdi_id,
+            size: self.header.vdi_size,
+            object_size: self.object_size.bytes(),
+            copies: self.header.nr_copies,
+            copy_policy: self.header.copy_policy,
+            snapshot: self.header.is_snapshot(),
+            snap_id: self.header.snap_id,
+            parent: self.header.parent_vdi_id,
+        }
+    }
+}
+
+/// What a request in flight was for.
+#[derive(Clone, Copy, Debug)]
+enum Sent {
+    /// A piece of a read.
+    Read { token: Token, piece: plan::Piece },
+    /// A piece of a write, and what it was sent as.
+    Write {
+        token: Token,
+        piece: plan::Piece,
+        action: WriteAction,
+    },
+    /// A run of index entries, written to the inode of `vid`.
+    IndexRun { key: u32, run: dirty::Run, vid: u32 },
+    /// After run `key` landed: read `snap_ctime` of `vid`'s inode.
+    Verify { key: u32, vid: u32 },
+    /// Looking the working VDI up again after READONLY.
+    Resolve,
+    /// The current step of the control operation.
+    Control,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Inflight {
+    id: u32,
+    sent: Sent,
+    attempt: u8,
+    /// Whether the request went out on the current connection (a retry
+    /// parked for later is not in flight).
+    due: Option<u64>,
+}
+
+/// Re-resolution of the working VDI after READONLY.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resolve {
+    Idle,
+    /// GET_VDI_INFO of the name to send or in flight.
+    Lookup,
+    /// READ_OBJ of the new inode header to send or in flight.
+    Header(u32),
+}
+
+/// The response whose header arrived and whose payload is being read.
+#[derive(Clone, Copy, Debug)]
+struct Receiving {
+    flight: Inflight,
+    response: Response,
+    into_scratch: bool,
+}
+
+/// The volume engine; `S` holds the cached index (4 bytes per object of the
+/// largest VDI to open), `N` is the number of requests outstanding at once.
+#[derive(Debug)]
+pub struct Engine<S, const N: usize = 16> {
+    retry: RetryPolicy,
+    now: u64,
+    next_id: u32,
+    next_key: u32,
+    index: S,
+    volume: Option<Volume>,
+    ios: Vec<Io, N>,
+    /// Requests sent, or parked waiting for a retry (`due` set), or for
+    /// re-resolution (`due` = u64::MAX).
+    flights: Vec<Inflight, N>,
+    dirty: Dirty,
+    creates_in_flight: usize,
+    zeros: Deque<DataRange, ZEROS_CAP>,
+    control: Option<Control>,
+    control_done: Option<ControlDone>,
+    resolve: Resolve,
+    receiving: Option<Receiving>,
+}
+
+/// `due` of a request that waits for re-resolution.
+const AFTER_RESOLVE: u64 = u64::MAX;
+
+impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
+    /// An engine whose index cache is `index` (4 bytes per object).
+    pub fn new(index: S, retry: RetryPolicy) -> Engine<S, N> {
+        Engine {
+            retry,
+            now: 0,
+            next_id: 1,
+            next_key: 1,
+            index,
+            volume: None,
+            ios: Vec::new(),
+            flights: Vec::new(),
+            dirty: Dirty::default(),
+            creates_in_flight: 0,
+            zeros: Deque::new(),
+            control: None,
+            control_done: None,
+            resolve: Resolve::Idle,
+            receiving: None,
+        }
+    }
+
+    // ----- getters -------------------------------------------------------
+
+    /// The open VDI, if any.
+    pub fn volume(&self) -> Option<VolumeInfo> {
+        self.volume.as_ref().map(Volume::info)
+    }
+
+    /// The open VDI's inode header as last read (name, tag, times ...).
+    pub fn header(&self) -> Option<&InodeHeader> {
+        self.volume.as_ref().map(|v| &v.header)
+    }
+
+    /// The cached index entry of object `idx` of the open VDI (0 for
+    /// unallocated).
+    pub fn entry(&self, idx: u32) -> Option<u32> {
+        let vol = self.volume.as_ref()?;
+        if idx >= vol.count {
+            return None;
+        }
+        let at = idx as usize * 4;
+        Some(LittleEndian::read_u32(&self.index.as_ref()[at..at + 4]))
+    }
+
+    /// The index cache, for reading index payloads into
+    /// ([`Receive::Index`]).
+    pub fn index_bytes_mut(&mut self) -> &mut [u8] {
+        self.index.as_mut()
+    }
+
+    /// Whether nothing is submitted, in flight or waiting.
+    pub fn is_idle(&self) -> bool {
+        self.ios.is_empty()
+            && self.flights.is_empty()
+            && self.control.is_none()
+            && self.dirty.is_empty()
+            && self.zeros.is_empty()
+            && self.control_done.is_none()
+            && self.resolve == Resolve::Idle
+    }
+
+    /// Requests sent and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.flights.iter().filter(|f| f.due.is_none()).count()
+    }
+
+    fn set_entry(&mut self, idx: u32, value: u32) {
+        let at = idx as usize * 4;
+        LittleEndian::write_u32(&mut self.index.as_mut()[at..at + 4], value);
+    }
+
+    fn take_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    // ----- operations: reads and writes ------------------------------------
+
+    fn submit(
+        &mut self,
+        token: Token,
+        offset: u64,
+        len: u64,
+        write: bool,
+        discard: bool,
+    ) -> Result<(), Error> {
+        if self.control.as_ref().is_some_and(|c| c.op.quiesces()) {
+            return Err(Error::Busy);
+        }
+        let vol = self.volume.as_ref().ok_or(Error::NotOpen)?;
+        if write && vol.header.is_snapshot() {
+            return Err(Error::ReadOnly);
+        }
+        let size = vol.header.vdi_size;
+        let end = offset.checked_add(len);
+        if len == 0 || end.is_none_or(|e| e > size) {
+            return Err(Error::OutOfRange { offset, len, size });
+        }
+        let os = vol.object_size;
+        let whole = u64::from(os.bytes()) - 1;
+        if discard && (offset & whole != 0 || (len & whole != 0 && end != Some(size))) {
+            return Err(Error::OutOfRange { offset, len, size });
+        }
+        let io = Io {
+            token,
+            write,
+            discard,
+            offset,
+            len,
+            cursor: 0,
+            outstanding: 0,
+            unindexed: 0,
+            error: None,
+            first_idx: os.locate(offset).0,
+            last_idx: os.locate(offset + len - 1).0,
+            finished: false,
+        };
+        self.ios.push(io).map_err(|_| Error::Busy)
+    }
+
+    /// Read `len` bytes at `offset` of the open VDI into the caller's
+    /// buffer for `token`. Ranges of unallocated objects come as
+    /// [`Event::Zeros`]; the rest as [`Receive::Data`].
+    pub fn read(&mut self, token: Token, offset: u64, len: u64) -> Result<(), Error> {
+        self.submit(token, offset, len, false, false)
+    }
+
+    /// Write `len` bytes of the caller's data for `token` at `offset`.
+    pub fn write(&mut self, token: Token, offset: u64, len: u64) -> Result<(), Error> {
+        self.submit(token, offset, len, true, false)
+    }
+
+    /// Release the whole objects of `offset..offset + len` (object aligned;
+    /// the end may be the end of the VDI): their index entries become 0 and
+    /// the cluster frees what no snapshot shares. Reads there give zeros.
+    pub fn discard(&mut self, token: Token, offset: u64, len: u64) -> Result<(), Error> {
+        self.submit(token, offset, len, true, true)
+    }
+
+    // ----- output ----------------------------------------------------------
+
+    /// The next request to send, written into `buf` (at least
+    /// [`TRANSMIT_BUF_LEN`] bytes), or `None` when nothing can go now.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        if buf.len() < TRANSMIT_BUF_LEN {
+            return None;
+        }
+        // Retries whose time has come.
+        let now = self.now;
+        if let Some(pos) = self
+            .flights
+            .iter()
+            .position(|f| f.due.is_some_and(|d| d <= now))
+        {
+            let flight = self.flights[pos];
+            let _ = self.flights.swap_remove(pos);
+            return self.send(buf, flight.sent, flight.attempt);
+        }
+        if self.flights.len() >= N {
+            return None;
+        }
+        if let Some(t) = self.poll_resolve(buf) {
+            return Some(t);
+        }
+        if let Some(t) = self.poll_control(buf) {
+            return Some(t);
+        }
+        if self.resolve != Resolve::Idle {
+            return None;
+        }
+        if self.dirty.unsent() >= FLUSH_AT {
+            if let Some(t) = self.poll_flush(buf) {
+                return Some(t);
+            }
+        }
+        if let Some(t) = self.poll_io(buf) {
+            return Some(t);
+        }
+        self.poll_flush(buf)
+    }
+
+    /// The next completion or notice.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(z) = self.zeros.pop_front() {
+            return Some(Event::Zeros(z));
+        }
+        if let Some(done) = self.control_done.take() {
+            return Some(Event::Control(done));
+        }
+        let pos = self.ios.iter().position(|io| io.finished)?;
+        let io = self.ios.remove(pos);
+        Some(Event::Done {
+            token: io.token,
+            result: io.error.map_or(Ok(()), Err),
+        })
+    }
+
+    /// When [`Engine::handle_timeout`] should be called next.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.flights
+            .iter()
+            .filter_map(|f| f.due)
+            .filter(|&d| d != AFTER_RESOLVE)
+            .min()
+    }
+
+    /// Tell the engine the time; retries that are due become sendable.
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.now = self.now.max(now);
+    }
+
+    fn poll_io(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        let vol = self.volume.as_ref()?;
+        let (vid, os) = (vol.vid(), vol.object_size);
+        for i in 0..self.ios.len() {
+            let io = self.ios[i];
+            if io.finished || io.cursor >= io.len {
+                continue;
+            }
+            if self.ios[..i].iter().any(|e| e.active() && e.conflicts(&io)) {
+                continue;
+            }
+            while self.ios[i].cursor < self.ios[i].len {
+                let io = self.ios[i];
+                let start = io.offset + io.cursor;
+                let mut piece = pieces(os, start, io.len - io.cursor).next()?;
+                piece.data_offset = io.cursor;
+                let entry = self.entry(piece.idx).unwrap_or(0);
+                if io.discard {
+                    if entry != 0 {
+                        if self.dirty.len() + self.creates_in_flight >= DIRTY_CAP {
+                            break;
+                        }
+                        self.set_entry(piece.idx, 0);
+                        let _ = self.dirty.push(piece.idx, io.token);
+                        self.ios[i].unindexed += 1;
+                    }
+                    self.ios[i].cursor += u64::from(piece.len);
+                    self.ios[i].settle();
+                    continue;
+                }
+                if io.write {
+                    let action = write_action(Vid::new(vid).ok()?, entry, piece.idx);
+                    if action.creates() && self.dirty.len() + self.creates_in_flight >= DIRTY_CAP {
+                        break;
+                    }
+                    self.ios[i].cursor += u64::from(piece.len);
+                    self.ios[i].outstanding += 1;
+                    let sent = Sent::Write {
+                        token: io.token,
+                        piece,
+                        action,
+                    };
+                    return self.send(buf, sent, 0);
+                }
+                match read_action(entry, piece.idx) {
+                    ReadAction::Zeros => {
+                        if self.zeros.is_full() {
+                            break;
+                        }
+                        let range = piece.data_offset..piece.data_offset + u64::from(piece.len);
+                        let _ = self.zeros.push_back(DataRange {
+                            token: io.token,
+                            range,
+                        });
+                        self.ios[i].cursor += u64::from(piece.len);
+                        self.ios[i].settle();
+                    }
+                    ReadAction::Read(_) => {
+                        self.ios[i].cursor += u64::from(piece.len);
+                        self.ios[i].outstanding += 1;
+                        let sent = Sent::Read {
+                            token: io.token,
+                            piece,
+                        };
+                        return self.send(buf, sent, 0);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn poll_flush(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        let vid = self.volume.as_ref()?.vid();
+        let key = self.next_key;
+        let run = self.dirty.take_run(key)?;
+        self.next_key = self.next_key.wrapping_add(1).max(1);
+        self.send(buf, Sent::IndexRun { key, run, vid }, 0)
+    }
+
+    fn poll_resolve(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        if self.resolve == Resolve::Idle
+            || self.flights.iter().any(|f| matches!(f.sent, Sent::Resolve))
+        {
+            return None;
+        }
+        self.send(buf, Sent::Resolve, 0)
+    }
+
+    fn poll_control(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        let ctl = self.control.as_ref()?;
+        if ctl.sent {
+            return None;
+        }
+        if ctl.op.quiesces()
+            && (self.ios.iter().any(Io::active)
+                || !self.dirty.is_empty()
+                || self.resolve != Resolve::Idle)
+        {
+            return None;
+        }
+        if ctl.op.quiesces()
+            && self
+                .flights
+                .iter()
+                .any(|f| !matches!(f.sent, Sent::Control))
+        {
+            return None;
+        }
+        self.send(buf, Sent::Control, 0)
+    }
+
+    /// Build the request for `sent`, write it into `buf`, record it.
+    fn send(&mut self, buf: &mut [u8], sent: Sent, attempt: u8) -> Option<Transmit> {
+        let id = self.take_id();
+        let mut sent = sent;
+        let (request, inline, data) = match &mut sent {
+            Sent::Read { piece, .. } => {
+                let entry = self.entry(piece.idx).unwrap_or(0);
+                let oid = match read_action(entry, piece.idx) {
+                    ReadAction::Read(oid) => oid,
+                    // The entry was cleared meanwhile: read our own object,
+                    // which answers NO_OBJ rather than stale data.
+                    ReadAction::Zeros => {
+                        Oid::data(Vid::new(self.volume.as_ref()?.vid()).ok()?, piece.idx)
+                    }
+                };
+                let req = Request::read_obj(id, oid, piece.offset, piece.len);
+                (req, Inline::None, None)
+            }
+            Sent::Write {
+                token,
+                piece,
+                action,
+            } => {
+                // Re-plan from the cache: a resend after READONLY or a lost
+                // connection becomes a copy-on-write or a plain write.
+                let vol = self.volume.as_ref()?;
+                let entry = self.entry(piece.idx).unwrap_or(0);
+                *action = write_action(Vid::new(vol.vid()).ok()?, entry, piece.idx);
+                let copies = vol.header.nr_copies;
+                let req = match *action {
+                    WriteAction::Write(oid) => {
+                        Request::write_obj(id, oid, piece.offset, piece.len, copies)
+                    }
+                    WriteAction::Create(oid) => {
+                        Request::create_and_write(id, oid, None, piece.offset, piece.len, copies)
+                    }
+                    WriteAction::CreateCow { oid, cow } => Request::create_and_write(
+                        id,
+                        oid,
+                        Some(cow),
+                        piece.offset,
+                        piece.len,
+                        copies,
+                    ),
+                };
+                if action.creates() {
+                    self.creates_in_flight += 1;
+                }
+                let data = DataRange {
+                    token: *token,
+                    range: piece.data_offset..piece.data_offset + u64::from(piece.len),
+                };
+                (req, Inline::None, Some(data))
+            }
+            Sent::IndexRun { run, vid, .. } => {
+                let vol = self.volume.as_ref()?;
+                *vid = vol.vid();
+                let range = InodeRange::index_run(run.first, run.count).ok()?;
+                let req = Request::write_obj(
+                    id,
+                    Oid::inode(Vid::new(*vid).ok()?),
+                    range.offset,
+                    range.len,
+                    vol.header.nr_copies,
+                );
+                (req, Inline::IndexFromCache(*run), None)
+            }
+            Sent::Verify { vid, .. } => {
+                let req = Request::read_obj(
+                    id,
+                    Oid::inode(Vid::new(*vid).ok()?),
+                    inode::field::SNAP_CTIME as u32,
+                    8,
+                );
+                (req, Inline::None, None)
+            }
+            Sent::Resolve => {
+                let vol = self.volume.as_ref()?;
+                match self.resolve {
+                    Resolve::Lookup => (
+                        Request::get_vdi_info(id, 0),
+                        Inline::NameTag(vol.name.clone(), Name::new()),
+                        None,
+                    ),
+                    Resolve::Header(vid) => {
+                        let req = Request::read_obj(
+                            id,
+                            Oid::inode(Vid::new(vid).ok()?),
+                            0,
+                            inode::HEADER_LEN as u32,
+                        );
+                        (req, Inline::None, None)
+                    }
+                    Resolve::Idle => return None,
+                }
+            }
+            Sent::Control => {
+                let (req, inline) = self.control_request(id)?;
+                if let Some(c) = self.control.as_mut() {
+                    c.sent = true;
+                }
+                (req, inline, None)
+            }
+        };
+        let header_len = self.emit(buf, &request, inline)?;
+        let data_len = data
+            .as_ref()
+            .map_or(0, |d: &DataRange| d.range.end - d.range.start);
+        debug_assert_eq!(
+            (header_len - HEADER_LEN) as u64 + data_len,
+            u64::from(request.payload_len())
+        );
+        let _ = self.flights.push(Inflight {
+            id,
+            sent,
+            attempt,
+            due: None,
+        });
+        Some(Transmit {
+            id,
+            header_len,
+            data,
+        })
+    }
+
+    fn emit(&self, buf: &mut [u8], request: &Request, inline: Inline) -> Option<usize> {
+        let mut frame = Frame::new_checked(&mut buf[..HEADER_LEN]).ok()?;
+        request.emit(&mut frame);
+        let body = &mut buf[HEADER_LEN..];
+        let n = match inline {
+            Inline::None => 0,
+            Inline::Name(name) => {
+                let out: &mut [u8; NAME_LEN] = (&mut body[..NAME_LEN]).try_into().ok()?;
+                encode_name(&name, out);
+                NAME_LEN
+            }
+            Inline::NameTag(name, tag) => {
+                let out: &mut [u8; NAME_TAG_LEN] = (&mut body[..NAME_TAG_LEN]).try_into().ok()?;
+                encode_name_tag(&name, &tag, out);
+                NAME_TAG_LEN
+            }
+            Inline::Tag(tag) => {
+                let out: &mut [u8; TAG_LEN] = (&mut body[..TAG_LEN]).try_into().ok()?;
+                inode::encode_tag(&tag, out);
+                TAG_LEN
+            }
+            Inline::U64(v) => {
+                LittleEndian::write_u64(&mut body[..8], v);
+                8
+            }
+            Inline::IndexFromCache(run) => {
+                let start = run.first as usize * 4;
+                let len = run.count as usize * 4;
+                body[..len].copy_from_slice(&self.index.as_ref()[start..start + len]);
+                len
+            }
+            Inline::Repeat { value, count } => {
+                for chunk in body[..count as usize * 4].chunks_exact_mut(4) {
+                    LittleEndian::write_u32(chunk, value);
+                }
+                count as usize * 4
+            }
+        };
+        Some(HEADER_LEN + n)
+    }
+
+    // ----- input -------------------------------------------------------------
+
+    /// A response header arrived. Says where its payload goes; then call
+    /// [`Engine::handle_payload`]. An id the engine did not send means the
+    /// stream is out of step: drop the connection.
+    pub fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
+        let response = Response::parse_bytes(header)?;
+        let pos = self
+            .flights
+            .iter()
+            .position(|f| f.id == response.id && f.due.is_none())
+            .ok_or(Error::UnexpectedReply { id: response.id })?;
+        let flight = self.flights.swap_remove(pos);
+        let len = response.data_length;
+        let ok = response.result.is_success();
+        let mut into_scratch = false;
+        let into = match flight.sent {
+            Sent::Read { token, piece } if ok && len == piece.len => Receive::Data(DataRange {
+                token,
+                range: piece.data_offset..piece.data_offset + u64::from(len),
+            }),
+            Sent::Verify { .. } if ok && len == 8 => {
+                into_scratch = true;
+                Receive::Scratch
+            }
+            Sent::Resolve if ok && len == inode::HEADER_LEN as u32 => {
+                into_scratch = true;
+                Receive::Scratch
+            }
+            Sent::Control if ok => match self.control_expect() {
+                Expect::Scratch(n) if n == len => {
+                    into_scratch = true;
+                    Receive::Scratch
+                }
+                Expect::Index(range) if range.len() == len as usize => Receive::Index(range),
+                _ => Receive::Discard,
+            },
+            _ => Receive::Discard,
+        };
+        self.receiving = Some(Receiving {
+            flight,
+            response,
+            into_scratch,
+        });
+        Ok(Incoming { len, into })
+    }
+
+    /// The payload of the last response header has been read. `scratch`
+    /// holds it when [`Receive::Scratch`] was asked for (ignored otherwise).
+    pub fn handle_payload(&mut self, now: u64, scratch: &[u8]) {
+        self.now = self.now.max(now);
+        let Some(r) = self.receiving.take() else {
+            return;
+        };
+        let payload = if r.into_scratch { scratch } else { &[][..] };
+        self.complete(r.flight, r.response, payload);
+    }
+
+    /// The connection dropped: everything in flight is resent once a new
+    /// connection is up (re-planned from the cached index).
+    pub fn handle_connection_lost(&mut self) {
+        self.receiving = None;
+        for f in self.flights.iter_mut() {
+            if f.due.is_none() {
+                if let Sent::Write { action, .. } = f.sent {
+                    if action.creates() {
+                        self.creates_in_flight -= 1;
+                    }
+                }
+                f.due = Some(self.now);
+            }
+        }
+    }
+
+    fn complete(&mut self, flight: Inflight, response: Response, payload: &[u8]) {
+        if let Sent::Write { action, .. } = flight.sent {
+            if action.creates() {
+                self.creates_in_flight -= 1;
+            }
+        }
+        let result = response.result;
+        match result.class() {
+            ResultClass::Success => self.on_success(flight, &response, payload),
+            ResultClass::Transient => match self.retry.backoff(flight.attempt + 1) {
+                Some(wait) => {
+                    let due = self.now.saturating_add(wait);
+                    self.park(flight, due, flight.attempt + 1)
+                }
+                None => self.on_failure(
+                    flight,
+                    Error::RetriesExhausted {
+                        opcode: response.opcode,
+                        result,
+                    },
+                ),
+            },
+            _ if result == ResultCode::Readonly => self.on_readonly(flight, &response),
+            _ => self.on_failure(
+                flight,
+                Error::Server {
+                    opcode: response.opcode,
+                    result,
+                },
+            ),
+        }
+    }
+
+    /// Keep a request to send again at `due` (a control step stays "sent":
+    /// the parked request carries it).
+    fn park(&mut self, flight: Inflight, due: u64, attempt: u8) {
+        let _ = self.flights.push(Inflight {
+            id: 0,
+            sent: flight.sent,
+            attempt,
+            due: Some(due),
+        });
+    }
+
+    fn on_readonly(&mut self, flight: Inflight, response: &Response) {
+        let Sent::Write { action, .. } = flight.sent else {
+            let e = Error::Server {
+                opcode: response.opcode,
+                result: ResultCode::Readonly,
+            };
+            return self.on_failure(flight, e);
+        };
+        let vid = self.volume.as_ref().map(Volume::vid);
+        if Some(action.oid().vid_bits()) == vid {
+            // Our VDI became a snapshot: find the new working VDI first.
+            if self.resolve == Resolve::Idle {
+                self.resolve = Resolve::Lookup;
+            }
+            self.park(flight, AFTER_RESOLVE, flight.attempt);
+        } else if self.resolve != Resolve::Idle {
+            self.park(flight, AFTER_RESOLVE, flight.attempt);
+        } else {
+            // Sent to the old VID before we adopted the new one: resend now.
+            self.park(flight, self.now, flight.attempt);
+        }
+    }
+
+    fn io_mut(&mut self, token: Token) -> Option<&mut Io> {
+        self.ios
+            .iter_mut()
+            .find(|io| io.token == token && !io.finished)
+    }
+
+    fn on_success(&mut self, flight: Inflight, response: &Response, payload: &[u8]) {
+        match flight.sent {
+            Sent::Read { token, .. } => {
+                if let Some(io) = self.io_mut(token) {
+                    io.outstanding -= 1;
+                    io.settle();
+                }
+            }
+            Sent::Write {
+                token,
+                piece,
+                action,
+            } => {
+                if action.creates() {
+                    self.set_entry(piece.idx, action.oid().vid_bits());
+                    // Room was reserved when the create was planned.
+                    let _ = self.dirty.push(piece.idx, token);
+                }
+                if let Some(io) = self.io_mut(token) {
+                    io.outstanding -= 1;
+                    if action.creates() {
+                        io.unindexed += 1;
+                    }
+                    io.settle();
+                }
+            }
+            Sent::IndexRun { key, vid, .. } => {
+                if self.volume.as_ref().map(Volume::vid) == Some(vid) {
+                    let verify = Inflight {
+                        id: 0,
+                        sent: Sent::Verify { key, vid },
+                        attempt: 0,
+                        due: Some(self.now),
+                    };
+                    let _ = self.flights.push(verify);
+                } else {
+                    self.dirty.requeue(key);
+                }
+            }
+            Sent::Verify { key, vid } => {
+                let snap_ctime = if payload.len() == 8 {
+                    LittleEndian::read_u64(payload)
+                } else {
+                    1
+                };
+                let current = self.volume.as_ref().map(Volume::vid) == Some(vid);
+                if snap_ctime == 0 && current {
+                    let mut done: Vec<Token, DIRTY_CAP> = Vec::new();
+                    self.dirty.complete(key, |t| {
+                        let _ = done.push(t);
+                    });
+                    for t in done {
+                        if let Some(io) = self.io_mut(t) {
+                            io.unindexed -= 1;
+                            io.settle();
+                        }
+                    }
+                } else {
+                    // The inode became a snapshot around our index write:
+                    // the entries go to the new working VDI.
+                    self.dirty.requeue(key);
+                    if current && self.resolve == Resolve::Idle {
+                        self.resolve = Resolve::Lookup;
+                    }
+                }
+            }
+            Sent::Resolve => self.resolve_advance(response, payload),
+            Sent::Control => self.control_advance(response, payload),
+        }
+    }
+
+    fn on_failure(&mut self, flight: Inflight, e: Error) {
+        match flight.sent {
+            Sent::Read { token, .. } | Sent::Write { token, .. } => {
+                if let Some(io) = self.io_mut(token) {
+                    io.outstanding -= 1;
+                    io.fail(e);
+                    io.settle();
+                }
+            }
+            Sent::IndexRun { key, .. } | Sent::Verify { key, .. } => {
+                let mut failed: Vec<Token, DIRTY_CAP> = Vec::new();
+                self.dirty.fail(key, |t| {
+                    let _ = failed.push(t);
+                });
+                for t in failed {
+                    if let Some(io) = self.io_mut(t) {
+                        io.unindexed -= 1;
+                        io.fail(e);
+                        io.settle();
+                    }
+                }
+            }
+            Sent::Resolve => {
+                self.resolve = Resolve::Idle;
+                // Whatever waited for the new VID fails.
+                let mut i = 0;
+                while i < self.flights.len() {
+                    if self.flights[i].due == Some(AFTER_RESOLVE) {
+                        let f = self.flights.swap_remove(i);
+                        self.on_failure(f, e);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            Sent::Control => self.control_failed(e),
+        }
+    }
+
+    fn resolve_advance(&mut self, response: &Response, payload: &[u8]) {
+        match self.resolve {
+            Resolve::Lookup => {
+                let vid = response.vdi_id().unwrap_or(0);
+                self.resolve = Resolve::Header(vid);
+            }
+            Resolve::Header(vid) => {
+                let Ok(header) = InodeHeader::parse(payload) else {
+                    return self.resolve_failed(Error::Decode(
+                        crate::error::DecodeError::Truncated {
+                            need: inode::HEADER_LEN,
+                            have: payload.len(),
+                        },
+                    ));
+                };
+                if let Some(vol) = self.volume.as_mut() {
+                    // The cached index stays valid: the new working VDI
+                    // started with a copy of ours; our own entries now name
+                    // the snapshot's objects, so writes become COW.
+                    let size = vol.header.vdi_size;
+                    vol.header = header;
+                    vol.header.vdi_id = vid;
+                    vol.header.vdi_size = size.max(header.vdi_size);
+                }
+                self.resolve = Resolve::Idle;
+                self.dirty.requeue_all();
+                for f in self.flights.iter_mut() {
+                    if f.due == Some(AFTER_RESOLVE) {
+                        f.due = Some(self.now);
+                    }
+                }
+            }
+            Resolve::Idle => {}
+        }
+    }
+
+    fn resolve_failed(&mut self, e: Error) {
+        let flight = Inflight {
+            id: 0,
+            sent: Sent::Resolve,
+            attempt: 0,
+            due: None,
+        };
+        self.on_failure(flight, e);
+    }
+}
+
+/// Small payloads the engine writes after a header. Short-lived, so the
+/// size of the name variants does not matter.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Inline {
+    None,
+    Name(Name),
+    NameTag(Name, Name),
+    Tag(Name),
+    U64(u64),
+    IndexFromCache(dirty::Run),
+    Repeat { value: u32, count: u32 },
+}
+
+/// Where a control step's reply payload goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Expect {
+    Nothing,
+    Scratch(u32),
+    Index(core::ops::Range<usize>),
+}

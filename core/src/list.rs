@@ -1,0 +1,289 @@
+//! Listing every VDI and snapshot (PROTOCOL.md §9.11): read the in-use and
+//! deleted bitmaps, then the header of every VID in use and not deleted,
+//! and the part of its index its size covers for the used and shared
+//! counts. VIDs are never assumed to equal the name's hash.
+//!
+//! The lister is sans-IO like the engine: [`Lister::poll_transmit`] gives
+//! requests, [`Lister::handle_header`] says where a reply's payload goes
+//! (the caller's bitmaps, a scratch buffer, or nowhere) and
+//! [`Lister::handle_payload`] consumes it. One request is in flight at a
+//! time.
+
+use crate::engine::{Error, Incoming, Receive};
+use crate::index::IndexView;
+use crate::inode::{self, InodeHeader, InodeRange};
+use crate::oid::{Oid, Vid, NR_VDIS};
+use crate::wire::{Frame, Request, Response, ResultClass, HEADER_LEN, VDI_BITMAP_LEN};
+
+/// One VDI or snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListEntry {
+    /// Its header.
+    pub header: InodeHeader,
+    /// Objects it owns.
+    pub used: u32,
+    /// Objects it shares with ancestors.
+    pub shared: u32,
+}
+
+/// What the lister reports (a header inline: there is no allocator).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
+pub enum ListEvent {
+    /// A VDI or snapshot.
+    Vdi(ListEntry),
+    /// The listing finished.
+    Done(Result<(), Error>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    InUse,
+    Deleted,
+    /// Read the header of this VID.
+    Header(u32),
+    /// Read index entries `next..count` of the entry's VID.
+    Index {
+        next: u32,
+        count: u32,
+    },
+    Finished,
+}
+
+/// Lists VDIs; the caller owns the two 2 MiB bitmaps (`B`).
+#[derive(Debug)]
+pub struct Lister<B> {
+    inuse: B,
+    deleted: B,
+    step: Step,
+    in_flight: Option<u32>,
+    entry: Option<ListEntry>,
+    next_id: u32,
+    /// Largest index read, in bytes (the caller's scratch size).
+    chunk: u32,
+    pending: Option<ListEvent>,
+    done: Option<ListEvent>,
+    /// The last reply failed: its payload is dropped, not consumed.
+    skip_payload: bool,
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
+    /// A lister over two 2 MiB buffers; index reads are at most
+    /// `scratch_len` bytes (at least 4664, the header).
+    pub fn new(inuse: B, deleted: B, scratch_len: usize) -> Result<Lister<B>, Error> {
+        for b in [&inuse, &deleted] {
+            if b.as_ref().len() != VDI_BITMAP_LEN {
+                return Err(crate::error::DecodeError::BadLength {
+                    what: "VDI bitmap",
+                    expected: VDI_BITMAP_LEN,
+                    got: b.as_ref().len(),
+                }
+                .into());
+            }
+        }
+        let chunk = scratch_len.clamp(inode::HEADER_LEN, 1 << 22) as u32 & !3;
+        Ok(Lister {
+            inuse,
+            deleted,
+            step: Step::InUse,
+            in_flight: None,
+            entry: None,
+            next_id: 1,
+            chunk,
+            pending: None,
+            done: None,
+            skip_payload: false,
+        })
+    }
+
+    /// The next request, written into `buf` (48 bytes at least).
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if self.in_flight.is_some() || self.pending.is_some() || self.done.is_some() {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let req = match self.step {
+            Step::InUse => Request::read_vdis(id),
+            Step::Deleted => Request::read_del_vdis(id),
+            Step::Header(vid) => Request::read_obj(
+                id,
+                Oid::inode(Vid::new(vid).ok()?),
+                0,
+                inode::HEADER_LEN as u32,
+            ),
+            Step::Index { next, count } => {
+                let vid = self.entry.as_ref()?.header.vdi_id;
+                let n = (count - next).min(self.chunk / 4);
+                let r = InodeRange::index_run(next, n).ok()?;
+                Request::read_obj(id, Oid::inode(Vid::new(vid).ok()?), r.offset, r.len)
+            }
+            Step::Finished => return None,
+        };
+        let mut frame = Frame::new_checked(buf.get_mut(..HEADER_LEN)?).ok()?;
+        req.emit(&mut frame);
+        self.in_flight = Some(id);
+        Some(HEADER_LEN)
+    }
+
+    fn expected(&self) -> Option<(u32, Receive)> {
+        match self.step {
+            Step::InUse | Step::Deleted => {
+                Some((VDI_BITMAP_LEN as u32, Receive::Index(0..VDI_BITMAP_LEN)))
+            }
+            Step::Header(_) => Some((inode::HEADER_LEN as u32, Receive::Scratch)),
+            Step::Index { next, count } => {
+                Some(((count - next).min(self.chunk / 4) * 4, Receive::Scratch))
+            }
+            Step::Finished => None,
+        }
+    }
+
+    /// A response header arrived: where its payload goes. `Receive::Index`
+    /// here means the bitmap buffer given by [`Lister::bitmap_mut`].
+    pub fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
+        let rsp = Response::parse_bytes(header)?;
+        if self.in_flight != Some(rsp.id) {
+            return Err(Error::UnexpectedReply { id: rsp.id });
+        }
+        self.in_flight = None;
+        let ok = rsp.result.class() == ResultClass::Success;
+        let into = match self.expected() {
+            Some((len, into)) if ok && rsp.data_length == len => into,
+            _ => {
+                if !ok || rsp.data_length != self.expected().map_or(0, |e| e.0) {
+                    let e = if ok {
+                        Error::UnexpectedReply { id: rsp.id }
+                    } else {
+                        Error::Server {
+                            opcode: rsp.opcode,
+                            result: rsp.result,
+                        }
+                    };
+                    self.fail_step(e);
+                }
+                self.skip_payload = true;
+                Receive::Discard
+            }
+        };
+        Ok(Incoming {
+            len: rsp.data_length,
+            into,
+        })
+    }
+
+    /// The bitmap that a `Receive::Index` payload goes into.
+    pub fn bitmap_mut(&mut self) -> &mut [u8] {
+        match self.step {
+            Step::Deleted => self.deleted.as_mut(),
+            _ => self.inuse.as_mut(),
+        }
+    }
+
+    fn fail_step(&mut self, e: Error) {
+        match self.step {
+            // A VDI that vanished or cannot be read is skipped, as dog does.
+            Step::Header(vid) => {
+                self.entry = None;
+                self.advance_from(vid + 1);
+            }
+            Step::Index { .. } => {
+                self.pending = self.entry.take().map(ListEvent::Vdi);
+                let vid = self.pending_vid();
+                self.advance_from(vid + 1);
+            }
+            _ => {
+                self.step = Step::Finished;
+                self.done = Some(ListEvent::Done(Err(e)));
+            }
+        }
+    }
+
+    fn pending_vid(&self) -> u32 {
+        match &self.pending {
+            Some(ListEvent::Vdi(e)) => e.header.vdi_id,
+            _ => 0,
+        }
+    }
+
+    /// The next VID in use and not deleted, at or after `from`.
+    fn advance_from(&mut self, from: u32) {
+        let (inuse, deleted) = (self.inuse.as_ref(), self.deleted.as_ref());
+        let from = from.max(1);
+        let next = if from >= NR_VDIS {
+            None
+        } else {
+            let first = (from >> 3) as usize;
+            (first..VDI_BITMAP_LEN).find_map(|i| {
+                let mut live = inuse[i] & !deleted[i];
+                if i == first {
+                    live &= 0xffu8 << (from & 7);
+                }
+                (live != 0).then(|| ((i as u32) << 3) | live.trailing_zeros())
+            })
+        };
+        match next {
+            Some(v) => self.step = Step::Header(v),
+            None => {
+                self.step = Step::Finished;
+                self.done = Some(ListEvent::Done(Ok(())));
+            }
+        }
+    }
+
+    /// The payload has been read (into `scratch` for `Receive::Scratch`).
+    pub fn handle_payload(&mut self, scratch: &[u8]) {
+        if core::mem::take(&mut self.skip_payload) {
+            return;
+        }
+        match self.step {
+            Step::InUse if self.done.is_none() => self.step = Step::Deleted,
+            Step::Deleted if self.done.is_none() => self.advance_from(1),
+            Step::Header(vid) => match InodeHeader::parse(scratch) {
+                Ok(h) if !h.is_deleted() => {
+                    let mut header = h;
+                    header.vdi_id = vid;
+                    let count = if h.is_hyper() {
+                        0
+                    } else {
+                        h.index_len().unwrap_or(0)
+                    };
+                    self.entry = Some(ListEntry {
+                        header,
+                        used: 0,
+                        shared: 0,
+                    });
+                    if count == 0 {
+                        self.pending = self.entry.take().map(ListEvent::Vdi);
+                        self.advance_from(vid + 1);
+                    } else {
+                        self.step = Step::Index { next: 0, count };
+                    }
+                }
+                _ => self.advance_from(vid + 1),
+            },
+            Step::Index { next, count } => {
+                let Some(entry) = self.entry.as_mut() else {
+                    return;
+                };
+                let (used, shared) = IndexView::new(scratch, next).usage(entry.header.vdi_id);
+                entry.used += used;
+                entry.shared += shared;
+                let next = next + (scratch.len() / 4) as u32;
+                if next >= count || scratch.is_empty() {
+                    let vid = entry.header.vdi_id;
+                    self.pending = self.entry.take().map(ListEvent::Vdi);
+                    self.advance_from(vid + 1);
+                } else {
+                    self.step = Step::Index { next, count };
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The next VDI, or the end of the listing.
+    pub fn poll_event(&mut self) -> Option<ListEvent> {
+        self.pending.take().or_else(|| self.done.take())
+    }
+}

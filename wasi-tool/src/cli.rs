@@ -1,0 +1,146 @@
+//! The command line.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Import, export, snapshot and clone Sheepdog volumes.
+#[derive(Parser, Debug)]
+#[command(name = "sheep-tool", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Sheepdog gateway HOST[:PORT]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "SHEEPDOG_ADDRESS",
+        default_value = "127.0.0.1:7000"
+    )]
+    pub address: String,
+    /// Print nothing but errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Show progress on stderr even when it is not a terminal
+    #[arg(long, global = true)]
+    pub progress: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a VDI
+    Create {
+        /// VDI name
+        vdi: String,
+        /// Size (bytes, or with K, M, G, T, P)
+        size: String,
+        /// Copies (N) or erasure code (D:P); the cluster default if omitted
+        #[arg(long)]
+        copies: Option<String>,
+        /// Object size, a power of two from 1M to 2G; the cluster default if omitted
+        #[arg(long)]
+        object_size: Option<String>,
+        /// Allocate every object now
+        #[arg(long)]
+        prealloc: bool,
+    },
+    /// Copy a raw image (or stdin with -) into a VDI, creating it if needed
+    Import {
+        /// Raw image file, or - for stdin
+        file: String,
+        /// VDI name
+        vdi: String,
+        /// Size of the VDI to create (default: the file's size rounded up to 512 bytes)
+        #[arg(long)]
+        size: Option<String>,
+        #[command(flatten)]
+        io: IoOpts,
+    },
+    /// Copy a VDI or snapshot into a raw image (or stdout with -)
+    Export {
+        /// VDI[@SNAP]
+        vdi: String,
+        /// Output file, or - for stdout
+        file: String,
+        #[command(flatten)]
+        io: IoOpts,
+    },
+    /// Snapshots: create, list, delete, rollback
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Clone a snapshot into a new VDI
+    Clone {
+        /// VDI@SNAP
+        snapshot: String,
+        /// Name of the new VDI
+        new_vdi: String,
+    },
+    /// List every VDI and snapshot
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a VDI or snapshot
+    Info {
+        /// VDI[@SNAP]
+        vdi: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a VDI or a snapshot
+    Delete {
+        /// VDI[@SNAP]
+        vdi: String,
+    },
+    /// Grow a VDI
+    Resize {
+        /// VDI name
+        vdi: String,
+        /// New size (grow only)
+        size: String,
+    },
+}
+
+/// Snapshot commands.
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCommand {
+    /// Snapshot a VDI
+    Create {
+        /// VDI name
+        vdi: String,
+        /// Tag for the snapshot
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// List the snapshots of a VDI
+    List {
+        /// VDI name
+        vdi: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a snapshot
+    Delete {
+        /// VDI@SNAP
+        snapshot: String,
+    },
+    /// Roll a VDI back to a snapshot
+    Rollback {
+        /// VDI@SNAP
+        snapshot: String,
+    },
+}
+
+/// Options of import and export.
+#[derive(Args, Debug, Clone)]
+pub struct IoOpts {
+    /// Requests in flight
+    #[arg(long, default_value_t = crate::client::DEFAULT_QUEUE_DEPTH)]
+    pub queue_depth: usize,
+    /// Take the VDI lock (LOCK_VDI) for the duration; released on exit
+    #[arg(long)]
+    pub lock: bool,
+}

@@ -1,0 +1,227 @@
+//! One connection to a gateway and the engine that runs over it: sending
+//! what the engine asks, reading replies where it says, waiting for retry
+//! deadlines.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use sheepdog_core::engine::{
+    ControlDone, Engine, Event, Receive, RetryPolicy, Token, TRANSMIT_BUF_LEN,
+};
+use sheepdog_core::inode;
+use sheepdog_core::wire::HEADER_LEN;
+
+use crate::error::{self, CliError};
+
+/// The most requests in flight the tool allows.
+pub const QUEUE_MAX: usize = 64;
+/// Requests in flight by default (see BENCHMARKS.md).
+pub const DEFAULT_QUEUE_DEPTH: usize = 8;
+/// The engine the tool uses.
+pub type Eng = Engine<Vec<u8>, QUEUE_MAX>;
+/// How long a reply may take before the tool gives up.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The index cache: room for the largest flat VDI (2^20 entries).
+const INDEX_CACHE_LEN: usize = 4 << 20;
+
+/// The caller's data of reads and writes in flight, by token.
+pub trait Buffers {
+    /// The bytes of write `token`.
+    fn data(&self, token: Token) -> &[u8];
+    /// The buffer of read `token`.
+    fn data_mut(&mut self, token: Token) -> &mut [u8];
+}
+
+/// No data: control operations only.
+pub struct NoBuffers;
+
+impl Buffers for NoBuffers {
+    fn data(&self, _: Token) -> &[u8] {
+        &[]
+    }
+    fn data_mut(&mut self, _: Token) -> &mut [u8] {
+        &mut []
+    }
+}
+
+/// A connection and its engine.
+pub struct Client {
+    /// Where we are connected, for messages.
+    pub addr: String,
+    stream: TcpStream,
+    /// The protocol engine.
+    pub engine: Box<Eng>,
+    tx: Vec<u8>,
+    scratch: Vec<u8>,
+    start: Instant,
+}
+
+impl Client {
+    /// Connect to `addr` (HOST[:PORT]).
+    pub fn connect(addr: &str) -> Result<Client, CliError> {
+        let hp = sheepdog_core::address::parse_host_port(addr)
+            .map_err(|e| CliError(format!("bad address '{addr}': {e}")))?;
+        let port = hp.port.unwrap_or(sheepdog_core::wire::DEFAULT_PORT);
+        let shown = if hp.host.contains(':') {
+            format!("[{}]:{port}", hp.host)
+        } else {
+            format!("{}:{port}", hp.host)
+        };
+        let addrs: Vec<_> = (hp.host, port)
+            .to_socket_addrs()
+            .map_err(|e| error::connect(&shown, &e))?
+            .collect();
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for a in &addrs {
+            match TcpStream::connect(a) {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    let _ = stream.set_read_timeout(Some(REPLY_TIMEOUT));
+                    return Ok(Client {
+                        addr: shown,
+                        stream,
+                        engine: Box::new(Engine::new(
+                            vec![0u8; INDEX_CACHE_LEN],
+                            RetryPolicy::default(),
+                        )),
+                        tx: vec![0u8; TRANSMIT_BUF_LEN],
+                        scratch: vec![0u8; inode::HEADER_LEN],
+                        start: Instant::now(),
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(error::connect(&shown, &last))
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    fn io_err(&self, e: io::Error) -> CliError {
+        error::lost(&self.addr, &e)
+    }
+
+    /// Send what can be sent, hand over events, and then wait for one
+    /// reply (or a retry deadline). Returns after at most one reply.
+    pub fn step(
+        &mut self,
+        bufs: &mut dyn Buffers,
+        events: &mut Vec<Event>,
+    ) -> Result<(), CliError> {
+        while let Some(t) = self.engine.poll_transmit(&mut self.tx) {
+            let head = &self.tx[..t.header_len];
+            let res = match &t.data {
+                Some(d) => {
+                    let data = &bufs.data(d.token)[d.range.start as usize..d.range.end as usize];
+                    write_both(&mut self.stream, head, data)
+                }
+                None => self.stream.write_all(head),
+            };
+            res.map_err(|e| self.io_err(e))?;
+        }
+        while let Some(ev) = self.engine.poll_event() {
+            events.push(ev);
+        }
+        if !events.is_empty() {
+            return Ok(());
+        }
+        if self.engine.in_flight() > 0 {
+            return self.receive(bufs);
+        }
+        if let Some(deadline) = self.engine.poll_timeout() {
+            let now = self.now();
+            if deadline > now {
+                std::thread::sleep(Duration::from_nanos(deadline - now));
+            }
+            let now = self.now();
+            self.engine.handle_timeout(now);
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self, bufs: &mut dyn Buffers) -> Result<(), CliError> {
+        let mut header = [0u8; HEADER_LEN];
+        self.stream
+            .read_exact(&mut header)
+            .map_err(|e| self.io_err(e))?;
+        let incoming = self
+            .engine
+            .handle_header(&header)
+            .map_err(|e| CliError(format!("the server at {} sent a bad reply: {e}", self.addr)))?;
+        let len = incoming.len as usize;
+        let mut scratch_len = 0;
+        let res = match incoming.into {
+            Receive::Data(d) => {
+                let r = d.range.start as usize..d.range.end as usize;
+                self.stream.read_exact(&mut bufs.data_mut(d.token)[r])
+            }
+            Receive::Index(r) => self
+                .stream
+                .read_exact(&mut self.engine.index_bytes_mut()[r]),
+            Receive::Scratch if len <= self.scratch.len() => {
+                scratch_len = len;
+                self.stream.read_exact(&mut self.scratch[..len])
+            }
+            Receive::Scratch | Receive::Discard => discard(&mut self.stream, len),
+        };
+        res.map_err(|e| self.io_err(e))?;
+        let now = self.now();
+        self.engine
+            .handle_payload(now, &self.scratch[..scratch_len]);
+        Ok(())
+    }
+
+    /// Run the control operation just started to its end.
+    pub fn control(&mut self) -> Result<ControlDone, CliError> {
+        let mut events = Vec::new();
+        loop {
+            self.step(&mut NoBuffers, &mut events)?;
+            for ev in events.drain(..) {
+                if let Event::Control(done) = ev {
+                    return Ok(done);
+                }
+            }
+            if self.engine.is_idle() {
+                return Err(CliError::msg(
+                    "internal error: the operation ended without an answer",
+                ));
+            }
+        }
+    }
+
+    /// Send raw requests and read raw replies (used by `list`).
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}
+
+/// Write a header and a data slice, in as few system calls as the socket
+/// allows.
+fn write_both(stream: &mut TcpStream, head: &[u8], data: &[u8]) -> io::Result<()> {
+    let total = head.len() + data.len();
+    let mut done = 0;
+    while done < total {
+        let n = if done < head.len() {
+            stream.write_vectored(&[IoSlice::new(&head[done..]), IoSlice::new(data)])?
+        } else {
+            stream.write(&data[done - head.len()..])?
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Read and drop `len` bytes.
+pub fn discard(stream: &mut impl Read, len: usize) -> io::Result<()> {
+    let copied = io::copy(&mut stream.take(len as u64), &mut io::sink())?;
+    if copied as usize != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! The small commands: create, snapshot, clone, delete, resize, info.
+
+use sheepdog_core::engine::{ControlDone, CreateOptions};
+use sheepdog_core::object_size::ObjectSize;
+use sheepdog_core::redundancy::Redundancy;
+
+use crate::cli::Cli;
+use crate::error::CliError;
+use crate::list::{print_entries, VdiRow};
+use crate::session::{self, close, open, run, unexpected};
+use crate::size::parse_size;
+use crate::target::Target;
+
+fn say(cli: &Cli, line: String) {
+    if !cli.quiet {
+        println!("{line}");
+    }
+}
+
+/// Parse `N` or `D:P`.
+pub fn parse_redundancy(s: &str) -> Result<Redundancy, CliError> {
+    let bad = |e: sheepdog_core::error::SizeError| CliError(format!("bad --copies '{s}': {e}"));
+    let num = |x: &str| {
+        x.parse::<u8>()
+            .map_err(|_| CliError(format!("bad --copies '{s}': use N or D:P")))
+    };
+    match s.split_once(':') {
+        Some((d, p)) => Redundancy::erasure_code(num(d)?, num(p)?).map_err(bad),
+        None => Redundancy::copies(num(s)?).map_err(bad),
+    }
+}
+
+/// `create VDI SIZE [--copies N|D:P] [--object-size SIZE] [--prealloc]`
+pub fn create(
+    cli: &Cli,
+    vdi: &str,
+    size: &str,
+    copies: Option<&str>,
+    object_size: Option<&str>,
+    prealloc: bool,
+) -> Result<(), CliError> {
+    let t = Target::parse_plain(vdi)?;
+    let size = parse_size(size)?;
+    let redundancy = copies
+        .map(parse_redundancy)
+        .transpose()?
+        .unwrap_or(Redundancy::ClusterDefault);
+    let block_size_shift = match object_size {
+        None => 0,
+        Some(s) => ObjectSize::from_bytes(parse_size(s)?)
+            .map_err(|e| CliError(format!("bad --object-size '{s}': {e}")))?
+            .shift(),
+    };
+    let opts = CreateOptions {
+        size,
+        redundancy,
+        block_size_shift,
+        prealloc,
+    };
+    let mut client = session::connect(&t, &cli.address)?;
+    match run(&mut client, &t.name, |e| e.create(&t.name, opts))? {
+        ControlDone::Created { vid } => {
+            say(
+                cli,
+                format!("created {} ({size} bytes, vdi id {vid:x})", t.name),
+            );
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `snapshot create VDI [--tag TAG]`
+pub fn snapshot(cli: &Cli, vdi: &str, tag: Option<&str>) -> Result<(), CliError> {
+    let t = Target::parse_plain(vdi)?;
+    let tag = tag.unwrap_or("");
+    if !tag.is_empty() {
+        if let Err(e) = sheepdog_core::address::parse_snapshot(tag) {
+            return Err(CliError(format!("bad tag '{tag}': {e}")));
+        }
+        if tag.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CliError(format!(
+                "bad tag '{tag}': a tag of digits only would read as a snapshot id"
+            )));
+        }
+    }
+    let mut client = session::connect(&t, &cli.address)?;
+    open(&mut client, &t, false)?;
+    let what = if tag.is_empty() {
+        t.name.clone()
+    } else {
+        format!("{}@{tag}", t.name)
+    };
+    let done = run(&mut client, &what, |e| e.snapshot(tag));
+    close(&mut client, &t.name)?;
+    match done? {
+        ControlDone::Snapshot { snapshot, .. } => {
+            say(
+                cli,
+                format!("snapshot of {} taken (vdi id {snapshot:x})", t.name),
+            );
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `clone VDI@SNAP NEW_VDI`
+pub fn clone(cli: &Cli, snapshot: &str, new_vdi: &str) -> Result<(), CliError> {
+    let t = Target::parse_snapshot(snapshot)?;
+    let new = Target::parse_plain(new_vdi)?;
+    let mut client = session::connect(&t, &cli.address)?;
+    open(&mut client, &t, false)?;
+    let done = run(&mut client, &new.name, |e| e.clone_snapshot(&new.name));
+    close(&mut client, &t.display())?;
+    match done? {
+        ControlDone::Cloned { vid } => {
+            say(
+                cli,
+                format!("cloned {} to {} (vdi id {vid:x})", t.display(), new.name),
+            );
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `delete VDI[@SNAP]` and `snapshot delete VDI@SNAP`
+pub fn delete(cli: &Cli, vdi: &str, snapshot_only: bool) -> Result<(), CliError> {
+    let t = if snapshot_only {
+        Target::parse_snapshot(vdi)?
+    } else {
+        Target::parse(vdi)?
+    };
+    let mut client = session::connect(&t, &cli.address)?;
+    match run(&mut client, &t.display(), |e| {
+        e.delete(&t.name, t.selector())
+    })? {
+        ControlDone::Deleted { .. } => {
+            say(cli, format!("deleted {}", t.display()));
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `snapshot rollback VDI@SNAP`
+pub fn rollback(cli: &Cli, snapshot: &str) -> Result<(), CliError> {
+    let t = Target::parse_snapshot(snapshot)?;
+    let mut client = session::connect(&t, &cli.address)?;
+    open(&mut client, &t, false)?;
+    let done = run(&mut client, &t.display(), |e| e.rollback());
+    close(&mut client, &t.display())?;
+    match done? {
+        ControlDone::RolledBack { vid } => {
+            say(
+                cli,
+                format!("rolled {} back to {} (vdi id {vid:x})", t.name, t.display()),
+            );
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `resize VDI SIZE`
+pub fn resize(cli: &Cli, vdi: &str, size: &str) -> Result<(), CliError> {
+    let t = Target::parse_plain(vdi)?;
+    let size = parse_size(size)?;
+    let mut client = session::connect(&t, &cli.address)?;
+    open(&mut client, &t, false)?;
+    let done = run(&mut client, &t.name, |e| e.resize(size));
+    close(&mut client, &t.name)?;
+    match done? {
+        ControlDone::Resized { size } => {
+            say(cli, format!("resized {} to {size} bytes", t.name));
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `info VDI[@SNAP] [--json]`
+pub fn info(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
+    let t = Target::parse(vdi)?;
+    let mut client = session::connect(&t, &cli.address)?;
+    let info = open(&mut client, &t, false)?;
+    let header = *client
+        .engine
+        .header()
+        .ok_or_else(|| CliError::msg("internal error: no header"))?;
+    let count = header.index_len().unwrap_or(0);
+    let (mut used, mut shared) = (0u32, 0u32);
+    for idx in 0..count {
+        match client.engine.entry(idx) {
+            Some(0) | None => {}
+            Some(e) if e == info.vid => used += 1,
+            Some(_) => shared += 1,
+        }
+    }
+    close(&mut client, &t.display())?;
+    let row = VdiRow::new(&header, used, shared);
+    print_entries(&[row], json, false);
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! `export VDI[@SNAP] FILE|-`: copy a VDI or snapshot into a raw image,
+//! pipelined. Into a regular file, unallocated and all-zero chunks become
+//! holes; into a pipe they are written as zeros, in order.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+
+use sheepdog_core::engine::Event;
+
+use crate::cli::{Cli, IoOpts};
+use crate::client::Client;
+use crate::error::{self, CliError};
+use crate::import::{queue_depth, MAX_CHUNK};
+use crate::progress::Progress;
+use crate::session::{self, close, open};
+use crate::target::Target;
+use crate::transfer::{is_zero, Slots};
+
+enum Output {
+    /// A regular file: random access, holes.
+    File(File),
+    /// A pipe or stdout: in order, zeros written out.
+    Stream(Box<dyn Write>),
+}
+
+/// What comes next in the output, in order (stream output only).
+enum Pending {
+    Zeros(u64),
+    Slot(usize),
+}
+
+/// `export VDI[@SNAP] FILE|-`
+pub fn export(cli: &Cli, vdi: &str, file: &str, io: &IoOpts) -> Result<(), CliError> {
+    let t = Target::parse(vdi)?;
+    let qd = queue_depth(io)?;
+    let mut client = session::connect(&t, &cli.address)?;
+    let info = open(&mut client, &t, io.lock)?;
+    let out = if file == "-" {
+        Ok(Output::Stream(Box::new(io::BufWriter::with_capacity(
+            1 << 20,
+            io::stdout().lock(),
+        ))))
+    } else {
+        File::create(file)
+            .and_then(|f| {
+                f.set_len(info.size)?;
+                Ok(f)
+            })
+            .map(Output::File)
+            .map_err(|e| error::file(file, "write", &e))
+    };
+    let res = match out {
+        Ok(mut out) => pump(
+            cli,
+            &mut client,
+            &mut out,
+            file,
+            &t.display(),
+            info.size,
+            info.object_size,
+            qd,
+        ),
+        Err(e) => Err(e),
+    };
+    let closed = close(&mut client, &t.display());
+    res?;
+    closed?;
+    if !cli.quiet && file != "-" {
+        eprintln!("exported {} to {file}", t.display());
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pump(
+    cli: &Cli,
+    client: &mut Client,
+    out: &mut Output,
+    file: &str,
+    name: &str,
+    size: u64,
+    object_size: u32,
+    qd: usize,
+) -> Result<(), CliError> {
+    let os = u64::from(object_size);
+    let chunk = os.min(MAX_CHUNK);
+    let mut slots = Slots::new(qd, chunk as usize);
+    let mut progress = Progress::new("export", size, cli.progress, cli.quiet);
+    let mut order: VecDeque<Pending> = VecDeque::new();
+    let mut offset = 0u64;
+    let mut failure: Option<CliError> = None;
+    let mut events = Vec::new();
+    let werr = |e: io::Error| error::file(file, "write", &e);
+    loop {
+        while offset < size && failure.is_none() {
+            let n = chunk.min(size - offset);
+            let idx = (offset / os) as u32;
+            if client.engine.entry(idx).unwrap_or(0) == 0 {
+                // Unallocated: a hole, or zeros in a stream.
+                if let Output::Stream(_) = out {
+                    order.push_back(Pending::Zeros(n));
+                } else {
+                    progress.add(n);
+                }
+                offset += n;
+                continue;
+            }
+            let Some(i) = slots.free() else { break };
+            match client.engine.read(i as u64, offset, n) {
+                Ok(()) => {
+                    let slot = &mut slots.slots[i];
+                    slot.busy = true;
+                    slot.len = n as usize;
+                    slot.offset = offset;
+                    if let Output::Stream(_) = out {
+                        order.push_back(Pending::Slot(i));
+                    }
+                }
+                Err(e) => failure = Some(error::engine(name, e)),
+            }
+            offset += n;
+        }
+        // Write out what is ready, in order for streams.
+        if let Output::Stream(w) = out {
+            while let Some(p) = order.front() {
+                match *p {
+                    Pending::Zeros(n) => {
+                        io::copy(&mut io::Read::take(io::repeat(0), n), w).map_err(werr)?;
+                        progress.add(n);
+                    }
+                    Pending::Slot(i) if slots.slots[i].ready => {
+                        let s = &mut slots.slots[i];
+                        w.write_all(&s.buf[..s.len]).map_err(werr)?;
+                        s.ready = false;
+                        progress.add(s.len as u64);
+                    }
+                    Pending::Slot(_) => break,
+                }
+                order.pop_front();
+            }
+        }
+        if !slots.any_busy() && order.is_empty() && (offset >= size || failure.is_some()) {
+            break;
+        }
+        if !slots.any_busy() {
+            if failure.is_some() {
+                break;
+            }
+            continue;
+        }
+        client.step(&mut slots, &mut events)?;
+        for ev in events.drain(..) {
+            match ev {
+                Event::Zeros(z) => {
+                    let s = &mut slots.slots[z.token as usize];
+                    s.buf[z.range.start as usize..z.range.end as usize].fill(0);
+                }
+                Event::Done { token, result } => {
+                    let i = token as usize;
+                    slots.slots[i].busy = false;
+                    if let Err(e) = result {
+                        failure.get_or_insert_with(|| error::engine(name, e));
+                        continue;
+                    }
+                    match out {
+                        Output::Stream(_) => slots.slots[i].ready = true,
+                        Output::File(f) => {
+                            let s = &slots.slots[i];
+                            if !is_zero(&s.buf[..s.len]) {
+                                f.seek(SeekFrom::Start(s.offset)).map_err(werr)?;
+                                f.write_all(&s.buf[..s.len]).map_err(werr)?;
+                            }
+                            progress.add(s.len as u64);
+                        }
+                    }
+                }
+                Event::Control(_) => {}
+            }
+        }
+    }
+    if let Output::Stream(w) = out {
+        w.flush().map_err(werr)?;
+    }
+    progress.finish();
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

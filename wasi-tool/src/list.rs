@@ -1,0 +1,222 @@
+//! `list` and `snapshot list`: every VDI and snapshot, as `dog vdi list`
+//! shows them, or as JSON.
+
+use std::io::{Read, Write};
+
+use serde_json::json;
+use sheepdog_core::engine::Receive;
+use sheepdog_core::inode::InodeHeader;
+use sheepdog_core::list::{ListEvent, Lister};
+use sheepdog_core::redundancy::Redundancy;
+use sheepdog_core::wire::{HEADER_LEN, VDI_BITMAP_LEN};
+
+use crate::cli::Cli;
+use crate::client::discard;
+use crate::error::{self, CliError};
+use crate::session;
+use crate::size::human;
+use crate::target::Target;
+
+/// Index bytes read per request when counting used objects.
+const INDEX_READ: usize = 1 << 20;
+
+/// One line of the listing.
+pub struct VdiRow {
+    name: String,
+    kind: char,
+    snap_id: u32,
+    tag: String,
+    size: u64,
+    used: u64,
+    shared: u64,
+    ctime: u64,
+    vid: u32,
+    parent: u32,
+    redundancy: Redundancy,
+    block_size_shift: u8,
+}
+
+impl VdiRow {
+    /// A row from a header and its used and shared object counts.
+    pub fn new(h: &InodeHeader, used: u32, shared: u32) -> VdiRow {
+        let object = 1u64 << h.block_size_shift.min(63);
+        VdiRow {
+            name: String::from_utf8_lossy(h.name()).into_owned(),
+            kind: if h.is_snapshot() {
+                's'
+            } else if h.is_clone() {
+                'c'
+            } else {
+                ' '
+            },
+            snap_id: if h.is_snapshot() { h.snap_id } else { 0 },
+            tag: String::from_utf8_lossy(h.tag()).into_owned(),
+            size: h.vdi_size,
+            used: u64::from(used) * object,
+            shared: u64::from(shared) * object,
+            ctime: h.create_time >> 32,
+            vid: h.vdi_id,
+            parent: h.parent_vdi_id,
+            redundancy: Redundancy::from_wire(h.nr_copies, h.copy_policy),
+            block_size_shift: h.block_size_shift,
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "name": self.name,
+            "snapshot": self.kind == 's',
+            "clone": self.kind == 'c',
+            "snapshot_id": self.snap_id,
+            "tag": self.tag,
+            "size": self.size,
+            "used": self.used,
+            "shared": self.shared,
+            "creation_time": self.ctime,
+            "creation_time_utc": utc(self.ctime),
+            "vdi_id": format!("{:x}", self.vid),
+            "parent_vdi_id": format!("{:x}", self.parent),
+            "copies": self.redundancy.to_string(),
+            "object_size": 1u64 << self.block_size_shift.min(63),
+            "block_size_shift": self.block_size_shift,
+        })
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC.
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// Print rows as a table (with `dog`'s columns) or as a JSON array.
+pub fn print_entries(rows: &[VdiRow], json: bool, quiet: bool) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let arr: Vec<_> = rows.iter().map(VdiRow::json).collect();
+        let _ = writeln!(out, "{}", serde_json::Value::Array(arr));
+        return;
+    }
+    if quiet {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  Name        Id    Size    Used  Shared    Creation time   VDI id  Copies  Tag   Block Size Shift"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{} {:<8} {:>5} {:>7} {:>7} {:>7} {}  {:>7x} {:>6} {:>13} {:>3}",
+            r.kind,
+            r.name,
+            r.snap_id,
+            human(r.size),
+            human(r.used),
+            human(r.shared),
+            utc(r.ctime),
+            r.vid,
+            r.redundancy.to_string(),
+            r.tag,
+            r.block_size_shift
+        );
+    }
+}
+
+/// Read every VDI's header and usage.
+pub fn collect(client: &mut crate::client::Client) -> Result<Vec<VdiRow>, CliError> {
+    let mut lister = Lister::new(
+        vec![0u8; VDI_BITMAP_LEN],
+        vec![0u8; VDI_BITMAP_LEN],
+        INDEX_READ,
+    )
+    .map_err(|e| CliError(format!("internal error: {e}")))?;
+    let addr = client.addr.clone();
+    let stream = client.stream();
+    let mut scratch = vec![0u8; INDEX_READ];
+    let mut buf = [0u8; HEADER_LEN];
+    let mut rows = Vec::new();
+    loop {
+        while let Some(ev) = lister.poll_event() {
+            match ev {
+                ListEvent::Vdi(e) => rows.push(VdiRow::new(&e.header, e.used, e.shared)),
+                ListEvent::Done(Ok(())) => return Ok(rows),
+                ListEvent::Done(Err(e)) => return Err(CliError(format!("cannot list VDIs: {e}"))),
+            }
+        }
+        match lister.poll_transmit(&mut buf) {
+            Some(n) => stream
+                .write_all(&buf[..n])
+                .map_err(|e| error::lost(&addr, &e))?,
+            None => return Err(CliError::msg("internal error: the listing stalled")),
+        }
+        let mut header = [0u8; HEADER_LEN];
+        stream
+            .read_exact(&mut header)
+            .map_err(|e| error::lost(&addr, &e))?;
+        let incoming = lister
+            .handle_header(&header)
+            .map_err(|e| CliError(format!("the server at {addr} sent a bad reply: {e}")))?;
+        let len = incoming.len as usize;
+        let mut got = 0;
+        let res = match incoming.into {
+            Receive::Index(_) => stream.read_exact(lister.bitmap_mut()),
+            Receive::Scratch if len <= scratch.len() => {
+                got = len;
+                stream.read_exact(&mut scratch[..len])
+            }
+            _ => discard(stream, len),
+        };
+        res.map_err(|e| error::lost(&addr, &e))?;
+        lister.handle_payload(&scratch[..got]);
+    }
+}
+
+/// `list [--json]`
+pub fn list(cli: &Cli, json: bool) -> Result<(), CliError> {
+    let mut client = crate::client::Client::connect(&cli.address)?;
+    let rows = collect(&mut client)?;
+    print_entries(&rows, json, cli.quiet);
+    Ok(())
+}
+
+/// `snapshot list VDI [--json]`
+pub fn snapshots(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
+    let t = Target::parse_plain(vdi)?;
+    let mut client = session::connect(&t, &cli.address)?;
+    let all = collect(&mut client)?;
+    if !all.iter().any(|r| r.name == t.name) {
+        return Err(CliError(format!("no such VDI: {}", t.name)));
+    }
+    let rows: Vec<_> = all
+        .into_iter()
+        .filter(|r| r.name == t.name && r.kind == 's')
+        .collect();
+    print_entries(&rows, json, cli.quiet);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00");
+        assert_eq!(super::utc(1_764_072_000), "2025-11-25 12:00");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00");
+    }
+}

@@ -1,0 +1,94 @@
+//! Buffers of the reads and writes in flight during import and export:
+//! one slot per request, each as large as a chunk.
+
+use sheepdog_core::engine::Token;
+
+use crate::client::Buffers;
+
+/// A chunk's buffer and where it belongs in the VDI.
+pub struct Slot {
+    /// The bytes (allocated on first use).
+    pub buf: Vec<u8>,
+    /// Valid bytes.
+    pub len: usize,
+    /// Offset in the VDI.
+    pub offset: u64,
+    /// In flight.
+    pub busy: bool,
+    /// Read complete, waiting to be written out in order.
+    pub ready: bool,
+}
+
+/// The slots, indexed by token.
+pub struct Slots {
+    /// All slots.
+    pub slots: Vec<Slot>,
+    chunk: usize,
+}
+
+impl Slots {
+    /// `n` slots of `chunk` bytes each.
+    pub fn new(n: usize, chunk: usize) -> Slots {
+        let slots = (0..n)
+            .map(|_| Slot {
+                buf: Vec::new(),
+                len: 0,
+                offset: 0,
+                busy: false,
+                ready: false,
+            })
+            .collect();
+        Slots { slots, chunk }
+    }
+
+    /// A slot that is neither in flight nor waiting, with its buffer sized.
+    pub fn free(&mut self) -> Option<usize> {
+        let i = self.slots.iter().position(|s| !s.busy && !s.ready)?;
+        if self.slots[i].buf.len() < self.chunk {
+            self.slots[i].buf = vec![0u8; self.chunk];
+        }
+        Some(i)
+    }
+
+    /// Whether any slot is in flight.
+    pub fn any_busy(&self) -> bool {
+        self.slots.iter().any(|s| s.busy)
+    }
+}
+
+impl Buffers for Slots {
+    fn data(&self, token: Token) -> &[u8] {
+        let s = &self.slots[token as usize];
+        &s.buf[..s.len]
+    }
+
+    fn data_mut(&mut self, token: Token) -> &mut [u8] {
+        let s = &mut self.slots[token as usize];
+        &mut s.buf[..s.len]
+    }
+}
+
+/// Whether every byte is zero (16 bytes at a time).
+pub fn is_zero(buf: &[u8]) -> bool {
+    let chunks = buf.chunks_exact(16);
+    let tail = chunks.remainder();
+    chunks
+        .map(|c| u128::from_ne_bytes(c.try_into().unwrap_or([1; 16])))
+        .all(|w| w == 0)
+        && tail.iter().all(|&b| b == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zero_detection() {
+        assert!(super::is_zero(&[0; 100]));
+        assert!(super::is_zero(&[]));
+        let mut b = vec![0u8; 4099];
+        b[4098] = 1;
+        assert!(!super::is_zero(&b));
+        b[4098] = 0;
+        b[17] = 1;
+        assert!(!super::is_zero(&b));
+    }
+}
