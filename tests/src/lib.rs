@@ -1,3 +1,5 @@
 //! Integration tests, trace decoding and fuzzing support for sheepdog-core.
 
 pub mod trace;
+pub mod fuzz_checks;
+pub mod server;

@@ -1,0 +1,142 @@
+//! Helpers for tests: looking inside the cluster, and doing what another
+//! client (`dog`) would do — create a VDI, take a snapshot "behind the
+//! client's back" — without going through a connection.
+//!
+//! The `dog`-like helpers run the same code as requests, but skip fault
+//! injection and the cluster status check.
+
+use std::collections::BTreeMap;
+
+use sheepdog_core::address::{encode_name, encode_name_tag};
+use sheepdog_core::inode::{InodeHeader, InodeRange};
+use sheepdog_core::oid::Oid;
+use sheepdog_core::wire::{NewVdi, Request, ResultCode, NAME_LEN, TAG_LEN};
+
+use super::cluster::{Cluster, Outcome};
+use super::inode_io::{inode_oid, read_bytes, read_entries, read_header};
+use super::store::Store;
+use super::vdi_state::VdiState;
+
+fn vid_result(o: Outcome) -> Result<u32, ResultCode> {
+    if o.result != ResultCode::Success {
+        return Err(o.result);
+    }
+    match o.args {
+        Some(sheepdog_core::wire::ResponseArgs::Vdi { vdi_id, .. }) => Ok(vdi_id),
+        _ => Err(ResultCode::SystemError),
+    }
+}
+
+impl Cluster {
+    /// The object store.
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// The state of a VID, if the cluster knows it.
+    pub fn vdi_state(&self, vid: u32) -> Option<VdiState> {
+        self.vdis.get(&vid).copied()
+    }
+
+    /// Every known VID and its state.
+    pub fn vdi_states(&self) -> &BTreeMap<u32, VdiState> {
+        &self.vdis
+    }
+
+    /// Whether `vid` is set in the in-use bitmap.
+    pub fn is_in_use(&self, vid: u32) -> bool {
+        self.inuse.get(vid)
+    }
+
+    /// Whether `vid` is set in the deleted bitmap.
+    pub fn is_deleted(&self, vid: u32) -> bool {
+        self.deleted.get(vid)
+    }
+
+    /// Whether an object exists.
+    pub fn object_exists(&self, oid: Oid) -> bool {
+        self.store.exists(oid).unwrap_or(false)
+    }
+
+    /// `len` bytes of an object at `offset`, `None` if it does not exist.
+    pub fn read_object(&self, oid: Oid, offset: u64, len: usize) -> Option<Vec<u8>> {
+        read_bytes(&*self.store, oid, offset, len).ok().flatten()
+    }
+
+    /// The header fields of `vid`'s inode.
+    pub fn inode_header(&self, vid: u32) -> Option<InodeHeader> {
+        read_header(&*self.store, vid).ok().flatten()
+    }
+
+    /// Index entry `idx` of `vid`'s inode.
+    pub fn index_entry(&self, vid: u32, idx: u32) -> Option<u32> {
+        read_entries(&*self.store, inode_oid(vid), idx, 1)
+            .ok()
+            .flatten()
+            .map(|e| e[0])
+    }
+
+    /// The reference-count ledger of a data object: generation → count.
+    /// `None` while untouched (the implicit `{0: 1}`).
+    pub fn ledger(&self, data: Oid) -> Option<BTreeMap<u32, u32>> {
+        self.ledgers.get(data).cloned()
+    }
+
+    /// GET_VDI_INFO by name, tag and snapshot id.
+    pub fn lookup(&mut self, name: &str, tag: &str, snapid: u32) -> Result<u32, ResultCode> {
+        let mut payload = [0u8; NAME_LEN + TAG_LEN];
+        encode_name_tag(name.as_bytes(), tag.as_bytes(), &mut payload);
+        let req = Request::get_vdi_info(0, snapid);
+        vid_result(self.op_get_vdi_info(&req, &payload, false))
+    }
+
+    /// NEW_VDI as `dog vdi create` sends it (cluster defaults); the new VID.
+    pub fn create_vdi(&mut self, now: u64, name: &str, size: u64) -> Result<u32, ResultCode> {
+        let new = NewVdi {
+            vdi_size: size,
+            ..NewVdi::default()
+        };
+        self.new_vdi(now, name, new)
+    }
+
+    /// NEW_VDI with any arguments; the new (working) VID.
+    pub fn new_vdi(&mut self, now: u64, name: &str, new: NewVdi) -> Result<u32, ResultCode> {
+        let mut payload = [0u8; NAME_LEN];
+        encode_name(name.as_bytes(), &mut payload);
+        let req = Request::new_vdi(0, new);
+        vid_result(self.op_new_vdi(now, &req, &payload))
+    }
+
+    /// Take a snapshot of the working VDI `name` the way `dog vdi snapshot
+    /// -s tag` does from another client: write the tag into the working
+    /// inode, then NEW_VDI with the snapshot flag. Returns the new working
+    /// VID; the old one is now a read-only snapshot, so a client still
+    /// writing to its data objects gets READONLY.
+    pub fn snapshot_behind_back(
+        &mut self,
+        now: u64,
+        name: &str,
+        tag: &str,
+    ) -> Result<u32, ResultCode> {
+        let vid = self.lookup(name, "", 0)?;
+        let h = self.inode_header(vid).ok_or(ResultCode::NoVdi)?;
+        let mut tag_field = [0u8; TAG_LEN];
+        sheepdog_core::inode::encode_tag(tag.as_bytes(), &mut tag_field);
+        let range = InodeRange::TAG;
+        let req = Request::write_obj(0, inode_oid(vid), range.offset, range.len, 0);
+        let r = self.op_write_obj(&req, &tag_field);
+        if r.result != ResultCode::Success {
+            return Err(r.result);
+        }
+        let new = NewVdi {
+            vdi_size: h.vdi_size,
+            base_vdi_id: vid,
+            copies: h.nr_copies,
+            copy_policy: h.copy_policy,
+            store_policy: h.store_policy,
+            block_size_shift: h.block_size_shift,
+            snapshot: true,
+        };
+        self.new_vdi(now, name, new)
+    }
+}
