@@ -1,5 +1,7 @@
-//! Integration tests, trace decoding and fuzzing support for sheepdog-core.
+//! Integration tests, the reference server, trace decoding, deterministic
+//! simulation and fuzzing support for sheepdog-core.
 
-pub mod trace;
 pub mod fuzz_checks;
 pub mod server;
+pub mod sim;
+pub mod trace;

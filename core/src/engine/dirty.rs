@@ -9,16 +9,18 @@ use super::event::Token;
 pub const DIRTY_CAP: usize = 128;
 /// Most entries in one index write (4 KiB of payload).
 pub const MAX_RUN: u32 = 1024;
-/// Entries between two dirty ones that a run may rewrite with their cached
-/// (unchanged) values rather than start a new run.
-pub const MAX_GAP: u32 = 8;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     idx: u32,
     token: Token,
-    /// The id of the index write that carries it, if one is under way.
+    /// The key of the index write (or check) that carries it.
     run: Option<u32>,
+    /// The inode may hold this value already (the VDI's id changed while
+    /// it was on its way): read before writing. An index write resets the
+    /// server's generation count of every entry it covers, so an entry that
+    /// did not change must never be written again.
+    recheck: bool,
 }
 
 /// The dirty entries, each with the operation that waits for it.
@@ -27,13 +29,16 @@ pub struct Dirty {
     entries: Vec<Entry, DIRTY_CAP>,
 }
 
-/// A contiguous run of index entries to write.
+/// A contiguous run of index entries to write (or, for a recheck, to read
+/// first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Run {
     /// First index.
     pub first: u32,
     /// Number of entries.
     pub count: u32,
+    /// Read the entries before writing them.
+    pub recheck: bool,
 }
 
 impl Dirty {
@@ -59,40 +64,40 @@ impl Dirty {
                 idx,
                 token,
                 run: None,
+                recheck: false,
             })
             .is_ok()
     }
 
-    /// Choose the next run among unsent entries, starting at the lowest, and
-    /// mark its entries as carried by request `id`.
-    pub fn take_run(&mut self, id: u32) -> Option<Run> {
-        let first = self
+    /// Choose the next run among unsent entries: the lowest one and the
+    /// dirty entries right after it (with the same recheck state), and mark
+    /// them as carried by `key`. Runs never cover an entry that is not
+    /// dirty.
+    pub fn take_run(&mut self, key: u32) -> Option<Run> {
+        let start = self
             .entries
             .iter()
             .filter(|e| e.run.is_none())
-            .map(|e| e.idx)
-            .min()?;
+            .min_by_key(|e| e.idx)?;
+        let (first, recheck) = (start.idx, start.recheck);
         let mut end = first + 1;
-        loop {
-            let next = self
+        while end - first < MAX_RUN
+            && self
                 .entries
                 .iter()
-                .filter(|e| e.run.is_none() && e.idx >= end)
-                .map(|e| e.idx)
-                .min();
-            match next {
-                Some(n) if n - end <= MAX_GAP && n + 1 - first <= MAX_RUN => end = n + 1,
-                _ => break,
-            }
+                .any(|e| e.run.is_none() && e.idx == end && e.recheck == recheck)
+        {
+            end += 1;
         }
         for e in self.entries.iter_mut() {
-            if e.run.is_none() && e.idx >= first && e.idx < end {
-                e.run = Some(id);
+            if e.run.is_none() && e.idx >= first && e.idx < end && e.recheck == recheck {
+                e.run = Some(key);
             }
         }
         Some(Run {
             first,
             count: end - first,
+            recheck,
         })
     }
 
@@ -109,20 +114,42 @@ impl Dirty {
         });
     }
 
-    /// The run carried by `id` must be sent again.
-    pub fn requeue(&mut self, id: u32) {
+    /// The run carried by `key` must be sent again; `recheck` when the
+    /// inode it goes to may already hold the values.
+    pub fn requeue(&mut self, key: u32, recheck: bool) {
         for e in self.entries.iter_mut() {
-            if e.run == Some(id) {
+            if e.run == Some(key) {
                 e.run = None;
+                e.recheck |= recheck;
             }
         }
     }
 
-    /// Every entry must be sent again (the VDI's id changed).
+    /// Every entry must be checked against a new inode (the VDI's id
+    /// changed).
     pub fn requeue_all(&mut self) {
         for e in self.entries.iter_mut() {
             e.run = None;
+            e.recheck = true;
         }
+    }
+
+    /// The recheck `key` read the inode: entries whose value the inode
+    /// already holds are done (`done` gets their tokens); the others are
+    /// written next.
+    pub fn checked(&mut self, key: u32, holds: impl Fn(u32) -> bool, mut done: impl FnMut(Token)) {
+        self.entries.retain_mut(|e| {
+            if e.run != Some(key) {
+                return true;
+            }
+            if holds(e.idx) {
+                done(e.token);
+                return false;
+            }
+            e.run = None;
+            e.recheck = false;
+            true
+        });
     }
 
     /// Drop the entries of the run `id` and call `failed` for each waiting

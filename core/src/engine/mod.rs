@@ -132,6 +132,8 @@ enum Sent {
     },
     /// A run of index entries, written to the inode of `vid`.
     IndexRun { key: u32, run: dirty::Run, vid: u32 },
+    /// Reading a run of entries of `vid`'s inode before writing them.
+    IndexCheck { key: u32, run: dirty::Run, vid: u32 },
     /// After run `key` landed: read `snap_ctime` of `vid`'s inode.
     Verify { key: u32, vid: u32 },
     /// Looking the working VDI up again after READONLY.
@@ -484,7 +486,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         let key = self.next_key;
         let run = self.dirty.take_run(key)?;
         self.next_key = self.next_key.wrapping_add(1).max(1);
-        self.send(buf, Sent::IndexRun { key, run, vid }, 0)
+        let sent = if run.recheck {
+            Sent::IndexCheck { key, run, vid }
+        } else {
+            Sent::IndexRun { key, run, vid }
+        };
+        self.send(buf, sent, 0)
     }
 
     fn poll_resolve(&mut self, buf: &mut [u8]) -> Option<Transmit> {
@@ -585,6 +592,17 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     vol.header.nr_copies,
                 );
                 (req, Inline::IndexFromCache(*run), None)
+            }
+            Sent::IndexCheck { run, vid, .. } => {
+                *vid = self.volume.as_ref()?.vid();
+                let range = InodeRange::index_run(run.first, run.count).ok()?;
+                let req = Request::read_obj(
+                    id,
+                    Oid::inode(Vid::new(*vid).ok()?),
+                    range.offset,
+                    range.len,
+                );
+                (req, Inline::None, None)
             }
             Sent::Verify { vid, .. } => {
                 let req = Request::read_obj(
@@ -707,6 +725,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 range: piece.data_offset..piece.data_offset + u64::from(len),
             }),
             Sent::Verify { .. } if ok && len == 8 => {
+                into_scratch = true;
+                Receive::Scratch
+            }
+            Sent::IndexCheck { run, .. } if ok && len == run.count * INDEX_ENTRY_LEN => {
                 into_scratch = true;
                 Receive::Scratch
             }
@@ -868,7 +890,36 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     };
                     let _ = self.flights.push(verify);
                 } else {
-                    self.dirty.requeue(key);
+                    // Written to the old inode: the new one may hold it.
+                    self.dirty.requeue(key, true);
+                }
+            }
+            Sent::IndexCheck { key, run, vid } => {
+                if self.volume.as_ref().map(Volume::vid) != Some(vid) {
+                    self.dirty.requeue(key, true);
+                    return;
+                }
+                let index = self.index.as_ref();
+                let cached = |idx: u32| {
+                    LittleEndian::read_u32(&index[idx as usize * 4..idx as usize * 4 + 4])
+                };
+                let on_inode = |idx: u32| {
+                    let at = (idx - run.first) as usize * 4;
+                    payload.get(at..at + 4).map(LittleEndian::read_u32)
+                };
+                let mut done: Vec<Token, DIRTY_CAP> = Vec::new();
+                self.dirty.checked(
+                    key,
+                    |idx| on_inode(idx) == Some(cached(idx)),
+                    |t| {
+                        let _ = done.push(t);
+                    },
+                );
+                for t in done {
+                    if let Some(io) = self.io_mut(t) {
+                        io.unindexed -= 1;
+                        io.settle();
+                    }
                 }
             }
             Sent::Verify { key, vid } => {
@@ -891,8 +942,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     }
                 } else {
                     // The inode became a snapshot around our index write:
-                    // the entries go to the new working VDI.
-                    self.dirty.requeue(key);
+                    // the entries go to the new working VDI, unless it
+                    // copied them already.
+                    self.dirty.requeue(key, true);
                     if current && self.resolve == Resolve::Idle {
                         self.resolve = Resolve::Lookup;
                     }
@@ -912,7 +964,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     io.settle();
                 }
             }
-            Sent::IndexRun { key, .. } | Sent::Verify { key, .. } => {
+            Sent::IndexRun { key, .. }
+            | Sent::IndexCheck { key, .. }
+            | Sent::Verify { key, .. } => {
                 let mut failed: Vec<Token, DIRTY_CAP> = Vec::new();
                 self.dirty.fail(key, |t| {
                     let _ = failed.push(t);

@@ -1,0 +1,220 @@
+//! The engine and the pure reference server in one process, with no
+//! sockets: requests go straight into [`Cluster::handle`], replies wait on
+//! a simulated wire and are delivered in random order; faults are injected
+//! on the way.
+
+use std::collections::HashMap;
+
+use sheepdog_core::engine::{Engine, Event, Receive, RetryPolicy, Token, TRANSMIT_BUF_LEN};
+use sheepdog_core::inode;
+use sheepdog_core::wire::{ArgsKind, Opcode, Request, Response, ResultCode, HEADER_LEN};
+
+use super::rng::Rng;
+use crate::server::Cluster;
+
+/// Requests in flight in the simulated engine.
+pub const QUEUE: usize = 16;
+/// The simulated engine.
+pub type SimEngine = Engine<Vec<u8>, QUEUE>;
+
+/// How often things go wrong, in events per thousand requests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FaultRates {
+    /// Answer with a transient result without applying the request.
+    pub transient: u32,
+    /// Apply an object request, then answer with a transient result (the
+    /// engine's resend must be harmless).
+    pub applied_then_transient: u32,
+    /// Deliver replies out of order.
+    pub reorder: bool,
+}
+
+/// Counters of what happened.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WireStats {
+    /// Requests the server saw.
+    pub requests: u64,
+    /// Transient results injected.
+    pub transient: u64,
+    /// Requests applied but answered with a transient result.
+    pub applied_then_transient: u64,
+    /// Connections dropped.
+    pub disconnects: u64,
+}
+
+/// Engine, server and the wire between them.
+pub struct Wire {
+    /// Virtual time in nanoseconds.
+    pub now: u64,
+    /// The server.
+    pub cluster: Cluster,
+    /// The engine under test.
+    pub engine: Box<SimEngine>,
+    /// Buffers of reads and writes in flight, by token.
+    pub bufs: HashMap<Token, Vec<u8>>,
+    /// Fault rates.
+    pub faults: FaultRates,
+    /// Counters.
+    pub stats: WireStats,
+    rng: Rng,
+    tx: Vec<u8>,
+    /// Replies on the way to the engine.
+    replies: Vec<Vec<u8>>,
+    /// Every request and reply as the server saw them, when recording.
+    pub recording: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+const TRANSIENT: [ResultCode; 5] = [
+    ResultCode::WaitForJoin,
+    ResultCode::Halt,
+    ResultCode::NetworkError,
+    ResultCode::ClusterError,
+    ResultCode::Again,
+];
+
+impl Wire {
+    /// A wire to `cluster`, with an engine whose index cache holds
+    /// `index_entries` entries.
+    pub fn new(cluster: Cluster, seed: u64, index_entries: usize) -> Wire {
+        let retry = RetryPolicy {
+            max_retries: 12,
+            initial_backoff: 1_000_000,
+            max_backoff: 100_000_000,
+        };
+        Wire {
+            now: 1 << 40,
+            cluster,
+            engine: Box::new(Engine::new(vec![0u8; index_entries * 4], retry)),
+            bufs: HashMap::new(),
+            faults: FaultRates::default(),
+            stats: WireStats::default(),
+            rng: Rng::new(seed ^ 0x5eed),
+            tx: vec![0u8; TRANSMIT_BUF_LEN],
+            replies: Vec::new(),
+            recording: std::env::var_os("SIM_RECORD").map(|_| Vec::new()),
+        }
+    }
+
+    /// Replies waiting to be delivered.
+    pub fn replies_pending(&self) -> usize {
+        self.replies.len()
+    }
+
+    fn transmit(&mut self) {
+        while let Some(t) = self.engine.poll_transmit(&mut self.tx) {
+            let mut bytes = self.tx[..t.header_len].to_vec();
+            if let Some(d) = &t.data {
+                let buf = &self.bufs[&d.token];
+                bytes.extend_from_slice(&buf[d.range.start as usize..d.range.end as usize]);
+            }
+            let req = Request::parse_bytes(&bytes).expect("engine emits 48-byte headers");
+            assert_eq!(
+                bytes.len() - HEADER_LEN,
+                req.payload_len() as usize,
+                "WRITE flag exactly when a payload follows"
+            );
+            self.stats.requests += 1;
+            let is_obj = req.opcode.args_kind() == ArgsKind::Obj;
+            let reply = if self.rng.chance(self.faults.transient) {
+                self.stats.transient += 1;
+                let r = TRANSIENT[self.rng.below(TRANSIENT.len() as u64) as usize];
+                Response::to_request(&req, r, 0).to_bytes().to_vec()
+            } else {
+                let mut reply = self.cluster.handle(self.now, &req, &bytes[HEADER_LEN..]);
+                if let Some(rec) = self.recording.as_mut() {
+                    rec.push((bytes.clone(), reply.to_bytes()));
+                }
+                if is_obj
+                    && req.opcode != Opcode::ReadObj
+                    && self.rng.chance(self.faults.applied_then_transient)
+                {
+                    self.stats.applied_then_transient += 1;
+                    reply.header.result = ResultCode::WaitForJoin;
+                    reply.header.data_length = 0;
+                    reply.payload.clear();
+                }
+                reply.to_bytes()
+            };
+            self.replies.push(reply);
+        }
+    }
+
+    fn deliver(&mut self) {
+        let i = if self.faults.reorder {
+            self.rng.below(self.replies.len() as u64) as usize
+        } else {
+            0
+        };
+        let bytes = self.replies.remove(i);
+        let incoming = self
+            .engine
+            .handle_header(&bytes[..HEADER_LEN])
+            .expect("every reply answers a request in flight");
+        let payload = &bytes[HEADER_LEN..];
+        assert_eq!(payload.len(), incoming.len as usize);
+        let mut scratch: &[u8] = &[];
+        match incoming.into {
+            Receive::Data(d) => {
+                let buf = self.bufs.get_mut(&d.token).expect("read buffer");
+                buf[d.range.start as usize..d.range.end as usize].copy_from_slice(payload);
+            }
+            Receive::Index(r) => self.engine.index_bytes_mut()[r].copy_from_slice(payload),
+            Receive::Scratch => {
+                assert!(payload.len() <= inode::HEADER_LEN);
+                scratch = payload;
+            }
+            Receive::Discard => {}
+        }
+        self.engine.handle_payload(self.now, scratch);
+    }
+
+    /// One round: send what can be sent, deliver some replies (or let time
+    /// pass to the next retry). False when nothing at all can happen.
+    pub fn step(&mut self) -> bool {
+        self.transmit();
+        if !self.replies.is_empty() {
+            let n = 1 + self.rng.below(self.replies.len() as u64) as usize;
+            for _ in 0..n {
+                self.deliver();
+            }
+            self.now += 1_000 + self.rng.below(50_000);
+            return true;
+        }
+        if let Some(t) = self.engine.poll_timeout() {
+            self.now = self.now.max(t);
+            self.engine.handle_timeout(self.now);
+            return true;
+        }
+        false
+    }
+
+    /// The connection drops: replies not yet delivered are lost (their
+    /// requests may or may not have been applied), and the engine resends.
+    pub fn disconnect(&mut self) {
+        self.stats.disconnects += 1;
+        self.replies.clear();
+        self.engine.handle_connection_lost();
+    }
+
+    /// Drive until `done` returns true for an event; every event is passed
+    /// to `on_event` first. Panics if the engine stalls.
+    pub fn drive_until(&mut self, mut on_event: impl FnMut(&mut Wire, &Event) -> bool) {
+        for _ in 0..10_000_000u64 {
+            while let Some(ev) = self.engine.poll_event() {
+                if on_event(self, &ev) {
+                    return;
+                }
+            }
+            if !self.step() {
+                if let Some(ev) = self.engine.poll_event() {
+                    if on_event(self, &ev) {
+                        return;
+                    }
+                    continue;
+                }
+                panic!("engine stalled: nothing to send, receive or wait for");
+            }
+        }
+        panic!("engine did not finish within the step bound");
+    }
+}
