@@ -156,7 +156,11 @@ impl Client {
         let res = match incoming.into {
             Receive::Data(d) => {
                 let r = d.range.start as usize..d.range.end as usize;
-                self.stream.read_exact(&mut bufs.data_mut(d.token)[r])
+                match bufs.data_mut(d.token).get_mut(r) {
+                    Some(buf) => self.stream.read_exact(buf),
+                    // The buffer was given up (the transfer is failing).
+                    None => discard(&mut self.stream, len),
+                }
             }
             Receive::Index(r) => self
                 .stream

@@ -124,20 +124,26 @@ fn pump(
         // Write out what is ready, in order for streams.
         if let Output::Stream(w) = out {
             while let Some(p) = order.front() {
-                match *p {
+                let written = match *p {
                     Pending::Zeros(n) => {
-                        io::copy(&mut io::Read::take(io::repeat(0), n), w).map_err(werr)?;
                         progress.add(n);
+                        io::copy(&mut io::Read::take(io::repeat(0), n), w).map(|_| ())
                     }
                     Pending::Slot(i) if slots.slots[i].ready => {
                         let s = &mut slots.slots[i];
-                        w.write_all(&s.buf[..s.len]).map_err(werr)?;
                         s.ready = false;
                         progress.add(s.len as u64);
+                        w.write_all(&s.buf[..s.len])
                     }
                     Pending::Slot(_) => break,
-                }
+                };
                 order.pop_front();
+                if let Err(e) = written {
+                    // Stop reading; what is in flight drains below.
+                    failure.get_or_insert_with(|| werr(e));
+                    order.clear();
+                    offset = size;
+                }
             }
         }
         if !slots.any_busy() && order.is_empty() && (offset >= size || failure.is_some()) {
@@ -168,8 +174,13 @@ fn pump(
                         Output::File(f) => {
                             let s = &slots.slots[i];
                             if !is_zero(&s.buf[..s.len]) {
-                                f.seek(SeekFrom::Start(s.offset)).map_err(werr)?;
-                                f.write_all(&s.buf[..s.len]).map_err(werr)?;
+                                let written = f
+                                    .seek(SeekFrom::Start(s.offset))
+                                    .and_then(|_| f.write_all(&s.buf[..s.len]));
+                                if let Err(e) = written {
+                                    failure.get_or_insert_with(|| werr(e));
+                                    offset = size;
+                                }
                             }
                             progress.add(s.len as u64);
                         }
@@ -179,7 +190,7 @@ fn pump(
             }
         }
     }
-    if let Output::Stream(w) = out {
+    if let (Output::Stream(w), None) = (&mut *out, &failure) {
         w.flush().map_err(werr)?;
     }
     progress.finish();
