@@ -58,7 +58,13 @@ impl<T: AsRef<[u8]>> IndexView<T> {
             .as_ref()
             .chunks_exact(INDEX_ENTRY_LEN as usize)
             .enumerate()
-            .map(move |(i, c)| (self.first + i as u32, LittleEndian::read_u32(c)))
+            // A view that would run past index 2^32 - 1 stops there.
+            .map_while(move |(i, c)| {
+                let idx = u32::try_from(i)
+                    .ok()
+                    .and_then(|i| self.first.checked_add(i))?;
+                Some((idx, LittleEndian::read_u32(c)))
+            })
     }
 
     /// `dog vdi list`'s counts: entries owned by `vid` ("used") and other

@@ -3,6 +3,8 @@
 //! §9.6, §9.7, §12). Each is a short sequence of steps; a step sends one
 //! request, or acts locally when it needs none.
 
+use byteorder::{ByteOrder, LittleEndian};
+
 use super::dirty::MAX_RUN;
 use super::event::{ControlDone, Error};
 use super::{name_from, tag_from, Engine, Expect, Inline, Name, Volume};
@@ -16,6 +18,10 @@ use crate::wire::{LockType, NewVdi, Request, Response, ResponseArgs, ResultCode}
 
 /// Index entries read per request when opening (1 MiB of index).
 const INDEX_CHUNK: u32 = 1 << 18;
+/// First step of operations on the working VDI: look its name up again.
+const SYNC: u8 = 10;
+/// Then, if its VID changed, read the new header.
+const SYNC_HEADER: u8 = 11;
 
 /// How to create a VDI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,14 +63,18 @@ pub(super) enum Op {
         failure: Option<Error>,
     },
     Close,
+    /// Steps 10 and 11 first make sure the open VID is still the working
+    /// one (another client may have snapshotted it), adopting the new one.
     Snapshot {
         tag: Name,
+        sync: u32,
     },
     Clone {
         name: Name,
     },
     Resize {
         size: u64,
+        sync: u32,
     },
     /// Delete (zero the index, then DEL_VDI); a rollback then clones the
     /// open snapshot under the same name.
@@ -199,8 +209,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             return Err(Error::Size(SizeError::HyperVolume));
         }
         let tag = tag_from(tag)?;
-        let step = if tag.is_empty() { 1 } else { 0 };
-        self.start(Op::Snapshot { tag }, step)
+        self.start(Op::Snapshot { tag, sync: 0 }, SYNC)
     }
 
     /// Clone the open snapshot into a new VDI called `name`.
@@ -230,7 +239,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         if need > self.index.as_ref().len() as u64 {
             return Err(Error::IndexBufferTooSmall { need });
         }
-        self.start(Op::Resize { size }, 0)
+        self.start(Op::Resize { size, sync: 0 }, SYNC)
     }
 
     /// Delete a VDI or a snapshot: zero its index in batches (so the
@@ -410,14 +419,34 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     None
                 }
             }
-            (Op::Snapshot { tag }, 0) => {
+            (Op::Snapshot { .. } | Op::Resize { .. }, SYNC) => {
+                let name = self.volume.as_ref()?.name.clone();
+                Some((
+                    Request::get_vdi_info(id, 0),
+                    Inline::NameTag(name, Name::new()),
+                ))
+            }
+            (Op::Snapshot { sync, .. } | Op::Resize { sync, .. }, SYNC_HEADER) => {
+                header_read(*sync)
+            }
+            (Op::Resize { .. }, 1) => {
+                let vol = self.volume.as_ref()?;
+                let req = Request::read_obj(
+                    id,
+                    Oid::inode(vid(vol.vid())?),
+                    inode::field::SNAP_CTIME as u32,
+                    8,
+                );
+                Some((req, Inline::None))
+            }
+            (Op::Snapshot { tag, .. }, 0) => {
                 let name = self.volume.as_ref()?.name.clone();
                 Some((
                     Request::get_vdi_info(id, 0),
                     Inline::NameTag(name, tag.clone()),
                 ))
             }
-            (Op::Snapshot { tag }, 1) => {
+            (Op::Snapshot { tag, .. }, 1) => {
                 let vol = self.volume.as_ref()?;
                 let r = InodeRange::TAG;
                 let req = Request::write_obj(
@@ -436,7 +465,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             (Op::Clone { name }, _) => {
                 self.new_vdi_from(name, self.volume.as_ref()?.vid(), false, id)
             }
-            (Op::Resize { size }, _) => {
+            (Op::Resize { size, .. }, _) => {
                 let vol = self.volume.as_ref()?;
                 let r = InodeRange::VDI_SIZE;
                 let req = Request::write_obj(
@@ -496,6 +525,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             return Expect::Nothing;
         };
         match (&ctl.op, ctl.step) {
+            (Op::Snapshot { .. } | Op::Resize { .. }, SYNC_HEADER) => {
+                Expect::Scratch(inode::HEADER_LEN as u32)
+            }
+            (Op::Resize { .. }, 1) => Expect::Scratch(8),
             (Op::Open { .. }, 1) | (Op::Delete { .. }, 1) => {
                 Expect::Scratch(inode::HEADER_LEN as u32)
             }
@@ -614,7 +647,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 self.volume = None;
                 Ok(None)
             }
-            Op::Snapshot { .. } => match step {
+            Op::Snapshot { tag, sync } => match step {
+                SYNC | SYNC_HEADER => {
+                    let first = if tag.is_empty() { 1 } else { 0 };
+                    self.sync_working(step, rsp_vid, sync, payload, first)
+                }
                 0 => Err(Error::TagExists),
                 1 => Ok(Some(2)),
                 _ => {
@@ -629,17 +666,28 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 }
             },
             Op::Clone { .. } => Ok(None),
-            Op::Resize { size } => {
-                let size = *size;
-                if let Some(vol) = self.volume.as_mut() {
-                    let count = vol.object_size.object_count(size) as u32;
-                    let old = vol.count;
-                    vol.header.vdi_size = size;
-                    vol.count = count;
-                    self.index.as_mut()[old as usize * 4..count as usize * 4].fill(0);
+            Op::Resize { size, sync } => match step {
+                SYNC | SYNC_HEADER => self.sync_working(step, rsp_vid, sync, payload, 0),
+                0 => Ok(Some(1)),
+                _ => {
+                    // The size went to an inode that became a snapshot
+                    // meanwhile: find the working VDI and write it again.
+                    let snap_ctime = payload.get(..8).map_or(1, LittleEndian::read_u64);
+                    if snap_ctime != 0 {
+                        Ok(Some(SYNC))
+                    } else {
+                        let size = *size;
+                        if let Some(vol) = self.volume.as_mut() {
+                            let count = vol.object_size.object_count(size) as u32;
+                            let old = vol.count;
+                            vol.header.vdi_size = size;
+                            vol.count = count;
+                            self.index.as_mut()[old as usize * 4..count as usize * 4].fill(0);
+                        }
+                        Ok(None)
+                    }
                 }
-                Ok(None)
-            }
+            },
             Op::Delete {
                 vid: v,
                 count,
@@ -682,6 +730,34 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         }
     }
 
+    /// The sync steps: after the lookup, go on at `first` if the VID is
+    /// still ours, else read the new working VDI's header; after that read,
+    /// adopt it (the cached index stays valid: the new VDI started with a
+    /// copy of it, and nothing was written since).
+    fn sync_working(
+        &mut self,
+        step: u8,
+        rsp_vid: u32,
+        sync: &mut u32,
+        payload: &[u8],
+        first: u8,
+    ) -> Result<Option<u8>, Error> {
+        let current = self.volume.as_ref().map_or(0, Volume::vid);
+        if step == SYNC {
+            if rsp_vid == current {
+                return Ok(Some(first));
+            }
+            *sync = rsp_vid;
+            return Ok(Some(SYNC_HEADER));
+        }
+        let header = InodeHeader::parse(payload)?;
+        if let Some(vol) = self.volume.as_mut() {
+            vol.header = header;
+            vol.header.vdi_id = *sync;
+        }
+        Ok(Some(first))
+    }
+
     /// Parse and adopt an opened VDI's header; returns its index length.
     fn adopt_header(&mut self, payload: &[u8], v: u32, locked: bool) -> Result<u32, Error> {
         let header = InodeHeader::parse(payload)?;
@@ -715,9 +791,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         let no = |r: ResultCode| matches!(e, Error::Server { result, .. } if result == r);
         match (&ctl.op, ctl.step) {
             // The tag is free: go on.
-            (Op::Snapshot { .. }, 0) if no(ResultCode::NoTag) || no(ResultCode::NoVdi) => {
-                self.goto(1)
-            }
+            (Op::Snapshot { .. }, 0) if no(ResultCode::NoTag) => self.goto(1),
             // Rollback with no working VDI left: just clone.
             (
                 Op::Delete {
@@ -765,7 +839,7 @@ fn done_of(op: &Op, vol: Option<&Volume>, rsp_vid: u32) -> ControlDone {
             working: rsp_vid,
         },
         Op::Clone { .. } => ControlDone::Cloned { vid: rsp_vid },
-        Op::Resize { size } => ControlDone::Resized { size: *size },
+        Op::Resize { size, .. } => ControlDone::Resized { size: *size },
         Op::Delete {
             then_clone: Some(_),
             ..

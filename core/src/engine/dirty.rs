@@ -21,6 +21,8 @@ struct Entry {
     /// server's generation count of every entry it covers, so an entry that
     /// did not change must never be written again.
     recheck: bool,
+    /// Index writes of this entry that failed with a transient result.
+    attempts: u8,
 }
 
 /// The dirty entries, each with the operation that waits for it.
@@ -39,6 +41,8 @@ pub struct Run {
     pub count: u32,
     /// Read the entries before writing them.
     pub recheck: bool,
+    /// Failed writes so far (for the retry bound).
+    pub attempt: u8,
 }
 
 impl Dirty {
@@ -65,6 +69,7 @@ impl Dirty {
                 token,
                 run: None,
                 recheck: false,
+                attempts: 0,
             })
             .is_ok()
     }
@@ -89,15 +94,18 @@ impl Dirty {
         {
             end += 1;
         }
+        let mut attempt = 0;
         for e in self.entries.iter_mut() {
             if e.run.is_none() && e.idx >= first && e.idx < end && e.recheck == recheck {
                 e.run = Some(key);
+                attempt = attempt.max(e.attempts);
             }
         }
         Some(Run {
             first,
             count: end - first,
             recheck,
+            attempt,
         })
     }
 
@@ -121,6 +129,17 @@ impl Dirty {
             if e.run == Some(key) {
                 e.run = None;
                 e.recheck |= recheck;
+            }
+        }
+    }
+
+    /// The write carrying `key` failed with a transient result and may or
+    /// may not have been applied: its entries stay with `key` (a check will
+    /// read them back) and count one more attempt.
+    pub fn failed_once(&mut self, key: u32, attempt: u8) {
+        for e in self.entries.iter_mut() {
+            if e.run == Some(key) {
+                e.attempts = e.attempts.max(attempt);
             }
         }
     }

@@ -491,7 +491,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         } else {
             Sent::IndexRun { key, run, vid }
         };
-        self.send(buf, sent, 0)
+        self.send(buf, sent, run.attempt)
     }
 
     fn poll_resolve(&mut self, buf: &mut [u8]) -> Option<Transmit> {
@@ -771,10 +771,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         self.receiving = None;
         for f in self.flights.iter_mut() {
             if f.due.is_none() {
-                if let Sent::Write { action, .. } = f.sent {
-                    if action.creates() {
-                        self.creates_in_flight -= 1;
-                    }
+                match f.sent {
+                    Sent::Write { action, .. } if action.creates() => self.creates_in_flight -= 1,
+                    // Maybe applied: read back before writing again.
+                    Sent::IndexRun { key, run, vid } => f.sent = Sent::IndexCheck { key, run, vid },
+                    _ => {}
                 }
                 f.due = Some(self.now);
             }
@@ -793,6 +794,14 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             ResultClass::Transient => match self.retry.backoff(flight.attempt + 1) {
                 Some(wait) => {
                     let due = self.now.saturating_add(wait);
+                    let mut flight = flight;
+                    if let Sent::IndexRun { key, run, vid } = flight.sent {
+                        // It may have been applied: rewriting unchanged
+                        // entries would reset their reference counts, so
+                        // read them back before writing again.
+                        self.dirty.failed_once(key, flight.attempt + 1);
+                        flight.sent = Sent::IndexCheck { key, run, vid };
+                    }
                     self.park(flight, due, flight.attempt + 1)
                 }
                 None => self.on_failure(

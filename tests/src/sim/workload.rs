@@ -125,9 +125,15 @@ impl Log {
         self.lines.push_back(line);
     }
 
-    /// The lines, oldest first.
+    /// The last 60 lines, oldest first.
     pub fn dump(&self) -> String {
-        self.lines.iter().cloned().collect::<Vec<_>>().join("\n")
+        let skip = self.lines.len().saturating_sub(60);
+        self.lines
+            .iter()
+            .skip(skip)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
