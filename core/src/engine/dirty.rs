@@ -109,6 +109,28 @@ impl Dirty {
         })
     }
 
+    /// Take one unsent entry (not awaiting a check) for which `pick` holds,
+    /// marking it as carried by `key`; returns its index.
+    pub fn take_one(&mut self, key: u32, pick: impl Fn(u32) -> bool) -> Option<u32> {
+        let e = self
+            .entries
+            .iter_mut()
+            .filter(|e| e.run.is_none() && !e.recheck && pick(e.idx))
+            .min_by_key(|e| e.idx)?;
+        e.run = Some(key);
+        Some(e.idx)
+    }
+
+    /// The entries carried by `key` go back to waiting for a write.
+    pub fn release(&mut self, key: u32) {
+        for e in self.entries.iter_mut() {
+            if e.run == Some(key) {
+                e.run = None;
+                e.recheck = false;
+            }
+        }
+    }
+
     /// The run carried by `id` is on the inode: drop its entries and call
     /// `done` with each waiting operation's token.
     pub fn complete(&mut self, id: u32, mut done: impl FnMut(Token)) {

@@ -134,6 +134,15 @@ enum Sent {
     IndexRun { key: u32, run: dirty::Run, vid: u32 },
     /// Reading a run of entries of `vid`'s inode before writing them.
     IndexCheck { key: u32, run: dirty::Run, vid: u32 },
+    /// Before a run that clears entries: read `snap_ctime` of `vid`'s inode,
+    /// so that a discard never clears a snapshot's entries.
+    Precheck { key: u32, run: dirty::Run, vid: u32 },
+    /// An object we created under an earlier VID of this VDI whose index
+    /// entry did not reach the new working inode: copy it (CREATE with COW,
+    /// no payload) into the new VID, whose entry is then written. Writing
+    /// the old VID into the new inode would give one object two owners with
+    /// one reference, and the cluster would free it under one of them.
+    Rehome { key: u32, idx: u32, vid: u32 },
     /// After run `key` landed: read `snap_ctime` of `vid`'s inode.
     Verify { key: u32, vid: u32 },
     /// Looking the working VDI up again after READONLY.
@@ -484,10 +493,22 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     fn poll_flush(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         let vid = self.volume.as_ref()?.vid();
         let key = self.next_key;
+        let index = self.index.as_ref();
+        let foreign = |idx: u32| {
+            let e = LittleEndian::read_u32(&index[idx as usize * 4..idx as usize * 4 + 4]);
+            e != 0 && e != vid
+        };
+        if let Some(idx) = self.dirty.take_one(key, foreign) {
+            self.next_key = self.next_key.wrapping_add(1).max(1);
+            return self.send(buf, Sent::Rehome { key, idx, vid }, 0);
+        }
         let run = self.dirty.take_run(key)?;
         self.next_key = self.next_key.wrapping_add(1).max(1);
+        let clears = (run.first..run.first + run.count).any(|i| self.entry(i) == Some(0));
         let sent = if run.recheck {
             Sent::IndexCheck { key, run, vid }
+        } else if clears {
+            Sent::Precheck { key, run, vid }
         } else {
             Sent::IndexRun { key, run, vid }
         };
@@ -604,7 +625,16 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 );
                 (req, Inline::None, None)
             }
-            Sent::Verify { vid, .. } => {
+            Sent::Rehome { idx, vid, .. } => {
+                let vol = self.volume.as_ref()?;
+                *vid = vol.vid();
+                let owner = Vid::new(self.entry(*idx)?).ok()?;
+                let oid = Oid::data(Vid::new(*vid).ok()?, *idx);
+                let cow = Oid::data(owner, *idx);
+                let req = Request::create_and_write(id, oid, Some(cow), 0, 0, vol.header.nr_copies);
+                (req, Inline::None, None)
+            }
+            Sent::Verify { vid, .. } | Sent::Precheck { vid, .. } => {
                 let req = Request::read_obj(
                     id,
                     Oid::inode(Vid::new(*vid).ok()?),
@@ -724,7 +754,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 token,
                 range: piece.data_offset..piece.data_offset + u64::from(len),
             }),
-            Sent::Verify { .. } if ok && len == 8 => {
+            Sent::Verify { .. } | Sent::Precheck { .. } if ok && len == 8 => {
                 into_scratch = true;
                 Receive::Scratch
             }
@@ -931,6 +961,32 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     }
                 }
             }
+            Sent::Precheck { key, run, vid } => {
+                let snap_ctime = payload.get(..8).map_or(1, LittleEndian::read_u64);
+                let current = self.volume.as_ref().map(Volume::vid) == Some(vid);
+                if snap_ctime == 0 && current {
+                    let write = Inflight {
+                        id: 0,
+                        sent: Sent::IndexRun { key, run, vid },
+                        attempt: flight.attempt,
+                        due: Some(self.now),
+                    };
+                    let _ = self.flights.push(write);
+                } else {
+                    self.dirty.requeue(key, true);
+                    if current && self.resolve == Resolve::Idle {
+                        self.resolve = Resolve::Lookup;
+                    }
+                }
+            }
+            Sent::Rehome { key, idx, vid } => {
+                if self.volume.as_ref().map(Volume::vid) == Some(vid) {
+                    self.set_entry(idx, vid);
+                    self.dirty.release(key);
+                } else {
+                    self.dirty.requeue(key, true);
+                }
+            }
             Sent::Verify { key, vid } => {
                 let snap_ctime = if payload.len() == 8 {
                     LittleEndian::read_u64(payload)
@@ -975,7 +1031,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             }
             Sent::IndexRun { key, .. }
             | Sent::IndexCheck { key, .. }
-            | Sent::Verify { key, .. } => {
+            | Sent::Verify { key, .. }
+            | Sent::Precheck { key, .. }
+            | Sent::Rehome { key, .. } => {
                 let mut failed: Vec<Token, DIRTY_CAP> = Vec::new();
                 self.dirty.fail(key, |t| {
                     let _ = failed.push(t);
