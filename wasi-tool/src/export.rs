@@ -173,14 +173,9 @@ fn pump(
                         Output::Stream(_) => slots.slots[i].ready = true,
                         Output::File(f) => {
                             let s = &slots.slots[i];
-                            if !is_zero(&s.buf[..s.len]) {
-                                let written = f
-                                    .seek(SeekFrom::Start(s.offset))
-                                    .and_then(|_| f.write_all(&s.buf[..s.len]));
-                                if let Err(e) = written {
-                                    failure.get_or_insert_with(|| werr(e));
-                                    offset = size;
-                                }
+                            if let Err(e) = write_sparse(f, s.offset, &s.buf[..s.len]) {
+                                failure.get_or_insert_with(|| werr(e));
+                                offset = size;
                             }
                             progress.add(s.len as u64);
                         }
@@ -198,4 +193,29 @@ fn pump(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Blocks of this size that are all zeros stay holes in a regular file.
+const HOLE_BLOCK: usize = 64 << 10;
+
+/// Write `data` at `offset`, leaving all-zero blocks as holes (the file
+/// was sized up front, so they read as zeros).
+fn write_sparse(f: &mut File, offset: u64, data: &[u8]) -> io::Result<()> {
+    let mut at = 0;
+    while at < data.len() {
+        // Find the next run of non-zero blocks and write it in one go.
+        while at < data.len() && is_zero(&data[at..(at + HOLE_BLOCK).min(data.len())]) {
+            at += HOLE_BLOCK;
+        }
+        let start = at;
+        while at < data.len() && !is_zero(&data[at..(at + HOLE_BLOCK).min(data.len())]) {
+            at += HOLE_BLOCK;
+        }
+        let end = at.min(data.len());
+        if start < end {
+            f.seek(SeekFrom::Start(offset + start as u64))?;
+            f.write_all(&data[start..end])?;
+        }
+    }
+    Ok(())
 }

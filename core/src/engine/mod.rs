@@ -865,6 +865,15 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     }
 
     fn on_readonly(&mut self, flight: Inflight, response: &Response) {
+        if let Sent::Rehome { key, vid, .. } = flight.sent {
+            // The VID we copied into became a snapshot too: find the new
+            // working VDI, then check and copy again.
+            self.dirty.requeue(key, true);
+            if self.volume.as_ref().map(Volume::vid) == Some(vid) && self.resolve == Resolve::Idle {
+                self.resolve = Resolve::Lookup;
+            }
+            return;
+        }
         let Sent::Write { action, .. } = flight.sent else {
             let e = Error::Server {
                 opcode: response.opcode,
