@@ -24,6 +24,37 @@ pub type Eng = Engine<Vec<u8>, QUEUE_MAX>;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 /// The index cache: room for the largest flat VDI (2^20 entries).
 const INDEX_CACHE_LEN: usize = 4 << 20;
+/// Times a dropped connection is re-established before giving up.
+const MAX_RECONNECTS: u32 = 5;
+
+/// Connect to HOST[:PORT]; returns the stream and the address as shown in
+/// messages.
+fn open_stream(addr: &str) -> Result<(TcpStream, String), CliError> {
+    let hp = sheepdog_core::address::parse_host_port(addr)
+        .map_err(|e| CliError(format!("bad address '{addr}': {e}")))?;
+    let port = hp.port.unwrap_or(sheepdog_core::wire::DEFAULT_PORT);
+    let shown = if hp.host.contains(':') {
+        format!("[{}]:{port}", hp.host)
+    } else {
+        format!("{}:{port}", hp.host)
+    };
+    let addrs: Vec<_> = (hp.host, port)
+        .to_socket_addrs()
+        .map_err(|e| error::connect(&shown, &e))?
+        .collect();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for a in &addrs {
+        match TcpStream::connect(a) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let _ = stream.set_read_timeout(Some(REPLY_TIMEOUT));
+                return Ok((stream, shown));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(error::connect(&shown, &last))
+}
 
 /// The caller's data of reads and writes in flight, by token.
 pub trait Buffers {
@@ -55,53 +86,62 @@ pub struct Client {
     tx: Vec<u8>,
     scratch: Vec<u8>,
     start: Instant,
+    /// HOST[:PORT] as given, to connect again.
+    target: String,
+    /// Times the connection was re-established.
+    reconnects: u32,
 }
 
 impl Client {
     /// Connect to `addr` (HOST[:PORT]).
     pub fn connect(addr: &str) -> Result<Client, CliError> {
-        let hp = sheepdog_core::address::parse_host_port(addr)
-            .map_err(|e| CliError(format!("bad address '{addr}': {e}")))?;
-        let port = hp.port.unwrap_or(sheepdog_core::wire::DEFAULT_PORT);
-        let shown = if hp.host.contains(':') {
-            format!("[{}]:{port}", hp.host)
-        } else {
-            format!("{}:{port}", hp.host)
-        };
-        let addrs: Vec<_> = (hp.host, port)
-            .to_socket_addrs()
-            .map_err(|e| error::connect(&shown, &e))?
-            .collect();
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-        for a in &addrs {
-            match TcpStream::connect(a) {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    let _ = stream.set_read_timeout(Some(REPLY_TIMEOUT));
-                    return Ok(Client {
-                        addr: shown,
-                        stream,
-                        engine: Box::new(Engine::new(
-                            vec![0u8; INDEX_CACHE_LEN],
-                            RetryPolicy::default(),
-                        )),
-                        tx: vec![0u8; TRANSMIT_BUF_LEN],
-                        scratch: vec![0u8; inode::HEADER_LEN],
-                        start: Instant::now(),
-                    });
+        let (stream, shown) = open_stream(addr)?;
+        Ok(Client {
+            addr: shown,
+            target: addr.to_owned(),
+            stream,
+            engine: Box::new(Engine::new(
+                vec![0u8; INDEX_CACHE_LEN],
+                RetryPolicy::default(),
+            )),
+            tx: vec![0u8; TRANSMIT_BUF_LEN],
+            scratch: vec![0u8; inode::HEADER_LEN],
+            start: Instant::now(),
+            reconnects: 0,
+        })
+    }
+
+    /// The connection failed with `e`: connect again (a few times, with a
+    /// growing pause) and let the engine resend what was in flight; or give
+    /// up with the error.
+    fn recover(&mut self, e: io::Error) -> Result<(), CliError> {
+        let timeout = matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        );
+        if timeout || self.reconnects >= MAX_RECONNECTS {
+            return Err(error::lost(&self.addr, &e));
+        }
+        let mut last = e;
+        while self.reconnects < MAX_RECONNECTS {
+            std::thread::sleep(Duration::from_millis(200 << self.reconnects));
+            self.reconnects += 1;
+            match open_stream(&self.target) {
+                Ok((stream, _)) => {
+                    self.stream = stream;
+                    self.engine.handle_connection_lost();
+                    return Ok(());
                 }
-                Err(e) => last = e,
+                Err(_) => {
+                    last = io::Error::new(io::ErrorKind::ConnectionRefused, "reconnect failed")
+                }
             }
         }
-        Err(error::connect(&shown, &last))
+        Err(error::lost(&self.addr, &last))
     }
 
     fn now(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
-    }
-
-    fn io_err(&self, e: io::Error) -> CliError {
-        error::lost(&self.addr, &e)
     }
 
     /// Send what can be sent, hand over events, and then wait for one
@@ -120,7 +160,9 @@ impl Client {
                 }
                 None => self.stream.write_all(head),
             };
-            res.map_err(|e| self.io_err(e))?;
+            if let Err(e) = res {
+                return self.recover(e);
+            }
         }
         while let Some(ev) = self.engine.poll_event() {
             events.push(ev);
@@ -144,9 +186,9 @@ impl Client {
 
     fn receive(&mut self, bufs: &mut dyn Buffers) -> Result<(), CliError> {
         let mut header = [0u8; HEADER_LEN];
-        self.stream
-            .read_exact(&mut header)
-            .map_err(|e| self.io_err(e))?;
+        if let Err(e) = self.stream.read_exact(&mut header) {
+            return self.recover(e);
+        }
         let incoming = self
             .engine
             .handle_header(&header)
@@ -171,7 +213,9 @@ impl Client {
             }
             Receive::Scratch | Receive::Discard => discard(&mut self.stream, len),
         };
-        res.map_err(|e| self.io_err(e))?;
+        if let Err(e) = res {
+            return self.recover(e);
+        }
         let now = self.now();
         self.engine
             .handle_payload(now, &self.scratch[..scratch_len]);

@@ -138,6 +138,14 @@ impl Log {
 }
 
 impl Workload {
+    /// A workload whose choices come from `script` (a fuzzer's input)
+    /// before falling back to the seed.
+    pub fn scripted(cfg: Config, script: &[u8]) -> Workload {
+        let mut w = Workload::new(cfg);
+        w.rng = Rng::scripted(script);
+        w
+    }
+
     /// A workload over a fresh cluster with 1 MiB objects.
     pub fn new(cfg: Config) -> Workload {
         let cluster = Cluster::new(ClusterConfig::default().with_block_size_shift(SHIFT));
