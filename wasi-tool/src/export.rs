@@ -42,13 +42,7 @@ pub fn export(cli: &Cli, vdi: &str, file: &str, io: &IoOpts) -> Result<(), CliEr
             io::stdout().lock(),
         ))))
     } else {
-        File::create(file)
-            .and_then(|f| {
-                f.set_len(info.size)?;
-                Ok(f)
-            })
-            .map(Output::File)
-            .map_err(|e| error::file(file, "write", &e))
+        open_output(file, info.size).map_err(|e| error::file(file, "write", &e))
     };
     let res = match out {
         Ok(mut out) => pump(
@@ -70,6 +64,25 @@ pub fn export(cli: &Cli, vdi: &str, file: &str, io: &IoOpts) -> Result<(), CliEr
         eprintln!("exported {} to {file}", t.display());
     }
     Ok(())
+}
+
+/// A regular file (new or existing) is sized and written with holes; a
+/// device, pipe or socket is written in order.
+fn open_output(path: &str, size: u64) -> io::Result<Output> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => {
+            let f = std::fs::OpenOptions::new().write(true).open(path)?;
+            Ok(Output::Stream(Box::new(io::BufWriter::with_capacity(
+                1 << 20,
+                f,
+            ))))
+        }
+        _ => {
+            let f = File::create(path)?;
+            f.set_len(size)?;
+            Ok(Output::File(f))
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -5,6 +5,7 @@
 //! index entries, so an interrupted import never shows garbage and running
 //! it again completes it.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 
@@ -91,6 +92,12 @@ pub fn import(
                     t.name
                 )));
             }
+            if let Some(len) = file_len.filter(|&l| l > size) {
+                return Err(CliError(format!(
+                    "VDI too small for the file: {} would be {size} bytes (--size), {file} is {len} bytes",
+                    t.name
+                )));
+            }
             let opts = CreateOptions {
                 size,
                 redundancy: Redundancy::ClusterDefault,
@@ -133,6 +140,63 @@ pub fn import(
     Ok(())
 }
 
+/// What was read ahead of the chunk being sent: runs of zeros are only
+/// counted, the first chunk with data is kept.
+enum Ahead {
+    Zeros(usize),
+    Data(Vec<u8>),
+}
+
+/// The input, with chunks read ahead to learn whether a whole object larger
+/// than a chunk is zeros.
+struct Input<'a> {
+    read: &'a mut dyn Read,
+    ahead: VecDeque<Ahead>,
+}
+
+impl Input<'_> {
+    /// Fill `buf` from what was read ahead, else from the input.
+    fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.ahead.pop_front() {
+            Some(Ahead::Zeros(n)) => {
+                buf[..n].fill(0);
+                Ok(n)
+            }
+            Some(Ahead::Data(v)) => {
+                buf[..v.len()].copy_from_slice(&v);
+                Ok(v.len())
+            }
+            None => read_full(self.read, buf),
+        }
+    }
+
+    /// Read ahead up to `limit` bytes in chunks of `chunk` while they are
+    /// zeros; returns how many zero bytes follow (the first chunk with data,
+    /// if any, is kept for later).
+    fn zeros_ahead(&mut self, limit: u64, chunk: u64) -> io::Result<u64> {
+        let mut zeros = 0;
+        while zeros < limit {
+            let want = chunk.min(limit - zeros) as usize;
+            let mut buf = vec![0u8; want];
+            let n = read_full(self.read, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            if !is_zero(&buf) {
+                self.ahead.push_back(Ahead::Data(buf));
+                break;
+            }
+            self.ahead.push_back(Ahead::Zeros(n));
+            zeros += n as u64;
+            if n < want {
+                break;
+            }
+        }
+        Ok(zeros)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn pump(
     cli: &Cli,
@@ -147,6 +211,10 @@ fn pump(
 ) -> Result<(), CliError> {
     let os = u64::from(object_size);
     let chunk = os.min(MAX_CHUNK);
+    let mut input = Input {
+        read: input,
+        ahead: VecDeque::new(),
+    };
     let mut slots = Slots::new(qd, chunk as usize);
     let mut progress = Progress::new("import", total, cli.progress, cli.quiet);
     let mut offset = 0u64;
@@ -161,7 +229,7 @@ fn pump(
             let n = if want == 0 {
                 // The VDI is full: anything more in the input is too much.
                 let mut probe = [0u8; 1];
-                match read_full(input, &mut probe) {
+                match input.fill(&mut probe) {
                     Ok(0) => 0,
                     Ok(_) => {
                         failure = Some(CliError(format!(
@@ -175,7 +243,7 @@ fn pump(
                     }
                 }
             } else {
-                match read_full(input, &mut slot.buf[..want]) {
+                match input.fill(&mut slot.buf[..want]) {
                     Ok(n) => n,
                     Err(e) => {
                         failure = Some(error::file(file, "read", &e));
@@ -192,22 +260,40 @@ fn pump(
             }
             let token = i as u64;
             let idx = (offset / os) as u32;
-            let whole_object =
-                offset % os == 0 && (n as u64 == os || offset + n as u64 == vdi_size);
-            let submitted = if is_zero(&slot.buf[..n]) {
-                match client.engine.entry(idx) {
-                    Some(0) | None => None,
-                    Some(_) if whole_object => Some(client.engine.discard(token, offset, n as u64)),
-                    Some(_) => Some(client.engine.write(token, offset, n as u64)),
+            let obj_end = ((offset / os + 1) * os).min(vdi_size);
+            let mut len = n as u64;
+            let zero = is_zero(&slot.buf[..n]);
+            let allocated = client.engine.entry(idx).is_some_and(|e| e != 0);
+            // A zero chunk at the start of an allocated object larger than a
+            // chunk: look ahead to see whether the whole object is zeros.
+            if zero && allocated && offset % os == 0 && len < obj_end - offset && !eof {
+                match input.zeros_ahead(obj_end - offset - len, chunk) {
+                    Ok(more) if offset + len + more == obj_end => {
+                        input.ahead.clear();
+                        len += more;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        failure = Some(error::file(file, "read", &e));
+                        break;
+                    }
                 }
+            }
+            let whole_object = offset % os == 0 && offset + len == obj_end;
+            let submitted = if !zero {
+                Some(client.engine.write(token, offset, len))
+            } else if !allocated {
+                None
+            } else if whole_object {
+                Some(client.engine.discard(token, offset, len))
             } else {
-                Some(client.engine.write(token, offset, n as u64))
+                Some(client.engine.write(token, offset, len))
             };
             match submitted {
-                None => progress.add(n as u64),
+                None => progress.add(len),
                 Some(Ok(())) => {
                     slot.busy = true;
-                    slot.len = n;
+                    slot.len = len as usize;
                     slot.offset = offset;
                 }
                 Some(Err(e)) => {
@@ -215,7 +301,7 @@ fn pump(
                     break;
                 }
             }
-            offset += n as u64;
+            offset += len;
         }
         if !slots.any_busy() && (eof || failure.is_some()) {
             break;
