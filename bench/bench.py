@@ -186,6 +186,7 @@ class Bench:
                 os.unlink(out)
             ours.append(timed(self.tool("export", vdi, out, *q, wasm=wasm)))
             self.check_export(out, image)
+            allocated = os.stat(out).st_blocks * 512
             if self.dog and dog:
                 with open(out, "wb") as f:
                     dogs.append(timed(self.dog_cmd("read", vdi), stdout=f))
@@ -193,7 +194,7 @@ class Bench:
                 quarter = size // 4
                 cmds = [" ".join(self.dog_cmd("read", vdi, str(i * quarter), str(quarter))) + " > /dev/null" for i in range(4)]
                 par.append(timed_group(cmds))
-        sparse_blocks = os.stat(out).st_blocks * 512 if not wasm else None
+        sparse_blocks = allocated
         who = "sheep-tool" + (" (wasm)" if wasm else "") + (f" qd={qd}" if qd else "")
         mine = self.record(case, who, ours, size)
         if sparse_blocks is not None and "sparse" in case:

@@ -247,6 +247,7 @@ where
                             buf[z.range.start as usize..z.range.end as usize].fill(0);
                         }
                     }
+                    Event::DataDone { .. } => {}
                     done => return Ok(done),
                 }
             }

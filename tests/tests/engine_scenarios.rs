@@ -179,6 +179,13 @@ fn on_io_event(w: &mut Wire, ev: &Event, done: &mut HashMap<Token, Result<(), Er
                 "{token} completed twice"
             );
         }
+        // The engine promises never to send this buffer again: poison it,
+        // so that a broken promise shows up as wrong data.
+        Event::DataDone { token } => {
+            if let Some(buf) = w.bufs.get_mut(token) {
+                buf.fill(0xEE);
+            }
+        }
         Event::Control(c) => panic!("unexpected control outcome {c:?}"),
     }
 }
@@ -707,6 +714,7 @@ fn close_lets_writes_in_flight_finish_first() {
     w.drive_until(|_, ev| {
         match ev {
             Event::Done { token, result } if *token == t => wrote = Some(*result),
+            Event::DataDone { token } if *token == t => {}
             Event::Control(ControlDone::Closed) => closed = true,
             other => panic!("unexpected {other:?}"),
         }

@@ -144,13 +144,8 @@ impl Client {
         self.start.elapsed().as_nanos() as u64
     }
 
-    /// Send what can be sent, hand over events, and then wait for one
-    /// reply (or a retry deadline). Returns after at most one reply.
-    pub fn step(
-        &mut self,
-        bufs: &mut dyn Buffers,
-        events: &mut Vec<Event>,
-    ) -> Result<(), CliError> {
+    /// Send every request the engine has ready, without waiting.
+    pub fn transmit(&mut self, bufs: &dyn Buffers) -> Result<(), CliError> {
         while let Some(t) = self.engine.poll_transmit(&mut self.tx) {
             let head = &self.tx[..t.header_len];
             let res = match &t.data {
@@ -164,6 +159,17 @@ impl Client {
                 return self.recover(e);
             }
         }
+        Ok(())
+    }
+
+    /// Send what can be sent, hand over events, and then wait for one
+    /// reply (or a retry deadline). Returns after at most one reply.
+    pub fn step(
+        &mut self,
+        bufs: &mut dyn Buffers,
+        events: &mut Vec<Event>,
+    ) -> Result<(), CliError> {
+        self.transmit(bufs)?;
         while let Some(ev) = self.engine.poll_event() {
             events.push(ev);
         }

@@ -3,8 +3,7 @@
 //! holes; into a pipe they are written as zeros, in order.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 
 use sheepdog_core::engine::Event;
 
@@ -12,6 +11,7 @@ use crate::cli::{Cli, IoOpts};
 use crate::client::Client;
 use crate::error::{self, CliError};
 use crate::import::{queue_depth, MAX_CHUNK};
+use crate::outfile::OutFile;
 use crate::progress::Progress;
 use crate::session::{self, close, open};
 use crate::target::Target;
@@ -19,7 +19,7 @@ use crate::transfer::{is_zero, Slots};
 
 enum Output {
     /// A regular file: random access, holes.
-    File(File),
+    File(OutFile),
     /// A pipe or stdout: in order, zeros written out.
     Stream(Box<dyn Write>),
 }
@@ -77,11 +77,7 @@ fn open_output(path: &str, size: u64) -> io::Result<Output> {
                 f,
             ))))
         }
-        _ => {
-            let f = File::create(path)?;
-            f.set_len(size)?;
-            Ok(Output::File(f))
-        }
+        _ => Ok(Output::File(OutFile::create(path, size)?)),
     }
 }
 
@@ -124,6 +120,7 @@ fn pump(
                 Ok(()) => {
                     let slot = &mut slots.slots[i];
                     slot.busy = true;
+                    slot.token = i as u64;
                     slot.len = n as usize;
                     slot.offset = offset;
                     if let Output::Stream(_) = out {
@@ -194,7 +191,7 @@ fn pump(
                         }
                     }
                 }
-                Event::Control(_) => {}
+                Event::Control(_) | Event::DataDone { .. } => {}
             }
         }
     }
@@ -213,7 +210,7 @@ const HOLE_BLOCK: usize = 64 << 10;
 
 /// Write `data` at `offset`, leaving all-zero blocks as holes (the file
 /// was sized up front, so they read as zeros).
-fn write_sparse(f: &mut File, offset: u64, data: &[u8]) -> io::Result<()> {
+fn write_sparse(f: &mut OutFile, offset: u64, data: &[u8]) -> io::Result<()> {
     let mut at = 0;
     while at < data.len() {
         // Find the next run of non-zero blocks and write it in one go.
@@ -226,8 +223,7 @@ fn write_sparse(f: &mut File, offset: u64, data: &[u8]) -> io::Result<()> {
         }
         let end = at.min(data.len());
         if start < end {
-            f.seek(SeekFrom::Start(offset + start as u64))?;
-            f.write_all(&data[start..end])?;
+            f.write_all_at(&data[start..end], offset + start as u64)?;
         }
     }
     Ok(())

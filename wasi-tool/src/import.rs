@@ -15,6 +15,7 @@ use sheepdog_core::redundancy::Redundancy;
 use crate::cli::{Cli, IoOpts};
 use crate::client::{Client, QUEUE_MAX};
 use crate::error::{self, CliError};
+use crate::holes;
 use crate::progress::Progress;
 use crate::session::{self, close, open, run, unexpected};
 use crate::size::parse_size;
@@ -33,6 +34,24 @@ pub fn queue_depth(io: &IoOpts) -> Result<usize, CliError> {
         )));
     }
     Ok(io.queue_depth)
+}
+
+/// Blocks at which leading and trailing zeros are trimmed.
+const TRIM_BLOCK: usize = 4096;
+
+/// The part of `buf` between its first and last non-zero 4 KiB blocks, as
+/// (offset, length); `buf` is not all zeros.
+fn trim_zeros(buf: &[u8]) -> (usize, usize) {
+    let blocks = buf.len().div_ceil(TRIM_BLOCK);
+    let block = |i: usize| &buf[i * TRIM_BLOCK..((i + 1) * TRIM_BLOCK).min(buf.len())];
+    let first = (0..blocks).find(|&i| !is_zero(block(i))).unwrap_or(0);
+    let last = (first..blocks)
+        .rev()
+        .find(|&i| !is_zero(block(i)))
+        .unwrap_or(first);
+    let start = first * TRIM_BLOCK;
+    let end = ((last + 1) * TRIM_BLOCK).min(buf.len());
+    (start, end - start)
 }
 
 /// Fill `buf` from `r` until it is full or the input ends.
@@ -61,8 +80,8 @@ pub fn import(
     let qd = queue_depth(io)?;
     let want = size.map(parse_size).transpose()?;
     // Open the input first: no VDI is created when it cannot be read.
-    let (mut input, file_len): (Box<dyn Read>, Option<u64>) = if file == "-" {
-        (Box::new(io::stdin().lock()), None)
+    let (mut input, file_len, holes): (Box<dyn Read>, Option<u64>, _) = if file == "-" {
+        (Box::new(io::stdin().lock()), None, None)
     } else {
         let f = File::open(file).map_err(|e| error::file(file, "open", &e))?;
         let meta = f.metadata().map_err(|e| error::file(file, "read", &e))?;
@@ -70,7 +89,8 @@ pub fn import(
             return Err(CliError(format!("cannot read {file}: it is a directory")));
         }
         let len = meta.is_file().then_some(meta.len());
-        (Box::new(f), len)
+        let holes = len.and_then(|_| holes::Holes::of(&f));
+        (Box::new(f), len, holes)
     };
     let mut client = session::connect(&t, &cli.address)?;
     let info = match open(&mut client, &t, io.lock) {
@@ -124,6 +144,7 @@ pub fn import(
         cli,
         &mut client,
         &mut *input,
+        holes,
         file,
         &t.name,
         info.size,
@@ -148,25 +169,40 @@ enum Ahead {
 }
 
 /// The input, with chunks read ahead to learn whether a whole object larger
-/// than a chunk is zeros.
+/// than a chunk is zeros, and the holes of a sparse regular file skipped
+/// without reading them.
 struct Input<'a> {
     read: &'a mut dyn Read,
     ahead: VecDeque<Ahead>,
+    holes: Option<holes::Holes>,
 }
 
 impl Input<'_> {
-    /// Fill `buf` from what was read ahead, else from the input.
-    fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Fill `buf` from what was read ahead, else from the input. Returns the
+    /// bytes filled, and true when they are known to be zeros: a hole, which
+    /// is then not copied into `buf` at all.
+    fn fill(&mut self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
         match self.ahead.pop_front() {
             Some(Ahead::Zeros(n)) => {
                 buf[..n].fill(0);
-                Ok(n)
+                Ok((n, true))
             }
             Some(Ahead::Data(v)) => {
                 buf[..v.len()].copy_from_slice(&v);
-                Ok(v.len())
+                Ok((v.len(), false))
             }
-            None => read_full(self.read, buf),
+            None => {
+                if let Some(h) = self.holes.as_mut() {
+                    if let Some(n) = h.skip_hole(buf.len() as u64)? {
+                        return Ok((n as usize, true));
+                    }
+                }
+                let n = read_full(self.read, buf)?;
+                if let Some(h) = self.holes.as_mut() {
+                    h.advance(n as u64);
+                }
+                Ok((n, false))
+            }
         }
     }
 
@@ -178,12 +214,12 @@ impl Input<'_> {
         while zeros < limit {
             let want = chunk.min(limit - zeros) as usize;
             let mut buf = vec![0u8; want];
-            let n = read_full(self.read, &mut buf)?;
+            let (n, hole) = self.fill(&mut buf)?;
             if n == 0 {
                 break;
             }
             buf.truncate(n);
-            if !is_zero(&buf) {
+            if !hole && !is_zero(&buf) {
                 self.ahead.push_back(Ahead::Data(buf));
                 break;
             }
@@ -202,6 +238,7 @@ fn pump(
     cli: &Cli,
     client: &mut Client,
     input: &mut dyn Read,
+    holes: Option<holes::Holes>,
     file: &str,
     name: &str,
     vdi_size: u64,
@@ -214,6 +251,7 @@ fn pump(
     let mut input = Input {
         read: input,
         ahead: VecDeque::new(),
+        holes,
     };
     let mut slots = Slots::new(qd, chunk as usize);
     let mut progress = Progress::new("import", total, cli.progress, cli.quiet);
@@ -221,8 +259,12 @@ fn pump(
     let mut eof = false;
     let mut failure: Option<CliError> = None;
     let mut events = Vec::new();
+    // Writes not yet Done, some of them past their data and only waiting
+    // for their index entries (their slots are free again).
+    let mut open_ops = 0usize;
+    let mut next_token: u64 = 0;
     loop {
-        while !eof && failure.is_none() {
+        while !eof && failure.is_none() && open_ops < QUEUE_MAX {
             let Some(i) = slots.free() else { break };
             let slot = &mut slots.slots[i];
             let want = chunk.min(vdi_size.saturating_sub(offset)) as usize;
@@ -230,7 +272,7 @@ fn pump(
                 // The VDI is full: anything more in the input is too much.
                 let mut probe = [0u8; 1];
                 match input.fill(&mut probe) {
-                    Ok(0) => 0,
+                    Ok((0, _)) => (0, false),
                     Ok(_) => {
                         failure = Some(CliError(format!(
                             "VDI too small for the input: {name} is {vdi_size} bytes"
@@ -244,13 +286,14 @@ fn pump(
                 }
             } else {
                 match input.fill(&mut slot.buf[..want]) {
-                    Ok(n) => n,
+                    Ok(got) => got,
                     Err(e) => {
                         failure = Some(error::file(file, "read", &e));
                         break;
                     }
                 }
             };
+            let (n, hole) = n;
             if n == 0 {
                 eof = true;
                 break;
@@ -258,11 +301,11 @@ fn pump(
             if n < want {
                 eof = true;
             }
-            let token = i as u64;
+            let token = next_token;
             let idx = (offset / os) as u32;
             let obj_end = ((offset / os + 1) * os).min(vdi_size);
             let mut len = n as u64;
-            let zero = is_zero(&slot.buf[..n]);
+            let zero = hole || is_zero(&slot.buf[..n]);
             let allocated = client.engine.entry(idx).is_some_and(|e| e != 0);
             // A zero chunk at the start of an allocated object larger than a
             // chunk: look ahead to see whether the whole object is zeros.
@@ -280,21 +323,47 @@ fn pump(
                 }
             }
             let whole_object = offset % os == 0 && offset + len == obj_end;
+            let (mut sent_at, mut sent_len) = (offset, len);
             let submitted = if !zero {
-                Some(client.engine.write(token, offset, len))
+                // Into an unallocated object the CREATE zeroes what it is
+                // not given: send only the part between the first and last
+                // non-zero blocks. (Allocated or shared objects need every
+                // byte, zeros included.)
+                let (skip, keep) = if allocated {
+                    (0, n)
+                } else {
+                    trim_zeros(&slot.buf[..n])
+                };
+                if skip > 0 {
+                    slot.buf.copy_within(skip..skip + keep, 0);
+                }
+                (sent_at, sent_len) = (offset + skip as u64, keep as u64);
+                Some(client.engine.write(token, sent_at, sent_len))
             } else if !allocated {
                 None
             } else if whole_object {
                 Some(client.engine.discard(token, offset, len))
             } else {
+                if hole {
+                    // A hole was not copied into the buffer.
+                    slot.buf[..n].fill(0);
+                }
                 Some(client.engine.write(token, offset, len))
             };
             match submitted {
                 None => progress.add(len),
                 Some(Ok(())) => {
                     slot.busy = true;
-                    slot.len = len as usize;
-                    slot.offset = offset;
+                    slot.len = sent_len as usize;
+                    slot.offset = sent_at;
+                    slot.token = token;
+                    next_token += 1;
+                    open_ops += 1;
+                    // Discarded zeros count as done now; what is sent counts
+                    // when it is on the cluster.
+                    progress.add(len - sent_len.min(len));
+                    // Send it now rather than after every slot is full.
+                    client.transmit(&slots)?;
                 }
                 Some(Err(e)) => {
                     failure = Some(error::engine(name, e));
@@ -303,18 +372,31 @@ fn pump(
             }
             offset += len;
         }
-        if !slots.any_busy() && (eof || failure.is_some()) {
+        if open_ops == 0 && (eof || failure.is_some()) {
             break;
         }
         client.step(&mut slots, &mut events)?;
         for ev in events.drain(..) {
-            if let Event::Done { token, result } = ev {
-                let slot = &mut slots.slots[token as usize];
-                slot.busy = false;
-                progress.add(slot.len as u64);
-                if let Err(e) = result {
-                    failure.get_or_insert_with(|| error::engine(name, e));
+            match ev {
+                // The data is on the cluster: the buffer can take the next
+                // chunk while the index entries follow.
+                Event::DataDone { token } => {
+                    if let Some(slot) = slots.of(token) {
+                        slot.busy = false;
+                        progress.add(slot.len as u64);
+                    }
                 }
+                Event::Done { token, result } => {
+                    open_ops -= 1;
+                    if let Some(slot) = slots.of(token) {
+                        slot.busy = false;
+                        progress.add(slot.len as u64);
+                    }
+                    if let Err(e) = result {
+                        failure.get_or_insert_with(|| error::engine(name, e));
+                    }
+                }
+                Event::Zeros(_) | Event::Control(_) => {}
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Buffers of the reads and writes in flight during import and export:
-//! one slot per request, each as large as a chunk.
+//! one slot per request, each as large as a chunk. A slot carries the token
+//! of the operation using it; a write gives its slot back as soon as its
+//! data is on the cluster, while its index entries are still on their way.
 
 use sheepdog_core::engine::Token;
 
@@ -17,6 +19,8 @@ pub struct Slot {
     pub busy: bool,
     /// Read complete, waiting to be written out in order.
     pub ready: bool,
+    /// The operation using the slot.
+    pub token: Token,
 }
 
 /// The slots, indexed by token.
@@ -36,6 +40,7 @@ impl Slots {
                 offset: 0,
                 busy: false,
                 ready: false,
+                token: Token::MAX,
             })
             .collect();
         Slots { slots, chunk }
@@ -56,16 +61,27 @@ impl Slots {
     }
 }
 
+impl Slots {
+    /// The slot of operation `token`, if it still holds one.
+    pub fn of(&mut self, token: Token) -> Option<&mut Slot> {
+        self.slots.iter_mut().find(|s| s.busy && s.token == token)
+    }
+}
+
 impl Buffers for Slots {
     fn data(&self, token: Token) -> &[u8] {
-        let s = &self.slots[token as usize];
-        // A discard may span more than the buffer; it sends no data.
-        &s.buf[..s.len.min(s.buf.len())]
+        match self.slots.iter().find(|s| s.busy && s.token == token) {
+            // A discard may span more than the buffer; it sends no data.
+            Some(s) => &s.buf[..s.len.min(s.buf.len())],
+            None => &[],
+        }
     }
 
     fn data_mut(&mut self, token: Token) -> &mut [u8] {
-        let s = &mut self.slots[token as usize];
-        &mut s.buf[..s.len]
+        match self.of(token) {
+            Some(s) => &mut s.buf[..s.len],
+            None => &mut [],
+        }
     }
 }
 

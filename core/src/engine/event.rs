@@ -88,6 +88,13 @@ pub enum Event {
         /// Its outcome.
         result: Result<(), Error>,
     },
+    /// Every byte of a write is on the cluster and will not be sent again:
+    /// its buffer may be reused. Its index entries may still be on their
+    /// way; [`Event::Done`] follows when they are on the inode.
+    DataDone {
+        /// The write.
+        token: Token,
+    },
     /// Part of a read lies in unallocated objects: the caller fills these
     /// bytes of its buffer with zeros (or leaves a hole).
     Zeros(DataRange),

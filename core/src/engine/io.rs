@@ -27,6 +27,20 @@ pub(super) struct Io {
     pub last_idx: u64,
     /// Done, waiting for the caller to take its event.
     pub finished: bool,
+    /// A write whose data is all acknowledged while its index entries are
+    /// still on their way: the caller may reuse its buffer. Set once.
+    pub data_done: DataDone,
+}
+
+/// Whether the caller was told that a write's buffer is free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum DataDone {
+    /// Not yet.
+    No,
+    /// To be reported.
+    Pending,
+    /// Reported.
+    Told,
 }
 
 impl Io {
@@ -54,10 +68,13 @@ impl Io {
 
     /// Mark finished if nothing remains; true if it just finished.
     pub fn settle(&mut self) -> bool {
-        if !self.finished && self.cursor >= self.len && self.outstanding == 0 && self.unindexed == 0
-        {
+        let sent = self.cursor >= self.len && self.outstanding == 0;
+        if !self.finished && sent && self.unindexed == 0 {
             self.finished = true;
             return true;
+        }
+        if sent && self.write && self.data_done == DataDone::No {
+            self.data_done = DataDone::Pending;
         }
         false
     }

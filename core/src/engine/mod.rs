@@ -59,7 +59,7 @@ use dirty::{Dirty, DIRTY_CAP, MAX_RUN};
 pub use event::{
     ControlDone, DataRange, Error, Event, Incoming, Receive, Token, Transmit, VolumeInfo,
 };
-use io::Io;
+use io::{DataDone, Io};
 use plan::{pieces, read_action, write_action, ReadAction, WriteAction};
 pub use retry::RetryPolicy;
 
@@ -323,6 +323,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             first_idx: os.locate(offset).0,
             last_idx: os.locate(offset + len - 1).0,
             finished: false,
+            data_done: DataDone::No,
         };
         self.ios.push(io).map_err(|_| Error::Busy)
     }
@@ -395,6 +396,14 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         }
         if let Some(done) = self.control_done.take() {
             return Some(Event::Control(done));
+        }
+        if let Some(io) = self
+            .ios
+            .iter_mut()
+            .find(|io| !io.finished && io.data_done == DataDone::Pending)
+        {
+            io.data_done = DataDone::Told;
+            return Some(Event::DataDone { token: io.token });
         }
         let pos = self.ios.iter().position(|io| io.finished)?;
         let io = self.ios.remove(pos);

@@ -197,6 +197,13 @@ impl Workload {
                     }
                 }
             }
+            // The engine promises never to send this buffer again: poison
+            // it, so that a broken promise shows up as a wrong read.
+            Event::DataDone { token } => {
+                if let Some(buf) = wire.bufs.get_mut(token) {
+                    buf.fill(0xEE);
+                }
+            }
             Event::Control(done) => panic!("unexpected control outcome {done:?}"),
         }
     }

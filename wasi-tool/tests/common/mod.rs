@@ -43,9 +43,30 @@ pub fn dead_port() -> u16 {
     port
 }
 
-/// The tool, without any address.
+/// The tool, without any address: the native binary, or with
+/// SHEEP_TOOL_UNDER_WASMTIME=1 the WASI component (SHEEP_TOOL_WASM) under
+/// wasmtime with the network, the whole file system and SHEEPDOG_ADDRESS
+/// granted, so that every test runs both ways (scripts/check does both).
 pub fn bare_tool() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sheep-tool"));
+    let mut c = match std::env::var_os("SHEEP_TOOL_UNDER_WASMTIME") {
+        Some(_) => {
+            let wasm = std::env::var_os("SHEEP_TOOL_WASM")
+                .expect("SHEEP_TOOL_WASM names the component to test");
+            let mut c = Command::new("wasmtime");
+            c.args([
+                "run",
+                "-S",
+                "inherit-network",
+                "--dir",
+                "/::/",
+                "--env",
+                "SHEEPDOG_ADDRESS",
+            ]);
+            c.arg(wasm);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_sheep-tool")),
+    };
     c.env_remove("SHEEPDOG_ADDRESS");
     c.stdin(Stdio::null());
     c
