@@ -1797,3 +1797,44 @@ fn list_finds_every_vdi_without_assuming_vid_equals_hash() {
     assert_eq!(by_vid[&a_work].header.parent_vdi_id, a_snap);
     assert_eq!(by_vid[&clone].header.parent_vdi_id, a_snap);
 }
+
+#[test]
+fn a_released_object_is_recreated_only_once_the_cluster_has_reclaimed_it() {
+    // A real cluster reclaims a released object asynchronously: a CREATE of
+    // the same oid that lands before the reclaim is deleted by it. The
+    // engine asks whether the object is gone before creating it again.
+    let mut w = small_objects(3);
+    let vid = create(&mut w, "disk", 4 * MIB);
+    open(&mut w, "disk");
+    write(&mut w, 2 * MIB, &pattern(1, MIB)).unwrap();
+    discard(&mut w, 2 * MIB, MIB).unwrap();
+    assert!(!w.cluster.object_exists(data(vid, 2)));
+    // The reclaim is "still under way" for two probes.
+    w.cluster.inject(
+        Matcher::opcode(Opcode::ReadObj).oid(data(vid, 2)),
+        FaultAction::Fail(ResultCode::Success),
+        2,
+    );
+    record(&mut w);
+    let again = pattern(2, 4096);
+    write(&mut w, 2 * MIB + 512, &again).unwrap();
+    let seen = recorded(&mut w);
+    let on_object: Vec<Opcode> = seen
+        .iter()
+        .filter(|s| s.oid() == Some(data(vid, 2)))
+        .map(|s| s.req.opcode)
+        .collect();
+    assert_eq!(
+        on_object,
+        [
+            Opcode::ReadObj,
+            Opcode::ReadObj,
+            Opcode::ReadObj,
+            Opcode::CreateAndWriteObj
+        ],
+        "probe until gone, then create"
+    );
+    let mut want = vec![0u8; MIB as usize];
+    want[512..512 + 4096].copy_from_slice(&again);
+    assert_same(&read(&mut w, 2 * MIB, MIB).unwrap(), &want, "read back");
+}

@@ -17,7 +17,7 @@ use crate::error::{self, CliError};
 /// The most requests in flight the tool allows.
 pub const QUEUE_MAX: usize = 64;
 /// Requests in flight by default (see BENCHMARKS.md).
-pub const DEFAULT_QUEUE_DEPTH: usize = 8;
+pub const DEFAULT_QUEUE_DEPTH: usize = 4;
 /// The engine the tool uses.
 pub type Eng = Engine<Vec<u8>, QUEUE_MAX>;
 /// How long a reply may take before the tool gives up.

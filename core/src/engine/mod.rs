@@ -70,6 +70,8 @@ pub const TRANSMIT_BUF_LEN: usize = HEADER_LEN + (MAX_RUN * INDEX_ENTRY_LEN) as 
 const FLUSH_AT: usize = 64;
 /// Room for hole notices before planning pauses.
 const ZEROS_CAP: usize = 8;
+/// Released objects remembered until they are seen gone.
+const RECLAIMING_CAP: usize = 64;
 
 /// The VDI name as stored: 1 to 255 bytes.
 type Name = Vec<u8, { NAME_LEN - 1 }>;
@@ -145,6 +147,10 @@ enum Sent {
     Rehome { key: u32, idx: u32, vid: u32 },
     /// After run `key` landed: read `snap_ctime` of `vid`'s inode.
     Verify { key: u32, vid: u32 },
+    /// Before re-creating an object this engine released: is it gone yet?
+    /// The cluster reclaims released objects asynchronously, and a reclaim
+    /// that lands after a new CREATE of the same oid deletes the new data.
+    Probe { token: Token, piece: plan::Piece },
     /// Looking the working VDI up again after READONLY.
     Resolve,
     /// The current step of the control operation.
@@ -200,6 +206,9 @@ pub struct Engine<S, const N: usize = 16> {
     control_done: Option<ControlDone>,
     resolve: Resolve,
     receiving: Option<Receiving>,
+    /// Own objects released by a discard whose reclaim may still be under
+    /// way on the cluster (oldest first).
+    reclaiming: Vec<Oid, RECLAIMING_CAP>,
 }
 
 /// `due` of a request that waits for re-resolution.
@@ -223,6 +232,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             control: None,
             control_done: None,
             resolve: Resolve::Idle,
+            reclaiming: Vec::new(),
             receiving: None,
         }
     }
@@ -449,6 +459,13 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                         if self.dirty.len() + self.creates_in_flight >= DIRTY_CAP {
                             break;
                         }
+                        if entry == vid {
+                            let oid = Oid::data(Vid::new(vid).ok()?, piece.idx);
+                            if self.reclaiming.is_full() {
+                                self.reclaiming.remove(0);
+                            }
+                            let _ = self.reclaiming.push(oid);
+                        }
                         self.set_entry(piece.idx, 0);
                         let _ = self.dirty.push(piece.idx, io.token);
                         self.ios[i].unindexed += 1;
@@ -464,10 +481,18 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     }
                     self.ios[i].cursor += u64::from(piece.len);
                     self.ios[i].outstanding += 1;
-                    let sent = Sent::Write {
-                        token: io.token,
-                        piece,
-                        action,
+                    let reclaiming = matches!(action, WriteAction::Create(oid) if self.reclaiming.contains(&oid));
+                    let sent = if reclaiming {
+                        Sent::Probe {
+                            token: io.token,
+                            piece,
+                        }
+                    } else {
+                        Sent::Write {
+                            token: io.token,
+                            piece,
+                            action,
+                        }
                     };
                     return self.send(buf, sent, 0);
                 }
@@ -633,6 +658,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     range.len,
                 );
                 (req, Inline::None, None)
+            }
+            Sent::Probe { piece, .. } => {
+                let oid = Oid::data(Vid::new(self.volume.as_ref()?.vid()).ok()?, piece.idx);
+                (Request::read_obj(id, oid, 0, 1), Inline::None, None)
             }
             Sent::Rehome { idx, vid, .. } => {
                 let vol = self.volume.as_ref()?;
@@ -822,6 +851,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     }
 
     fn complete(&mut self, flight: Inflight, response: Response, payload: &[u8]) {
+        if let Sent::Probe { token, piece } = flight.sent {
+            return self.probed(flight, token, piece, response.result);
+        }
         if let Sent::Write { action, .. } = flight.sent {
             if action.creates() {
                 self.creates_in_flight -= 1;
@@ -864,6 +896,45 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
 
     /// Keep a request to send again at `due` (a control step stays "sent":
     /// the parked request carries it).
+    /// The answer to a probe of a released object: gone (or given up on
+    /// waiting) sends the CREATE; still there waits and asks again.
+    fn probed(&mut self, flight: Inflight, token: Token, piece: plan::Piece, result: ResultCode) {
+        let Some(vid) = self.volume.as_ref().and_then(|v| Vid::new(v.vid()).ok()) else {
+            return;
+        };
+        let oid = Oid::data(vid, piece.idx);
+        let waiting = match result.class() {
+            ResultClass::Success | ResultClass::Transient => true,
+            _ if result == ResultCode::NoObj => false,
+            _ => {
+                let e = Error::Server {
+                    opcode: crate::wire::Opcode::ReadObj,
+                    result,
+                };
+                return self.on_failure(flight, e);
+            }
+        };
+        if waiting {
+            if let Some(wait) = self.retry.backoff(flight.attempt + 1) {
+                let due = self.now.saturating_add(wait);
+                return self.park(flight, due, flight.attempt + 1);
+            }
+        }
+        // Gone, or waited as long as the retry policy allows.
+        self.reclaiming.retain(|&o| o != oid);
+        let write = Inflight {
+            id: 0,
+            sent: Sent::Write {
+                token,
+                piece,
+                action: WriteAction::Create(oid),
+            },
+            attempt: 0,
+            due: Some(self.now),
+        };
+        let _ = self.flights.push(write);
+    }
+
     fn park(&mut self, flight: Inflight, due: u64, attempt: u8) {
         let _ = self.flights.push(Inflight {
             id: 0,
@@ -1034,13 +1105,15 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 }
             }
             Sent::Resolve => self.resolve_advance(response, payload),
+            // Answered in `probed`.
+            Sent::Probe { .. } => {}
             Sent::Control => self.control_advance(response, payload),
         }
     }
 
     fn on_failure(&mut self, flight: Inflight, e: Error) {
         match flight.sent {
-            Sent::Read { token, .. } | Sent::Write { token, .. } => {
+            Sent::Read { token, .. } | Sent::Write { token, .. } | Sent::Probe { token, .. } => {
                 if let Some(io) = self.io_mut(token) {
                     io.outstanding -= 1;
                     io.fail(e);
