@@ -120,6 +120,16 @@ fn vid(v: u32) -> Option<Vid> {
     Vid::new(v).ok()
 }
 
+/// The next batch of index entries `next..count` of `v`'s inode, all set
+/// to `value`: the index of a preallocated VDI (its own VID), or of one
+/// being deleted (0).
+fn fill_run(id: u32, v: u32, next: u32, count: u32, value: u32) -> Option<(Request, Inline)> {
+    let n = (count - next).min(MAX_RUN);
+    let r = InodeRange::index_run(next, n).ok()?;
+    let req = Request::write_obj(id, Oid::inode(vid(v)?), r.offset, r.len, 0);
+    Some((req, Inline::Repeat { value, count: n }))
+}
+
 impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     fn start(&mut self, op: Op, step: u8) -> Result<(), Error> {
         if self.control.is_some() || self.control_done.is_some() {
@@ -364,18 +374,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     ..
                 },
                 _,
-            ) => {
-                let n = (count - next).min(MAX_RUN);
-                let r = InodeRange::index_run(*next, n).ok()?;
-                let req = Request::write_obj(id, Oid::inode(vid(*v)?), r.offset, r.len, 0);
-                Some((
-                    req,
-                    Inline::Repeat {
-                        value: *v,
-                        count: n,
-                    },
-                ))
-            }
+            ) => fill_run(id, *v, *next, *count, *v),
             (
                 Op::Open {
                     name,
@@ -495,12 +494,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     ..
                 },
                 2,
-            ) => {
-                let n = (count - next).min(MAX_RUN);
-                let r = InodeRange::index_run(*next, n).ok()?;
-                let req = Request::write_obj(id, Oid::inode(vid(*v)?), r.offset, r.len, 0);
-                Some((req, Inline::Repeat { value: 0, count: n }))
-            }
+            ) => fill_run(id, *v, *next, *count, 0),
             (
                 Op::Delete {
                     name, tag, snapid, ..
