@@ -2,9 +2,9 @@
 //!
 //! The client side of the [Sheepdog] 1.0 block storage protocol, without
 //! I/O, without an allocator and without a clock: it encodes requests,
-//! decodes responses and knows the object model (object ids, the inode and
-//! its index, the VDI bitmaps, names and addresses). Callers own every
-//! buffer; the crate never copies object data.
+//! decodes responses, knows the object model (object ids, the inode and
+//! its index, the VDI bitmaps, names and addresses) and drives the volume
+//! logic. Callers own every buffer; the crate never copies object data.
 //!
 //! It builds for `thumbv7em-none-eabihf` and `wasm32-unknown-unknown` as well
 //! as for hosts: firmware, unikernels and WebAssembly sandboxes can speak to a
@@ -21,6 +21,12 @@
 //! - [`hash`], [`bitmap`]: FNV-1a and the VID hash; the 2 MiB VID bitmaps.
 //! - [`address`]: `vdi`, `vdi@snap`, QEMU's `host:port:vdi:snap` and
 //!   `sheepdog://host:port/vdi#snap`.
+//! - [`engine`]: the sans-IO volume engine (open, read, write, discard,
+//!   create, snapshot, clone, resize, delete, rollback), pipelined, with
+//!   copy-on-write, batched index updates, READONLY re-resolution and
+//!   bounded retries. Its module docs teach the run loop.
+//! - [`list`]: listing every VDI and snapshot from the VID bitmaps.
+//! - [`driver`]: a blocking driver over `embedded-io` for firmware.
 //!
 //! ## Example: build a lookup request
 //! ```
