@@ -745,6 +745,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             return Ok(Some(SYNC_HEADER));
         }
         let header = InodeHeader::parse(payload)?;
+        if header.is_snapshot() {
+            // Snapshotted again since the lookup: look again.
+            return Ok(Some(SYNC));
+        }
         if let Some(vol) = self.volume.as_mut() {
             vol.header = header;
             vol.header.vdi_id = *sync;

@@ -1169,6 +1169,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                         },
                     ));
                 };
+                if header.is_snapshot() {
+                    // Snapshotted again since the lookup: look again.
+                    self.resolve = Resolve::Lookup;
+                    return;
+                }
                 if let Some(vol) = self.volume.as_mut() {
                     // The cached index stays valid: the new working VDI
                     // started with a copy of ours; our own entries now name

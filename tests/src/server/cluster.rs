@@ -31,6 +31,10 @@ pub struct Cluster {
     pub(super) vdis: BTreeMap<u32, VdiState>,
     pub(super) ledgers: Ledgers,
     pub(super) faults: Faults,
+    /// Dropped references waiting for their delayed reclaim: requests left,
+    /// data object, reference.
+    pub(super) reclaims:
+        std::collections::VecDeque<(u32, sheepdog_core::oid::Oid, super::inode_io::Gref)>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -70,6 +74,7 @@ impl Cluster {
             vdis: BTreeMap::new(),
             ledgers: Ledgers::default(),
             faults: Faults::default(),
+            reclaims: Default::default(),
         }
     }
 
@@ -91,6 +96,7 @@ impl Cluster {
             vdis: saved.vdis,
             ledgers,
             faults: Faults::default(),
+            reclaims: Default::default(),
         })
     }
 
@@ -140,6 +146,7 @@ impl Cluster {
     ///
     /// Never panics on any header or payload.
     pub fn handle(&mut self, now: u64, req: &Request, payload: &[u8]) -> Reply {
+        self.run_due_reclaims();
         let mut disconnect = false;
         let outcome = if let Some(early) = self.precheck(req, payload) {
             early

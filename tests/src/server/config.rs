@@ -111,6 +111,11 @@ pub struct ClusterConfig {
     /// INVALID_PARMS. A real sheep silently extends (writes) or returns
     /// uninitialised memory (reads); off by default.
     pub strict_bounds: bool,
+    /// Reference counts dropped by an index write are applied only after
+    /// this many further requests, as sheep's queued reclaim work does (a
+    /// released object lingers, and its reclaim can hit a new object of the
+    /// same oid). 0, the default, applies them at once.
+    pub reclaim_delay: u32,
 }
 
 impl Default for ClusterConfig {
@@ -127,6 +132,7 @@ impl Default for ClusterConfig {
             nodes: vec![NodeInfo::default()],
             max_data_length: 256 << 20,
             strict_bounds: false,
+            reclaim_delay: 0,
         }
     }
 }
@@ -159,7 +165,14 @@ impl ClusterConfig {
         self
     }
 
-    /// This config with strict object bounds checking on or off.
+    /// This config with reclaims applied `requests` requests late (see
+    /// `reclaim_delay`).
+    pub fn with_reclaim_delay(mut self, requests: u32) -> ClusterConfig {
+        self.reclaim_delay = requests;
+        self
+    }
+
+    /// Refuse object I/O past the end of the object (see `strict_bounds`).
     pub fn with_strict_bounds(mut self, on: bool) -> ClusterConfig {
         self.strict_bounds = on;
         self

@@ -112,8 +112,33 @@ pub fn is_index_update(oid: Oid, offset: u32, len: u32) -> bool {
 }
 
 impl Cluster {
-    /// Drop one reference to `data`; reclaim it when its ledger empties.
+    /// Drop one reference to `data`, now or after `reclaim_delay` more
+    /// requests.
     pub(super) fn drop_ref(&mut self, data: Oid, gref: Gref) -> Res<()> {
+        if self.config.reclaim_delay > 0 {
+            self.reclaims
+                .push_back((self.config.reclaim_delay, data, gref));
+            return Ok(());
+        }
+        self.drop_ref_now(data, gref)
+    }
+
+    /// Count one more request against the delayed reclaims, and apply those
+    /// whose time has come.
+    pub(super) fn run_due_reclaims(&mut self) {
+        for r in self.reclaims.iter_mut() {
+            r.0 = r.0.saturating_sub(1);
+        }
+        while self.reclaims.front().is_some_and(|r| r.0 == 0) {
+            if let Some((_, data, gref)) = self.reclaims.pop_front() {
+                // A failing store only leaks the object, as in sheep.
+                let _ = self.drop_ref_now(data, gref);
+            }
+        }
+    }
+
+    /// Drop one reference to `data`; reclaim it when its ledger empties.
+    fn drop_ref_now(&mut self, data: Oid, gref: Gref) -> Res<()> {
         let lo = ledger_oid(data);
         match self.ledgers.drop_ref(data, gref) {
             Some(ledger) => self

@@ -36,6 +36,9 @@ pub struct Config {
     pub disconnects: u32,
     /// Largest write or read.
     pub max_io: u64,
+    /// Released objects are reclaimed this many requests late, as a real
+    /// cluster does it asynchronously (0: at once).
+    pub reclaim_delay: u32,
 }
 
 impl Config {
@@ -51,6 +54,7 @@ impl Config {
             external_snapshots: 8,
             disconnects: 5,
             max_io: 3 * MIB,
+            reclaim_delay: 4,
         }
     }
 }
@@ -148,7 +152,10 @@ impl Workload {
 
     /// A workload over a fresh cluster with 1 MiB objects.
     pub fn new(cfg: Config) -> Workload {
-        let cluster = Cluster::new(ClusterConfig::default().with_block_size_shift(SHIFT));
+        let config = ClusterConfig::default()
+            .with_block_size_shift(SHIFT)
+            .with_reclaim_delay(cfg.reclaim_delay);
+        let cluster = Cluster::new(config);
         let mut wire = Wire::new(cluster, cfg.seed, (MAX_DISK / MIB) as usize * 2);
         wire.faults = cfg.faults;
         Workload {
@@ -427,6 +434,9 @@ impl Workload {
             data: None,
         });
         self.stats.external_snapshots += 1;
+        self.log.push(format!(
+            "external snapshot of {name}: {old:#x} is now a snapshot"
+        ));
     }
 
     fn snapshot(&mut self, open: Open) {
@@ -565,6 +575,7 @@ impl Workload {
             if working && has_writes && self.rng.chance(self.cfg.external_snapshots) {
                 self.external_snapshot(open);
             } else if self.rng.chance(self.cfg.disconnects) && self.wire.engine.volume().is_some() {
+                self.log.push("connection dropped".to_owned());
                 self.wire.disconnect();
             } else if r < 900 {
                 if self.pending.len() >= QUEUE / 2 {
