@@ -3,8 +3,6 @@
 //! §9.6, §9.7, §12). Each is a short sequence of steps; a step sends one
 //! request, or acts locally when it needs none.
 
-use byteorder::{ByteOrder, LittleEndian};
-
 use super::dirty::MAX_RUN;
 use super::event::{ControlDone, Error};
 use super::{name_from, tag_from, Engine, Expect, Inline, Name, Volume};
@@ -428,14 +426,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             (Op::Snapshot { sync, .. } | Op::Resize { sync, .. }, SYNC_HEADER) => {
                 header_read(*sync)
             }
+            // Is the VID still writable? (READONLY once a snapshot of it is
+            // under way, which could drop the size just written.)
             (Op::Resize { .. }, 1) => {
                 let vol = self.volume.as_ref()?;
-                let req = Request::read_obj(
-                    id,
-                    Oid::inode(vid(vol.vid())?),
-                    inode::field::SNAP_CTIME as u32,
-                    8,
-                );
+                let oid = Oid::data(vid(vol.vid())?, 0);
+                let req = Request::write_obj(id, oid, 0, 0, vol.header.nr_copies);
                 Some((req, Inline::None))
             }
             (Op::Snapshot { tag, .. }, 0) => {
@@ -522,7 +518,6 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             (Op::Snapshot { .. } | Op::Resize { .. }, SYNC_HEADER) => {
                 Expect::Scratch(inode::HEADER_LEN as u32)
             }
-            (Op::Resize { .. }, 1) => Expect::Scratch(8),
             (Op::Open { .. }, 1) | (Op::Delete { .. }, 1) => {
                 Expect::Scratch(inode::HEADER_LEN as u32)
             }
@@ -664,22 +659,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 SYNC | SYNC_HEADER => self.sync_working(step, rsp_vid, sync, payload, 0),
                 0 => Ok(Some(1)),
                 _ => {
-                    // The size went to an inode that became a snapshot
-                    // meanwhile: find the working VDI and write it again.
-                    let snap_ctime = payload.get(..8).map_or(1, LittleEndian::read_u64);
-                    if snap_ctime != 0 {
-                        Ok(Some(SYNC))
-                    } else {
-                        let size = *size;
-                        if let Some(vol) = self.volume.as_mut() {
-                            let count = vol.object_size.object_count(size) as u32;
-                            let old = vol.count;
-                            vol.header.vdi_size = size;
-                            vol.count = count;
-                            self.index.as_mut()[old as usize * 4..count as usize * 4].fill(0);
-                        }
-                        Ok(None)
-                    }
+                    self.apply_size(*size);
+                    Ok(None)
                 }
             },
             Op::Delete {
@@ -781,6 +762,17 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         Ok(count)
     }
 
+    /// The open VDI is now `size` bytes.
+    fn apply_size(&mut self, size: u64) {
+        if let Some(vol) = self.volume.as_mut() {
+            let count = vol.object_size.object_count(size) as u32;
+            let old = vol.count;
+            vol.header.vdi_size = size;
+            vol.count = count;
+            self.index.as_mut()[old as usize * 4..count as usize * 4].fill(0);
+        }
+    }
+
     /// The current step failed with `e`.
     pub(super) fn control_failed(&mut self, e: Error) {
         let Some(ctl) = self.control.clone() else {
@@ -788,6 +780,15 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         };
         let no = |r: ResultCode| matches!(e, Error::Server { result, .. } if result == r);
         match (&ctl.op, ctl.step) {
+            // The writability probe after a resize: no object 0 is fine;
+            // read-only means a snapshot may have dropped the new size, so
+            // find the working VDI and write it again.
+            (Op::Resize { size, .. }, 1) if no(ResultCode::NoObj) => {
+                self.apply_size(*size);
+                let done = ControlDone::Resized { size: *size };
+                self.finish(done);
+            }
+            (Op::Resize { .. }, 1) if no(ResultCode::Readonly) => self.goto(SYNC),
             // The tag is free: go on.
             (Op::Snapshot { .. }, 0) if no(ResultCode::NoTag) => self.goto(1),
             // Rollback with no working VDI left: just clone.

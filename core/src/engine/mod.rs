@@ -136,8 +136,8 @@ enum Sent {
     IndexRun { key: u32, run: dirty::Run, vid: u32 },
     /// Reading a run of entries of `vid`'s inode before writing them.
     IndexCheck { key: u32, run: dirty::Run, vid: u32 },
-    /// Before a run that clears entries: read `snap_ctime` of `vid`'s inode,
-    /// so that a discard never clears a snapshot's entries.
+    /// Before a run that clears entries: is `vid` still writable? So that a
+    /// discard never clears a snapshot's entries.
     Precheck { key: u32, run: dirty::Run, vid: u32 },
     /// An object we created under an earlier VID of this VDI whose index
     /// entry did not reach the new working inode: copy it (CREATE with COW,
@@ -145,7 +145,11 @@ enum Sent {
     /// the old VID into the new inode would give one object two owners with
     /// one reference, and the cluster would free it under one of them.
     Rehome { key: u32, idx: u32, vid: u32 },
-    /// After run `key` landed: read `snap_ctime` of `vid`'s inode.
+    /// After run `key` landed: is `vid` still writable? A snapshot marks the
+    /// old VID read-only before it reads the inode it copies, so if a data
+    /// write to `vid` is still accepted after our index write, the copy
+    /// will include it. (`snap_ctime` is written last: reading it would
+    /// miss a snapshot under way.)
     Verify { key: u32, vid: u32 },
     /// Before re-creating an object this engine released: is it gone yet?
     /// The cluster reclaims released objects asynchronously, and a reclaim
@@ -673,12 +677,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 (req, Inline::None, None)
             }
             Sent::Verify { vid, .. } | Sent::Precheck { vid, .. } => {
-                let req = Request::read_obj(
-                    id,
-                    Oid::inode(Vid::new(*vid).ok()?),
-                    inode::field::SNAP_CTIME as u32,
-                    8,
-                );
+                // An empty write to a data object of `vid`: READONLY once
+                // the VID is a snapshot (or becoming one), else harmless
+                // (NO_OBJ if the object does not exist).
+                let copies = self.volume.as_ref()?.header.nr_copies;
+                let req = Request::write_obj(id, Oid::data(Vid::new(*vid).ok()?, 0), 0, 0, copies);
                 (req, Inline::None, None)
             }
             Sent::Resolve => {
@@ -792,10 +795,6 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 token,
                 range: piece.data_offset..piece.data_offset + u64::from(len),
             }),
-            Sent::Verify { .. } | Sent::Precheck { .. } if ok && len == 8 => {
-                into_scratch = true;
-                Receive::Scratch
-            }
             Sent::IndexCheck { run, .. } if ok && len == run.count * INDEX_ENTRY_LEN => {
                 into_scratch = true;
                 Receive::Scratch
@@ -853,6 +852,35 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     fn complete(&mut self, flight: Inflight, response: Response, payload: &[u8]) {
         if let Sent::Probe { token, piece } = flight.sent {
             return self.probed(flight, token, piece, response.result);
+        }
+        if let Sent::Verify { .. } | Sent::Precheck { .. } = flight.sent {
+            let readonly = match response.result {
+                ResultCode::Success | ResultCode::NoObj => false,
+                ResultCode::Readonly => true,
+                r if r.class() == ResultClass::Transient => {
+                    return match self.retry.backoff(flight.attempt + 1) {
+                        Some(wait) => {
+                            let due = self.now.saturating_add(wait);
+                            self.park(flight, due, flight.attempt + 1)
+                        }
+                        None => self.on_failure(
+                            flight,
+                            Error::RetriesExhausted {
+                                opcode: response.opcode,
+                                result: r,
+                            },
+                        ),
+                    };
+                }
+                r => {
+                    let e = Error::Server {
+                        opcode: response.opcode,
+                        result: r,
+                    };
+                    return self.on_failure(flight, e);
+                }
+            };
+            return self.writable_checked(flight, readonly);
         }
         if let Sent::Write { action, .. } = flight.sent {
             if action.creates() {
@@ -933,6 +961,55 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             due: Some(self.now),
         };
         let _ = self.flights.push(write);
+    }
+
+    /// The answer to a Verify or Precheck: whether `vid` had become
+    /// read-only.
+    fn writable_checked(&mut self, flight: Inflight, readonly: bool) {
+        let current_vid = self.volume.as_ref().map(Volume::vid);
+        match flight.sent {
+            Sent::Precheck { key, run, vid } => {
+                let current = current_vid == Some(vid);
+                if !readonly && current {
+                    let write = Inflight {
+                        id: 0,
+                        sent: Sent::IndexRun { key, run, vid },
+                        attempt: flight.attempt,
+                        due: Some(self.now),
+                    };
+                    let _ = self.flights.push(write);
+                } else {
+                    self.dirty.requeue(key, true);
+                    if current && self.resolve == Resolve::Idle {
+                        self.resolve = Resolve::Lookup;
+                    }
+                }
+            }
+            Sent::Verify { key, vid } => {
+                let current = current_vid == Some(vid);
+                if !readonly && current {
+                    let mut done: Vec<Token, DIRTY_CAP> = Vec::new();
+                    self.dirty.complete(key, |t| {
+                        let _ = done.push(t);
+                    });
+                    for t in done {
+                        if let Some(io) = self.io_mut(t) {
+                            io.unindexed -= 1;
+                            io.settle();
+                        }
+                    }
+                } else {
+                    // The VDI became a snapshot around our index write:
+                    // the entries go to the new working VDI, unless it
+                    // copied them already.
+                    self.dirty.requeue(key, true);
+                    if current && self.resolve == Resolve::Idle {
+                        self.resolve = Resolve::Lookup;
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     fn park(&mut self, flight: Inflight, due: u64, attempt: u8) {
@@ -1050,24 +1127,6 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     }
                 }
             }
-            Sent::Precheck { key, run, vid } => {
-                let snap_ctime = payload.get(..8).map_or(1, LittleEndian::read_u64);
-                let current = self.volume.as_ref().map(Volume::vid) == Some(vid);
-                if snap_ctime == 0 && current {
-                    let write = Inflight {
-                        id: 0,
-                        sent: Sent::IndexRun { key, run, vid },
-                        attempt: flight.attempt,
-                        due: Some(self.now),
-                    };
-                    let _ = self.flights.push(write);
-                } else {
-                    self.dirty.requeue(key, true);
-                    if current && self.resolve == Resolve::Idle {
-                        self.resolve = Resolve::Lookup;
-                    }
-                }
-            }
             Sent::Rehome { key, idx, vid } => {
                 if self.volume.as_ref().map(Volume::vid) == Some(vid) {
                     self.set_entry(idx, vid);
@@ -1076,34 +1135,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     self.dirty.requeue(key, true);
                 }
             }
-            Sent::Verify { key, vid } => {
-                let snap_ctime = if payload.len() == 8 {
-                    LittleEndian::read_u64(payload)
-                } else {
-                    1
-                };
-                let current = self.volume.as_ref().map(Volume::vid) == Some(vid);
-                if snap_ctime == 0 && current {
-                    let mut done: Vec<Token, DIRTY_CAP> = Vec::new();
-                    self.dirty.complete(key, |t| {
-                        let _ = done.push(t);
-                    });
-                    for t in done {
-                        if let Some(io) = self.io_mut(t) {
-                            io.unindexed -= 1;
-                            io.settle();
-                        }
-                    }
-                } else {
-                    // The inode became a snapshot around our index write:
-                    // the entries go to the new working VDI, unless it
-                    // copied them already.
-                    self.dirty.requeue(key, true);
-                    if current && self.resolve == Resolve::Idle {
-                        self.resolve = Resolve::Lookup;
-                    }
-                }
-            }
+            // Answered in `writable_checked`.
+            Sent::Verify { .. } | Sent::Precheck { .. } => {}
             Sent::Resolve => self.resolve_advance(response, payload),
             // Answered in `probed`.
             Sent::Probe { .. } => {}
