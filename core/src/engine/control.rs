@@ -321,6 +321,19 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         Some((req, Inline::Name(name.clone())))
     }
 
+    /// WRITE_OBJ of `range` of the open VDI's inode with `inline`.
+    fn own_inode_write(
+        &self,
+        id: u32,
+        range: InodeRange,
+        inline: Inline,
+    ) -> Option<(Request, Inline)> {
+        let vol = self.volume.as_ref()?;
+        let oid = Oid::inode(vid(vol.vid())?);
+        let req = Request::write_obj(id, oid, range.offset, range.len, vol.header.nr_copies);
+        Some((req, inline))
+    }
+
     /// The request of the current step, or `None` if the step is local (it
     /// is then carried out here).
     pub(super) fn control_request(&mut self, id: u32) -> Option<(Request, Inline)> {
@@ -442,16 +455,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 ))
             }
             (Op::Snapshot { tag, .. }, 1) => {
-                let vol = self.volume.as_ref()?;
-                let r = InodeRange::TAG;
-                let req = Request::write_obj(
-                    id,
-                    Oid::inode(vid(vol.vid())?),
-                    r.offset,
-                    r.len,
-                    vol.header.nr_copies,
-                );
-                Some((req, Inline::Tag(tag.clone())))
+                self.own_inode_write(id, InodeRange::TAG, Inline::Tag(tag.clone()))
             }
             (Op::Snapshot { .. }, _) => {
                 let vol = self.volume.as_ref()?;
@@ -461,16 +465,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 self.new_vdi_from(name, self.volume.as_ref()?.vid(), false, id)
             }
             (Op::Resize { size, .. }, _) => {
-                let vol = self.volume.as_ref()?;
-                let r = InodeRange::VDI_SIZE;
-                let req = Request::write_obj(
-                    id,
-                    Oid::inode(vid(vol.vid())?),
-                    r.offset,
-                    r.len,
-                    vol.header.nr_copies,
-                );
-                Some((req, Inline::U64(*size)))
+                self.own_inode_write(id, InodeRange::VDI_SIZE, Inline::U64(*size))
             }
             (
                 Op::Delete {
