@@ -8,25 +8,15 @@ use sheepdog_core::wire::{Request, ResultCode};
 
 use super::cluster::{Cluster, Outcome};
 use super::inode_io::{eio, inode_oid, read_bytes, read_entries, read_header, Res};
-use super::lookup::{split_name_tag, LookupKey};
 
 impl Cluster {
     /// DEL_VDI: resolve, tombstone the inode if its index is empty, and in
     /// any case answer SUCCESS and mark the VID deleted (§9.6).
     pub(super) fn op_del_vdi(&mut self, req: &Request, payload: &[u8]) -> Outcome {
-        let a = req.vdi().copied().unwrap_or_default();
-        let Some((name, tag)) = split_name_tag(payload, req.data_length) else {
-            return Outcome::vdi(ResultCode::InvalidParms, 0, 0, 0);
+        let info = match self.lookup_request(req, payload) {
+            Ok(info) => info,
+            Err(ret) => return Outcome::vdi(ret, 0, 0, 0),
         };
-        let key = LookupKey {
-            name,
-            tag,
-            snapid: a.snapid,
-        };
-        let (ret, info) = self.vdi_lookup(&key);
-        if ret != ResultCode::Success {
-            return Outcome::vdi(ret, 0, 0, 0);
-        }
         // sheep logs failures of the deletion work and still succeeds.
         let _ = self.delete_work(info.vid);
         self.deleted.set(info.vid);

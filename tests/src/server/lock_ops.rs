@@ -6,28 +6,19 @@
 use sheepdog_core::wire::{Request, ResultCode};
 
 use super::cluster::{Cluster, Outcome};
-use super::lookup::{split_name_tag, LookupKey};
 use super::vdi_state::LockState;
 
 impl Cluster {
     /// GET_VDI_INFO, and LOCK_VDI when `lock` is set.
     pub(super) fn op_get_vdi_info(&mut self, req: &Request, payload: &[u8], lock: bool) -> Outcome {
-        let a = req.vdi().copied().unwrap_or_default();
-        let Some((name, tag)) = split_name_tag(payload, req.data_length) else {
-            return Outcome::vdi(ResultCode::InvalidParms, 0, 0, 0);
+        let info = match self.lookup_request(req, payload) {
+            Ok(info) => info,
+            Err(ret) => return Outcome::vdi(ret, 0, 0, 0),
         };
-        let key = LookupKey {
-            name,
-            tag,
-            snapid: a.snapid,
-        };
-        let (ret, info) = self.vdi_lookup(&key);
-        if ret != ResultCode::Success {
-            return Outcome::vdi(ret, 0, 0, 0);
-        }
         let (vid, copies, shift) = (info.vid, self.copies_of(info.vid), self.shift_of(info.vid));
         let mut result = ResultCode::Success;
-        if lock && self.config.use_lock() && !self.lock(vid, a.lock_type) {
+        let lock_type = req.vdi().map_or(0, |a| a.lock_type);
+        if lock && self.config.use_lock() && !self.lock(vid, lock_type) {
             result = ResultCode::VdiLocked;
         }
         Outcome::vdi(result, vid, copies, shift)

@@ -64,6 +64,28 @@ pub fn split_name_tag(payload: &[u8], data_length: u32) -> Option<(&[u8], Option
 }
 
 impl Cluster {
+    /// The lookup a VDI request names (its name and tag payload and its
+    /// snapshot id), or the reply when the payload is malformed or nothing
+    /// matches.
+    pub(super) fn lookup_request(
+        &self,
+        req: &sheepdog_core::wire::Request,
+        payload: &[u8],
+    ) -> Result<LookupInfo, ResultCode> {
+        let a = req.vdi().copied().unwrap_or_default();
+        let (name, tag) =
+            split_name_tag(payload, req.data_length).ok_or(ResultCode::InvalidParms)?;
+        let key = LookupKey {
+            name,
+            tag,
+            snapid: a.snapid,
+        };
+        match self.vdi_lookup(&key) {
+            (ResultCode::Success, info) => Ok(info),
+            (ret, _) => Err(ret),
+        }
+    }
+
     /// `vdi_lookup()`: the result and what was found.
     pub(super) fn vdi_lookup(&self, key: &LookupKey<'_>) -> (ResultCode, LookupInfo) {
         let mut info = LookupInfo::default();
