@@ -25,6 +25,11 @@ impl<T: AsRef<[u8]>> VdiBitmap<T> {
         Ok(VdiBitmap { buffer })
     }
 
+    /// The bitmap's bytes, as READ_VDIS carries them.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
     /// Whether `vid` is set; false for values past 2^24.
     pub fn contains(&self, vid: u32) -> bool {
         if vid >= NR_VDIS {

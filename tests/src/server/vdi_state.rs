@@ -1,38 +1,39 @@
 //! The server's in-memory VDI bookkeeping: the two VID bitmaps and the
 //! per-VID state table (`struct vdi_state_entry` in sheep).
 
+use sheepdog_core::bitmap::VdiBitmap;
 use sheepdog_core::oid::NR_VDIS;
 use sheepdog_core::wire::VDI_BITMAP_LEN;
 
-/// A 2^24-bit VID bitmap (bit n = `byte[n >> 3] >> (n & 7) & 1`).
+/// A 2^24-bit VID bitmap that the server owns: core's view over 2 MiB.
 #[derive(Clone, Debug)]
-pub struct VidBitmap(Vec<u8>);
+pub struct VidBitmap(VdiBitmap<Vec<u8>>);
 
 impl Default for VidBitmap {
     fn default() -> VidBitmap {
-        VidBitmap(vec![0; VDI_BITMAP_LEN])
+        VidBitmap(VdiBitmap::new_checked(vec![0; VDI_BITMAP_LEN]).expect("2 MiB"))
     }
 }
 
 impl VidBitmap {
     /// Whether `vid` is set (false past 2^24).
     pub fn get(&self, vid: u32) -> bool {
-        vid < NR_VDIS && self.0[(vid >> 3) as usize] >> (vid & 7) & 1 == 1
+        self.0.contains(vid)
     }
 
     /// Set `vid` (ignored past 2^24).
     pub fn set(&mut self, vid: u32) {
-        if vid < NR_VDIS {
-            self.0[(vid >> 3) as usize] |= 1 << (vid & 7);
-        }
+        self.0.insert(vid);
     }
 
-    /// The first clear bit at or after `start`, or [`NR_VDIS`] if none
-    /// (`find_next_zero_bit`).
+    /// The first clear bit at or after `start`, or [`NR_VDIS`] if none:
+    /// sheep's `find_next_zero_bit`, which does not wrap (unlike
+    /// [`VdiBitmap::next_free`]).
     pub fn next_zero(&self, start: u32) -> u32 {
+        let bytes = self.0.as_bytes();
         let mut vid = start;
         while vid < NR_VDIS {
-            if vid & 7 == 0 && self.0[(vid >> 3) as usize] == 0xff {
+            if vid & 7 == 0 && bytes[(vid >> 3) as usize] == 0xff {
                 vid += 8;
                 continue;
             }
@@ -46,20 +47,12 @@ impl VidBitmap {
 
     /// The 2 MiB wire form.
     pub fn bytes(&self) -> &[u8] {
-        &self.0
+        self.0.as_bytes()
     }
 
     /// Every set VID, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.0
-            .iter()
-            .enumerate()
-            .filter(|(_, &b)| b != 0)
-            .flat_map(|(i, &b)| {
-                (0..8u32)
-                    .filter(move |bit| b >> bit & 1 == 1)
-                    .map(move |bit| ((i as u32) << 3) | bit)
-            })
+        self.0.iter()
     }
 }
 
