@@ -323,6 +323,7 @@ fn pump(
                 }
             }
             let whole_object = offset % os == 0 && offset + len == obj_end;
+            slot.start = 0;
             let (mut sent_at, mut sent_len) = (offset, len);
             let submitted = if !zero {
                 // Into an unallocated object the CREATE zeroes what it is
@@ -334,9 +335,7 @@ fn pump(
                 } else {
                     trim_zeros(&slot.buf[..n])
                 };
-                if skip > 0 {
-                    slot.buf.copy_within(skip..skip + keep, 0);
-                }
+                slot.start = skip;
                 (sent_at, sent_len) = (offset + skip as u64, keep as u64);
                 Some(client.engine.write(token, sent_at, sent_len))
             } else if !allocated {

@@ -11,6 +11,9 @@ use crate::client::Buffers;
 pub struct Slot {
     /// The bytes (allocated on first use).
     pub buf: Vec<u8>,
+    /// Where the valid bytes start in `buf` (a write may skip leading
+    /// zeros without moving the data).
+    pub start: usize,
     /// Valid bytes.
     pub len: usize,
     /// Offset in the VDI.
@@ -36,6 +39,7 @@ impl Slots {
         let slots = (0..n)
             .map(|_| Slot {
                 buf: Vec::new(),
+                start: 0,
                 len: 0,
                 offset: 0,
                 busy: false,
@@ -72,7 +76,10 @@ impl Buffers for Slots {
     fn data(&self, token: Token) -> &[u8] {
         match self.slots.iter().find(|s| s.busy && s.token == token) {
             // A discard may span more than the buffer; it sends no data.
-            Some(s) => &s.buf[..s.len.min(s.buf.len())],
+            Some(s) => {
+                let end = (s.start + s.len).min(s.buf.len());
+                &s.buf[s.start.min(end)..end]
+            }
             None => &[],
         }
     }
