@@ -140,6 +140,10 @@ pub struct IoOpts {
     /// Requests in flight
     #[arg(long, default_value_t = crate::client::DEFAULT_QUEUE_DEPTH)]
     pub queue_depth: usize,
+    /// Largest request, a multiple of 4K up to 4M (default: whole objects up
+    /// to 4M for import, 504K for export; see BENCHMARKS.md)
+    #[arg(long, value_name = "SIZE")]
+    pub request_size: Option<String>,
     /// Take the VDI lock (LOCK_VDI) for the duration; released on exit
     #[arg(long)]
     pub lock: bool,

@@ -10,9 +10,9 @@ use sheepdog_core::engine::Event;
 use crate::cli::{Cli, IoOpts};
 use crate::client::Client;
 use crate::error::{self, CliError};
-use crate::import::{queue_depth, MAX_CHUNK};
 use crate::outfile::OutFile;
 use crate::progress::Progress;
+use crate::requests;
 use crate::session::{self, close, open};
 use crate::target::Target;
 use crate::transfer::{is_zero, Slots};
@@ -33,7 +33,8 @@ enum Pending {
 /// `export VDI[@SNAP] FILE|-`
 pub fn export(cli: &Cli, vdi: &str, file: &str, io: &IoOpts) -> Result<(), CliError> {
     let t = Target::parse(vdi)?;
-    let qd = queue_depth(io)?;
+    let qd = requests::queue_depth(io)?;
+    let request = requests::request_size(io, requests::EXPORT_REQUEST)?;
     let mut client = session::connect(&t, &cli.address)?;
     let info = open(&mut client, &t, io.lock)?;
     let out = if file == "-" {
@@ -54,6 +55,7 @@ pub fn export(cli: &Cli, vdi: &str, file: &str, io: &IoOpts) -> Result<(), CliEr
             info.size,
             info.object_size,
             qd,
+            request,
         ),
         Err(e) => Err(e),
     };
@@ -91,9 +93,10 @@ fn pump(
     size: u64,
     object_size: u32,
     qd: usize,
+    request: u64,
 ) -> Result<(), CliError> {
     let os = u64::from(object_size);
-    let chunk = os.min(MAX_CHUNK);
+    let chunk = requests::part_len(os, request);
     let mut slots = Slots::new(qd, chunk as usize);
     let mut progress = Progress::new("export", size, cli.progress, cli.quiet);
     let mut order: VecDeque<Pending> = VecDeque::new();
@@ -103,9 +106,11 @@ fn pump(
     let werr = |e: io::Error| error::file(file, "write", &e);
     loop {
         while offset < size && failure.is_none() {
-            let n = chunk.min(size - offset);
+            // Up to a chunk, never across an object's end.
+            let obj_end = ((offset / os + 1) * os).min(size);
             let idx = (offset / os) as u32;
             if client.engine.entry(idx).unwrap_or(0) == 0 {
+                let n = obj_end - offset;
                 // Unallocated: a hole, or zeros in a stream.
                 if let Output::Stream(_) = out {
                     order.push_back(Pending::Zeros(n));
@@ -115,6 +120,7 @@ fn pump(
                 offset += n;
                 continue;
             }
+            let n = chunk.min(obj_end - offset);
             let Some(i) = slots.free() else { break };
             match client.engine.read(i as u64, offset, n) {
                 Ok(()) => {

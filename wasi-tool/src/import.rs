@@ -17,24 +17,11 @@ use crate::client::{Client, QUEUE_MAX};
 use crate::error::{self, CliError};
 use crate::holes;
 use crate::progress::Progress;
+use crate::requests;
 use crate::session::{self, close, open, run, unexpected};
 use crate::size::parse_size;
 use crate::target::Target;
 use crate::transfer::{is_zero, Slots};
-
-/// Largest chunk per request.
-pub const MAX_CHUNK: u64 = 4 << 20;
-
-/// Check `--queue-depth`.
-pub fn queue_depth(io: &IoOpts) -> Result<usize, CliError> {
-    if io.queue_depth == 0 || io.queue_depth > QUEUE_MAX {
-        return Err(CliError(format!(
-            "bad --queue-depth {}: use 1 to {QUEUE_MAX}",
-            io.queue_depth
-        )));
-    }
-    Ok(io.queue_depth)
-}
 
 /// Blocks at which leading and trailing zeros are trimmed.
 const TRIM_BLOCK: usize = 4096;
@@ -77,7 +64,8 @@ pub fn import(
     io: &IoOpts,
 ) -> Result<(), CliError> {
     let t = Target::parse_plain(vdi)?;
-    let qd = queue_depth(io)?;
+    let qd = requests::queue_depth(io)?;
+    let request = requests::request_size(io, requests::MAX_REQUEST)?;
     let want = size.map(parse_size).transpose()?;
     // Open the input first: no VDI is created when it cannot be read.
     let (mut input, file_len, holes): (Box<dyn Read>, Option<u64>, _) = if file == "-" {
@@ -150,6 +138,7 @@ pub fn import(
         info.size,
         info.object_size,
         qd,
+        request,
         total,
     );
     let closed = close(&mut client, &t.name);
@@ -244,10 +233,11 @@ fn pump(
     vdi_size: u64,
     object_size: u32,
     qd: usize,
+    request: u64,
     total: u64,
 ) -> Result<(), CliError> {
     let os = u64::from(object_size);
-    let chunk = os.min(MAX_CHUNK);
+    let chunk = requests::part_len(os, request);
     let mut input = Input {
         read: input,
         ahead: VecDeque::new(),
@@ -267,7 +257,9 @@ fn pump(
         while !eof && failure.is_none() && open_ops < QUEUE_MAX {
             let Some(i) = slots.free() else { break };
             let slot = &mut slots.slots[i];
-            let want = chunk.min(vdi_size.saturating_sub(offset)) as usize;
+            // Up to a chunk, never across an object's end.
+            let obj_end = ((offset / os + 1) * os).min(vdi_size);
+            let want = chunk.min(obj_end.saturating_sub(offset)) as usize;
             let n = if want == 0 {
                 // The VDI is full: anything more in the input is too much.
                 let mut probe = [0u8; 1];
@@ -303,7 +295,6 @@ fn pump(
             }
             let token = next_token;
             let idx = (offset / os) as u32;
-            let obj_end = ((offset / os + 1) * os).min(vdi_size);
             let mut len = n as u64;
             let zero = hole || is_zero(&slot.buf[..n]);
             let allocated = client.engine.entry(idx).is_some_and(|e| e != 0);

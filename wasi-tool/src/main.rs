@@ -11,6 +11,7 @@ mod import;
 mod list;
 mod outfile;
 mod progress;
+mod requests;
 mod session;
 mod size;
 mod target;
