@@ -2,6 +2,7 @@
 //! what the engine asks, reading replies where it says, waiting for retry
 //! deadlines.
 
+use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use sheepdog_core::inode;
 use sheepdog_core::wire::HEADER_LEN;
 
 use crate::error::{self, CliError};
+use crate::sendfile;
 
 /// The most requests in flight the tool allows.
 pub const QUEUE_MAX: usize = 64;
@@ -60,6 +62,11 @@ fn open_stream(addr: &str) -> Result<(TcpStream, String), CliError> {
 pub trait Buffers {
     /// The bytes of write `token`.
     fn data(&self, token: Token) -> &[u8];
+    /// Where the bytes of write `token` are when they are not in memory:
+    /// a file and the offset of the first byte.
+    fn file_data(&self, _token: Token) -> Option<(&File, u64)> {
+        None
+    }
     /// The buffer of read `token`.
     fn data_mut(&mut self, token: Token) -> &mut [u8];
 }
@@ -149,10 +156,29 @@ impl Client {
         while let Some(t) = self.engine.poll_transmit(&mut self.tx) {
             let head = &self.tx[..t.header_len];
             let res = match &t.data {
-                Some(d) => {
-                    let data = &bufs.data(d.token)[d.range.start as usize..d.range.end as usize];
-                    write_both(&mut self.stream, head, data)
-                }
+                Some(d) => match bufs.file_data(d.token) {
+                    Some((f, at)) => {
+                        let len = (d.range.end - d.range.start) as usize;
+                        let from = at + d.range.start;
+                        match self.stream.write_all(head) {
+                            Ok(()) => match sendfile::send(&self.stream, f, from, len) {
+                                // The file got shorter: resending cannot help.
+                                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                                    return Err(CliError::msg(
+                                        "cannot read the input: the file got shorter during the import",
+                                    ))
+                                }
+                                r => r,
+                            },
+                            Err(e) => Err(e),
+                        }
+                    }
+                    None => {
+                        let data =
+                            &bufs.data(d.token)[d.range.start as usize..d.range.end as usize];
+                        write_both(&mut self.stream, head, data)
+                    }
+                },
                 None => self.stream.write_all(head),
             };
             if let Err(e) = res {

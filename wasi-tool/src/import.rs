@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 
 use sheepdog_core::engine::{ControlDone, CreateOptions, Event};
 use sheepdog_core::redundancy::Redundancy;
@@ -18,6 +18,7 @@ use crate::error::{self, CliError};
 use crate::holes;
 use crate::progress::Progress;
 use crate::requests;
+use crate::sendfile::Source;
 use crate::session::{self, close, open, run, unexpected};
 use crate::size::parse_size;
 use crate::target::Target;
@@ -68,8 +69,8 @@ pub fn import(
     let request = requests::request_size(io, requests::MAX_REQUEST)?;
     let want = size.map(parse_size).transpose()?;
     // Open the input first: no VDI is created when it cannot be read.
-    let (mut input, file_len, holes): (Box<dyn Read>, Option<u64>, _) = if file == "-" {
-        (Box::new(io::stdin().lock()), None, None)
+    let (mut input, file_len, holes, source): (Box<dyn Read>, Option<u64>, _, _) = if file == "-" {
+        (Box::new(io::stdin().lock()), None, None, None)
     } else {
         let f = File::open(file).map_err(|e| error::file(file, "open", &e))?;
         let meta = f.metadata().map_err(|e| error::file(file, "read", &e))?;
@@ -78,7 +79,8 @@ pub fn import(
         }
         let len = meta.is_file().then_some(meta.len());
         let holes = len.and_then(|_| holes::Holes::of(&f));
-        (Box::new(f), len, holes)
+        let source = Source::of(&f);
+        (Box::new(f), len, holes, source)
     };
     let mut client = session::connect(&t, &cli.address)?;
     let info = match open(&mut client, &t, io.lock) {
@@ -133,6 +135,7 @@ pub fn import(
         &mut client,
         &mut *input,
         holes,
+        source.as_ref(),
         file,
         &t.name,
         info.size,
@@ -164,9 +167,37 @@ struct Input<'a> {
     read: &'a mut dyn Read,
     ahead: VecDeque<Ahead>,
     holes: Option<holes::Holes>,
+    /// A regular file whose dense chunks are sent straight from it.
+    source: Option<&'a Source>,
+    /// Whether the last chunk taken was dense (left in the file).
+    took_dense: bool,
 }
 
 impl Input<'_> {
+    /// If the next chunk, of up to `want` bytes at `pos` in the file, is
+    /// dense and nothing was read ahead, move past it and return its
+    /// length: it is sent from the file without being read.
+    fn take_dense(&mut self, pos: u64, want: usize) -> io::Result<Option<usize>> {
+        self.took_dense = false;
+        let Some(src) = self.source else {
+            return Ok(None);
+        };
+        if !self.ahead.is_empty() {
+            return Ok(None);
+        }
+        let Some(n) = src.dense(pos, want)? else {
+            return Ok(None);
+        };
+        // The handle shares the input's position: the next read follows.
+        let mut f = src.file();
+        f.seek(io::SeekFrom::Current(n as i64))?;
+        if let Some(h) = self.holes.as_mut() {
+            h.advance(n as u64);
+        }
+        self.took_dense = true;
+        Ok(Some(n))
+    }
+
     /// Fill `buf` from what was read ahead, else from the input. Returns the
     /// bytes filled, and true when they are known to be zeros: a hole, which
     /// is then not copied into `buf` at all.
@@ -228,6 +259,7 @@ fn pump(
     client: &mut Client,
     input: &mut dyn Read,
     holes: Option<holes::Holes>,
+    source: Option<&Source>,
     file: &str,
     name: &str,
     vdi_size: u64,
@@ -242,8 +274,11 @@ fn pump(
         read: input,
         ahead: VecDeque::new(),
         holes,
+        source,
+        took_dense: false,
     };
     let mut slots = Slots::new(qd, chunk as usize);
+    slots.source = source.and_then(|s| s.file().try_clone().ok());
     let mut progress = Progress::new("import", total, cli.progress, cli.quiet);
     let mut offset = 0u64;
     let mut eof = false;
@@ -277,7 +312,12 @@ fn pump(
                     }
                 }
             } else {
-                match input.fill(&mut slot.buf[..want]) {
+                let got = match input.take_dense(offset, want) {
+                    Ok(Some(n)) => Ok((n, false)),
+                    Ok(None) => input.fill(&mut slot.buf[..want]),
+                    Err(e) => Err(e),
+                };
+                match got {
                     Ok(got) => got,
                     Err(e) => {
                         failure = Some(error::file(file, "read", &e));
@@ -286,6 +326,8 @@ fn pump(
                 }
             };
             let (n, hole) = n;
+            // Dense, and still in the file: sent from there as it is.
+            slot.in_file = input.took_dense;
             if n == 0 {
                 eof = true;
                 break;
@@ -296,7 +338,7 @@ fn pump(
             let token = next_token;
             let idx = (offset / os) as u32;
             let mut len = n as u64;
-            let zero = hole || is_zero(&slot.buf[..n]);
+            let zero = !slot.in_file && (hole || is_zero(&slot.buf[..n]));
             let allocated = client.engine.entry(idx).is_some_and(|e| e != 0);
             // A zero chunk at the start of an allocated object larger than a
             // chunk: look ahead to see whether the whole object is zeros.
@@ -321,7 +363,7 @@ fn pump(
                 // not given: send only the part between the first and last
                 // non-zero blocks. (Allocated or shared objects need every
                 // byte, zeros included.)
-                let (skip, keep) = if allocated {
+                let (skip, keep) = if allocated || slot.in_file {
                     (0, n)
                 } else {
                     trim_zeros(&slot.buf[..n])

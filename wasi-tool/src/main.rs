@@ -12,6 +12,7 @@ mod list;
 mod outfile;
 mod progress;
 mod requests;
+mod sendfile;
 mod session;
 mod size;
 mod target;

@@ -5,6 +5,8 @@
 
 use sheepdog_core::engine::Token;
 
+use std::fs::File;
+
 use crate::client::Buffers;
 
 /// A chunk's buffer and where it belongs in the VDI.
@@ -24,6 +26,8 @@ pub struct Slot {
     pub ready: bool,
     /// The operation using the slot.
     pub token: Token,
+    /// The data is not in `buf` but in the source file, at `offset`.
+    pub in_file: bool,
 }
 
 /// The slots, indexed by token.
@@ -31,6 +35,8 @@ pub struct Slots {
     /// All slots.
     pub slots: Vec<Slot>,
     chunk: usize,
+    /// The input file of slots whose data stays in it.
+    pub source: Option<File>,
 }
 
 impl Slots {
@@ -45,9 +51,14 @@ impl Slots {
                 busy: false,
                 ready: false,
                 token: Token::MAX,
+                in_file: false,
             })
             .collect();
-        Slots { slots, chunk }
+        Slots {
+            slots,
+            chunk,
+            source: None,
+        }
     }
 
     /// A slot that is neither in flight nor waiting, with its buffer sized.
@@ -81,6 +92,14 @@ impl Buffers for Slots {
                 &s.buf[s.start.min(end)..end]
             }
             None => &[],
+        }
+    }
+
+    fn file_data(&self, token: Token) -> Option<(&File, u64)> {
+        let s = self.slots.iter().find(|s| s.busy && s.token == token)?;
+        match (&self.source, s.in_file) {
+            (Some(f), true) => Some((f, s.offset)),
+            _ => None,
         }
     }
 
