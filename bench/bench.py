@@ -183,7 +183,7 @@ class Bench:
             self.rows.append((case, f"ratio: {mine / d:.2f} x dog, {100 * mine / c:.0f}% of ceiling", None, None, None, None))
         return name
 
-    def export_case(self, case, vdi, image, wasm=False, dog=True, qd=None):
+    def export_case(self, case, vdi, image, wasm=False, dog=True, qd=None, extra=()):
         size = os.path.getsize(image)
         out = os.path.join(self.work, "out.raw")
         ours, dogs, par = [], [], []
@@ -191,7 +191,7 @@ class Bench:
         for _ in range(self.a.runs):
             if os.path.exists(out):
                 os.unlink(out)
-            ours.append(timed(self.tool("export", vdi, out, *q, wasm=wasm)))
+            ours.append(timed(self.tool("export", vdi, out, *q, *extra, wasm=wasm)))
             self.check_export(out, image)
             allocated = os.stat(out).st_blocks * 512
             if self.dog and dog:
@@ -202,7 +202,7 @@ class Bench:
                 cmds = [" ".join(self.dog_cmd("read", vdi, str(i * quarter), str(quarter))) + " > /dev/null" for i in range(4)]
                 par.append(timed_group(cmds))
         sparse_blocks = allocated
-        who = "sheep-tool" + (" (wasm)" if wasm else "") + (f" qd={qd}" if qd else "")
+        who = "sheep-tool" + (" (wasm)" if wasm else "") + (f" qd={qd}" if qd else "") + "".join(" " + e for e in extra)
         mine = self.record(case, who, ours, size)
         if sparse_blocks is not None and "sparse" in case:
             self.rows.append((case, f"output file: {sparse_blocks // MIB} MiB allocated of {size // MIB} MiB", None, None, None, None))
@@ -216,6 +216,8 @@ class Bench:
         d = self.import_case("dense import", self.dense)
         s = self.import_case("sparse import", self.sparse)
         self.export_case("dense export", d, self.dense)
+        # Whole-object reads, above sheep's mmap threshold, for comparison.
+        self.export_case("dense export", d, self.dense, dog=False, extra=("--request-size", "4M"))
         self.export_case("sparse export", s, self.sparse)
         if self.wasmtime:
             self.import_case("dense import", self.dense, wasm=True, dog=False)
