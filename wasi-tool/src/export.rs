@@ -211,25 +211,31 @@ fn pump(
     }
 }
 
-/// Blocks of this size that are all zeros stay holes in a regular file.
-const HOLE_BLOCK: usize = 64 << 10;
+/// Blocks of this size (aligned in the file) that are all zeros stay holes
+/// in a regular file.
+const HOLE_BLOCK: u64 = 64 << 10;
 
 /// Write `data` at `offset`, leaving all-zero blocks as holes (the file
-/// was sized up front, so they read as zeros).
+/// was sized up front, so they read as zeros). Blocks are aligned to the
+/// file, not to `data`, so that where reads are cut makes no difference.
 fn write_sparse(f: &mut OutFile, offset: u64, data: &[u8]) -> io::Result<()> {
+    // The end (in `data`) of the block that holds data[at].
+    let block_end = |at: usize| {
+        let next = ((offset + at as u64) / HOLE_BLOCK + 1) * HOLE_BLOCK;
+        ((next - offset) as usize).min(data.len())
+    };
     let mut at = 0;
     while at < data.len() {
         // Find the next run of non-zero blocks and write it in one go.
-        while at < data.len() && is_zero(&data[at..(at + HOLE_BLOCK).min(data.len())]) {
-            at += HOLE_BLOCK;
+        while at < data.len() && is_zero(&data[at..block_end(at)]) {
+            at = block_end(at);
         }
         let start = at;
-        while at < data.len() && !is_zero(&data[at..(at + HOLE_BLOCK).min(data.len())]) {
-            at += HOLE_BLOCK;
+        while at < data.len() && !is_zero(&data[at..block_end(at)]) {
+            at = block_end(at);
         }
-        let end = at.min(data.len());
-        if start < end {
-            f.write_all_at(&data[start..end], offset + start as u64)?;
+        if start < at {
+            f.write_all_at(&data[start..at], offset + start as u64)?;
         }
     }
     Ok(())

@@ -174,6 +174,32 @@ fn request_size_with_large_objects() {
 }
 
 #[test]
+fn sparse_export_allocates_only_the_data_wherever_reads_are_cut() {
+    let h = server();
+    let dir = TempDir::new();
+    // Eight 1 MiB regions: each ends inside a 456 KiB read and inside the
+    // read's fourth 64 KiB block counted from the read's start.
+    let mut data = vec![0u8; 64 * MIB];
+    for i in 0..8 {
+        let at = i * 8 * MIB;
+        data[at..at + MIB].copy_from_slice(&random(30 + i as u64, MIB));
+    }
+    import(&h, &dir, "sparse", &data);
+    for size in ["504K", "200K", "4M"] {
+        let out = dir.path("out.img");
+        let _ = std::fs::remove_file(&out);
+        sheep_ok(&h, &["export", "sparse", &s(&out), "--request-size", size]);
+        let allocated =
+            std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&out).unwrap()) * 512;
+        assert!(
+            allocated <= 8 << 20,
+            "--request-size {size}: {allocated} bytes allocated for 8 MiB of data"
+        );
+        assert!(std::fs::read(&out).unwrap() == data);
+    }
+}
+
+#[test]
 fn bad_request_size_is_refused() {
     let h = server();
     sheep_ok(&h, &["create", "v", "8M"]);
