@@ -1,9 +1,12 @@
 """Import and export benchmarks for sheep-tool, with dog side by side.
 
 Every figure is the median of --runs runs, ours and dog's alternating in
-one session. Times, CPU and peak RSS come from /usr/bin/time. Without
---address the bundled reference server is started on a free loopback port
-(a smoke check: its figures say nothing about a real cluster).
+one session (the component and the native tool alternate too); every run
+starts after a sync, with no writeback pending. Peak RSS comes from
+/usr/bin/time, wall time from the monotonic clock, CPU time from rusage.
+Without --address the bundled reference server is started on a free
+loopback port (a smoke check: its figures say nothing about a real
+cluster).
 """
 
 import argparse
@@ -45,17 +48,27 @@ class Timed:
         self.wall, self.cpu, self.rss = wall, user + sys_, rss_kb * 1024
 
 
+def quiesce():
+    """Write back every dirty page first (the cluster's objects, earlier
+    outputs), so that no run pays for the writeback of the one before."""
+    os.sync()
+
+
 def timed(cmd, stdin=None, stdout=None):
-    """Wall time and peak RSS from /usr/bin/time; CPU time from the
-    microsecond rusage of the finished child (time prints only 10 ms)."""
+    """Peak RSS from /usr/bin/time; wall time from the monotonic clock
+    around it and CPU time from the microsecond rusage of the finished
+    child (time prints only 10 ms)."""
+    quiesce()
     fd, out = tempfile.mkstemp()
     os.close(fd)
     full = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", out] + cmd
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
     r = subprocess.run(full, stdin=stdin, stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(out) as f:
-        wall, _, _, rss = (float(x) for x in f.read().split()[-4:])
+        rss = float(f.read().split()[-1])
     os.unlink(out)
     if r.returncode != 0:
         sys.exit(f"error: {' '.join(cmd)} failed: {r.stderr.decode(errors='replace').strip()}")
@@ -66,6 +79,7 @@ def timed(cmd, stdin=None, stdout=None):
 
 def timed_group(cmds):
     """Several commands at once; wall time of the whole group."""
+    quiesce()
     start = time.monotonic()
     procs = [subprocess.Popen(c, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in cmds]
     for p in procs:
@@ -211,6 +225,31 @@ class Bench:
             c = self.record(case, "4 x dog readers", par, size)
             self.rows.append((case, f"ratio: {mine / d:.2f} x dog ({c / d:.2f} x for 4 readers)", None, None, None, None))
 
+    def wasm_case(self, case, image, vdi=None):
+        """The component and the native tool alternating, run by run: an
+        import of `image`, or with `vdi` an export of it compared with
+        `image`. Rows for both and the ratio."""
+        size = os.path.getsize(image)
+        name = "bench-wasm-" + case.replace(" ", "-")
+        out = os.path.join(self.work, "out.raw")
+        native, wasm = [], []
+        for _ in range(self.a.runs):
+            for w, results in ((False, native), (True, wasm)):
+                if vdi is None:
+                    self.delete(name)
+                    results.append(timed(self.tool("import", image, name, wasm=w)))
+                else:
+                    if os.path.exists(out):
+                        os.unlink(out)
+                    results.append(timed(self.tool("export", vdi, out, wasm=w)))
+                    self.check_export(out, image)
+        if vdi is None:
+            self.delete(name)
+        n = self.record(case, "sheep-tool (native, alternating)", native, size)
+        m = self.record(case, "sheep-tool (wasm)", wasm, size)
+        if n != float("inf"):
+            self.rows.append((case, f"ratio: wasm at {100 * m / n:.0f}% of native", None, None, None, None))
+
     def run(self):
         self.make_images()
         d = self.import_case("dense import", self.dense)
@@ -220,15 +259,15 @@ class Bench:
         self.export_case("dense export", d, self.dense, dog=False, extra=("--request-size", "4M"))
         self.export_case("sparse export", s, self.sparse)
         if self.wasmtime:
-            self.import_case("dense import", self.dense, wasm=True, dog=False)
-            self.export_case("dense export", d, self.dense, wasm=True, dog=False)
-            self.import_case("sparse import", self.sparse, wasm=True, dog=False)
-            self.export_case("sparse export", s, self.sparse, wasm=True, dog=False)
+            self.wasm_case("dense import", self.dense)
+            self.wasm_case("dense export", self.dense, d)
+            self.wasm_case("sparse import", self.sparse)
+            self.wasm_case("sparse export", self.sparse, s)
         h = self.import_case(f"{self.a.huge} MiB sparse import", self.huge, dog=False)
         self.export_case(f"{self.a.huge} MiB sparse export", h, self.huge, dog=False)
         if self.wasmtime:
-            self.import_case(f"{self.a.huge} MiB sparse import", self.huge, wasm=True, dog=False)
-            self.export_case(f"{self.a.huge} MiB sparse export", h, self.huge, wasm=True, dog=False)
+            self.wasm_case(f"{self.a.huge} MiB sparse import", self.huge)
+            self.wasm_case(f"{self.a.huge} MiB sparse export", self.huge, h)
         for qd in [int(x) for x in self.a.depths.split()]:
             self.import_case("dense import", self.dense, dog=False, qd=qd)
             self.export_case("dense export", d, self.dense, dog=False, qd=qd)
@@ -245,7 +284,7 @@ class Bench:
             else:
                 rss_s = f"{rss / MIB:.0f} MiB" if rss else "-"
                 cpu_s = f"{cpu:.3f}" if cpu else "-"
-                print(f"{case:<26} {who:<34} {wall:>8.2f} {mibs:>9.1f} {cpu_s:>10} {rss_s:>10}")
+                print(f"{case:<26} {who:<34} {wall:>8.3f} {mibs:>9.1f} {cpu_s:>10} {rss_s:>10}")
 
 
 def main():
