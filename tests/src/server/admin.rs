@@ -14,6 +14,7 @@ use sheepdog_core::wire::{NewVdi, Request, ResultCode, NAME_LEN, TAG_LEN};
 
 use super::cluster::{Cluster, Outcome};
 use super::inode_io::{inode_oid, read_bytes, read_entries, read_header};
+use super::snapshot_window::PendingSnapshot;
 use super::store::Store;
 use super::vdi_state::VdiState;
 
@@ -118,8 +119,21 @@ impl Cluster {
         name: &str,
         tag: &str,
     ) -> Result<u32, ResultCode> {
+        let p = self.begin_snapshot_behind_back(now, name, tag)?;
+        self.finish_snapshot_behind_back(p)
+    }
+
+    /// The first half of [`Cluster::snapshot_behind_back`], as sheep runs
+    /// it: the tag is written, the VDI marked read-only and its inode read.
+    /// Requests handled before [`Cluster::finish_snapshot_behind_back`] see
+    /// the window sheep leaves (see `snapshot_window.rs`).
+    pub fn begin_snapshot_behind_back(
+        &mut self,
+        now: u64,
+        name: &str,
+        tag: &str,
+    ) -> Result<PendingSnapshot, ResultCode> {
         let vid = self.lookup(name, "", 0)?;
-        let h = self.inode_header(vid).ok_or(ResultCode::NoVdi)?;
         let mut tag_field = [0u8; TAG_LEN];
         sheepdog_core::inode::encode_tag(tag.as_bytes(), &mut tag_field);
         let range = InodeRange::TAG;
@@ -128,15 +142,12 @@ impl Cluster {
         if r.result != ResultCode::Success {
             return Err(r.result);
         }
-        let new = NewVdi {
-            vdi_size: h.vdi_size,
-            base_vdi_id: vid,
-            copies: h.nr_copies,
-            copy_policy: h.copy_policy,
-            store_policy: h.store_policy,
-            block_size_shift: h.block_size_shift,
-            snapshot: true,
-        };
-        self.new_vdi(now, name, new)
+        self.begin_snapshot(now, name.as_bytes())
+    }
+
+    /// The second half: the base inode is written back from what was read
+    /// and the new working VDI created. Returns its VID.
+    pub fn finish_snapshot_behind_back(&mut self, p: PendingSnapshot) -> Result<u32, ResultCode> {
+        self.finish_snapshot(p)
     }
 }

@@ -21,15 +21,15 @@ type BaseIndex<'a> = (&'a [(u32, u32)], &'a [Gref]);
 
 /// The parameters of a NEW_VDI after defaults are applied (`struct
 /// vdi_iocb`).
-struct NewVdiIocb<'a> {
-    name: &'a [u8],
-    size: u64,
-    base_vid: u32,
-    copy_policy: u8,
-    store_policy: u8,
-    nr_copies: u8,
-    block_size_shift: u8,
-    time: u64,
+pub(super) struct NewVdiIocb<'a> {
+    pub(super) name: &'a [u8],
+    pub(super) size: u64,
+    pub(super) base_vid: u32,
+    pub(super) copy_policy: u8,
+    pub(super) store_policy: u8,
+    pub(super) nr_copies: u8,
+    pub(super) block_size_shift: u8,
+    pub(super) time: u64,
 }
 
 impl Cluster {
@@ -69,7 +69,7 @@ impl Cluster {
 
     /// `notify_vdi_add()`: the new VID's state, and `old` (if any) becomes
     /// a snapshot, so writes to its data objects get READONLY from now on.
-    fn notify_vdi_add(&mut self, new: u32, copies: u8, old: u32, cp: u8, shift: u8) {
+    pub(super) fn notify_vdi_add(&mut self, new: u32, copies: u8, old: u32, cp: u8, shift: u8) {
         if old != 0 {
             let (c, s) = (self.copies_of(old), self.shift_of(old));
             self.add_state(old, c, true, cp, s, 0);
@@ -207,7 +207,12 @@ impl Cluster {
     }
 
     /// `snapshot_vdi()`: the base (working VDI) gets `snap_ctime`.
-    fn snapshot_vdi(&mut self, iocb: &NewVdiIocb<'_>, snapid: u32, new_vid: u32) -> Res<()> {
+    pub(super) fn snapshot_vdi(
+        &mut self,
+        iocb: &NewVdiIocb<'_>,
+        snapid: u32,
+        new_vid: u32,
+    ) -> Res<()> {
         let base = inode_oid(iocb.base_vid);
         let used = self.base_entries(iocb.base_vid)?;
         let written = self
