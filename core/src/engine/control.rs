@@ -754,6 +754,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             count,
             locked,
         });
+        self.readonly_vid = 0;
+        self.resolve_waits = 0;
         Ok(count)
     }
 

@@ -209,6 +209,15 @@ pub struct Engine<S, const N: usize = 16> {
     control: Option<Control>,
     control_done: Option<ControlDone>,
     resolve: Resolve,
+    /// A VID that answered READONLY: a snapshot, or on its way to become
+    /// one. sheep marks the VDI read-only before it copies the inode into
+    /// the new working VDI, so a lookup may still name it for a while; it
+    /// is not adopted again (0: none).
+    readonly_vid: u32,
+    /// When the next lookup may go out (after one named `readonly_vid`).
+    resolve_due: u64,
+    /// Lookups that named `readonly_vid` in a row.
+    resolve_waits: u8,
     receiving: Option<Receiving>,
     /// Own objects released by a discard whose reclaim may still be under
     /// way on the cluster (oldest first).
@@ -236,6 +245,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             control: None,
             control_done: None,
             resolve: Resolve::Idle,
+            readonly_vid: 0,
+            resolve_due: 0,
+            resolve_waits: 0,
             reclaiming: Vec::new(),
             receiving: None,
         }
@@ -429,10 +441,13 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
 
     /// When [`Engine::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<u64> {
+        let lookup = (self.resolve == Resolve::Lookup && self.resolve_due > self.now)
+            .then_some(self.resolve_due);
         self.flights
             .iter()
             .filter_map(|f| f.due)
             .filter(|&d| d != AFTER_RESOLVE)
+            .chain(lookup)
             .min()
     }
 
@@ -555,6 +570,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
 
     fn poll_resolve(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         if self.resolve == Resolve::Idle
+            || self.now < self.resolve_due
             || self.flights.iter().any(|f| matches!(f.sent, Sent::Resolve))
         {
             return None;
@@ -980,6 +996,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     let _ = self.flights.push(write);
                 } else {
                     self.dirty.requeue(key, true);
+                    if readonly {
+                        self.readonly_vid = vid;
+                    }
                     if current && self.resolve == Resolve::Idle {
                         self.resolve = Resolve::Lookup;
                     }
@@ -1003,6 +1022,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     // the entries go to the new working VDI, unless it
                     // copied them already.
                     self.dirty.requeue(key, true);
+                    if readonly {
+                        self.readonly_vid = vid;
+                    }
                     if current && self.resolve == Resolve::Idle {
                         self.resolve = Resolve::Lookup;
                     }
@@ -1026,6 +1048,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             // The VID we copied into became a snapshot too: find the new
             // working VDI, then check and copy again.
             self.dirty.requeue(key, true);
+            self.readonly_vid = vid;
             if self.volume.as_ref().map(Volume::vid) == Some(vid) && self.resolve == Resolve::Idle {
                 self.resolve = Resolve::Lookup;
             }
@@ -1041,6 +1064,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         let vid = self.volume.as_ref().map(Volume::vid);
         if Some(action.oid().vid_bits()) == vid {
             // Our VDI became a snapshot: find the new working VDI first.
+            self.readonly_vid = action.oid().vid_bits();
             if self.resolve == Resolve::Idle {
                 self.resolve = Resolve::Lookup;
             }
@@ -1191,6 +1215,22 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         match self.resolve {
             Resolve::Lookup => {
                 let vid = response.vdi_id().unwrap_or(0);
+                if vid != 0 && vid == self.readonly_vid {
+                    // Its snapshot has not made the new working VDI yet:
+                    // what we would read back from this inode may still
+                    // be overwritten by the snapshot's copy. Look again.
+                    self.resolve_waits = self.resolve_waits.saturating_add(1);
+                    let Some(wait) = self.retry.backoff(self.resolve_waits) else {
+                        self.resolve_waits = 0;
+                        return self.resolve_failed(Error::Server {
+                            opcode: response.opcode,
+                            result: ResultCode::Readonly,
+                        });
+                    };
+                    self.resolve_due = self.now.saturating_add(wait);
+                    return;
+                }
+                self.resolve_waits = 0;
                 self.resolve = Resolve::Header(vid);
             }
             Resolve::Header(vid) => {
