@@ -21,6 +21,9 @@ pub const SHIFT: u8 = 20;
 const MIB: u64 = 1 << 20;
 /// Largest simulated disk.
 pub const MAX_DISK: u64 = 24 * MIB;
+/// Longest a snapshot behind the engine's back stays half done, in
+/// nanoseconds of the simulated clock.
+const SNAPSHOT_WINDOW: u64 = 20_000_000;
 
 /// What the workload does and how often things go wrong.
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +35,10 @@ pub struct Config {
     /// Snapshots by another client while writes are in flight, per mille of
     /// operations.
     pub external_snapshots: u32,
+    /// Of those, per mille taken in sheep's two steps with the engine's
+    /// requests in between (the base read-only and its inode read, then
+    /// written back from that copy and the new VDI created).
+    pub snapshot_windows: u32,
     /// Dropped connections, per mille of operations.
     pub disconnects: u32,
     /// Largest write or read.
@@ -52,6 +59,7 @@ impl Config {
                 reorder: true,
             },
             external_snapshots: 8,
+            snapshot_windows: 500,
             disconnects: 5,
             max_io: 3 * MIB,
             reclaim_delay: 4,
@@ -72,6 +80,8 @@ pub struct Stats {
     pub snapshots: u64,
     /// Snapshots taken behind the engine's back.
     pub external_snapshots: u64,
+    /// Of those, taken in two steps with engine requests in between.
+    pub snapshot_windows: u64,
     /// Clones.
     pub clones: u64,
     /// Rollbacks.
@@ -425,10 +435,36 @@ impl Workload {
         self.seq += 1;
         let tag = format!("ext{}", self.seq);
         let now = self.wire.now;
-        self.wire
-            .cluster
-            .snapshot_behind_back(now, &name, &tag)
-            .unwrap_or_else(|e| fail("snapshot behind the back", e));
+        if self.rng.chance(self.cfg.snapshot_windows) {
+            let p = self
+                .wire
+                .cluster
+                .begin_snapshot_behind_back(now, &name, &tag)
+                .unwrap_or_else(|e| fail("snapshot behind the back", e));
+            let steps = 1 + self.rng.below(12);
+            self.log.push(format!(
+                "external snapshot of {name} begins: {old:#x} read-only, {steps} steps until it is rewritten"
+            ));
+            // sheep's copy takes milliseconds: the window ends after a few
+            // steps, or once the clock has moved on (a retry's pause).
+            let start = self.wire.now;
+            for _ in 0..steps {
+                if self.wire.now - start > SNAPSHOT_WINDOW {
+                    break;
+                }
+                self.progress();
+            }
+            self.wire
+                .cluster
+                .finish_snapshot_behind_back(p)
+                .unwrap_or_else(|e| fail("snapshot behind the back", e));
+            self.stats.snapshot_windows += 1;
+        } else {
+            self.wire
+                .cluster
+                .snapshot_behind_back(now, &name, &tag)
+                .unwrap_or_else(|e| fail("snapshot behind the back", e));
+        }
         self.disks[open.disk].snapshots.push(SnapModel {
             vid: old,
             data: None,
