@@ -23,7 +23,7 @@ use sheepdog_core::wire::{
     Flags, LockType, NewVdi, Opcode, Request, Response, ResultCode, HEADER_LEN, NAME_TAG_LEN,
     VDI_BITMAP_LEN,
 };
-use sheepdog_tests::server::{Cluster, ClusterConfig, FaultAction, LockState, Matcher};
+use sheepdog_tests::server::{Cluster, ClusterConfig, FaultAction, LockState, Matcher, Restore};
 use sheepdog_tests::sim::rng::Rng;
 use sheepdog_tests::sim::wire::{SimEngine, Wire};
 
@@ -891,7 +891,10 @@ fn index_writes_inside_a_snapshots_window_reach_the_new_working_vdi() {
                         break;
                     }
                 }
-                let new = w.cluster.finish_snapshot_behind_back(pending).unwrap();
+                let new = w
+                    .cluster
+                    .finish_snapshot_behind_back(pending, Restore::All)
+                    .unwrap();
                 let done = finish(&mut w, &tokens);
                 for t in &tokens {
                     assert_eq!(done[t], Ok(()), "{ctx}: write {t}");

@@ -14,7 +14,7 @@ use sheepdog_core::wire::{NewVdi, Request, ResultCode, NAME_LEN, TAG_LEN};
 
 use super::cluster::{Cluster, Outcome};
 use super::inode_io::{inode_oid, read_bytes, read_entries, read_header};
-use super::snapshot_window::PendingSnapshot;
+use super::snapshot_window::{PendingSnapshot, Restore};
 use super::store::Store;
 use super::vdi_state::VdiState;
 
@@ -120,7 +120,7 @@ impl Cluster {
         tag: &str,
     ) -> Result<u32, ResultCode> {
         let p = self.begin_snapshot_behind_back(now, name, tag)?;
-        self.finish_snapshot_behind_back(p)
+        self.finish_snapshot_behind_back(p, Restore::All)
     }
 
     /// The first half of [`Cluster::snapshot_behind_back`], as sheep runs
@@ -146,8 +146,13 @@ impl Cluster {
     }
 
     /// The second half: the base inode is written back from what was read
-    /// and the new working VDI created. Returns its VID.
-    pub fn finish_snapshot_behind_back(&mut self, p: PendingSnapshot) -> Result<u32, ResultCode> {
-        self.finish_snapshot(p)
+    /// (`restore` says how much of its index) and the new working VDI
+    /// created. Returns its VID.
+    pub fn finish_snapshot_behind_back(
+        &mut self,
+        p: PendingSnapshot,
+        restore: Restore,
+    ) -> Result<u32, ResultCode> {
+        self.finish_snapshot(p, restore)
     }
 }

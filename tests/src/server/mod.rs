@@ -55,6 +55,6 @@ pub use dir_store::DirStore;
 pub use faults::{FaultAction, Matcher, RequestPredicate};
 pub use net::{serve, spawn_loopback, NetOptions, ServerHandle};
 pub use refcount::Ledger;
-pub use snapshot_window::PendingSnapshot;
+pub use snapshot_window::{PendingSnapshot, Restore};
 pub use store::{MemStore, Store};
 pub use vdi_state::{LockState, VdiState};

@@ -10,18 +10,31 @@
 //! them.
 //!
 //! The write-back restores the header and the index. sheep writes the
-//! reference counts back from its copy too, which can leave counts that no
-//! longer match the index (its own race, which no client can repair); that
-//! part is not modelled, so that what the tests see is only what the
-//! client is answerable for.
+//! reference counts back from its copy too, and an entry it restores over
+//! one a client changed or cleared meanwhile names an object whose
+//! reference was already dropped: counts that no longer match the index,
+//! and objects freed while a snapshot still names them. That is sheep's own
+//! race, which no client can repair, so reference counts are not restored,
+//! and [`Restore::AddedOnly`] leaves changed and cleared entries alone for
+//! long simulations whose snapshots must stay whole.
 
-use sheepdog_core::inode::HEADER_AND_INDEX_LEN;
+use sheepdog_core::inode::{HEADER_AND_INDEX_LEN, HEADER_LEN};
 use sheepdog_core::wire::ResultCode;
 
 use super::cluster::Cluster;
 use super::inode_io::inode_oid;
 use super::lookup::LookupKey;
 use super::vdi_ops::NewVdiIocb;
+
+/// What the write-back of the base's index restores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// Every entry, as sheep does: whatever was written meanwhile is gone.
+    All,
+    /// Only entries that were empty in the copy: entries added meanwhile
+    /// are gone, changed and cleared ones stay as they are now.
+    AddedOnly,
+}
 
 /// A snapshot between its two steps: the base is read-only and its inode
 /// has been read; nothing is written yet and lookups still find the base.
@@ -111,8 +124,29 @@ impl Cluster {
     /// (whatever was written to them meanwhile is gone), then finish as
     /// `snapshot_vdi()`.
     /// Returns the new working VID.
-    pub(super) fn finish_snapshot(&mut self, p: PendingSnapshot) -> Result<u32, ResultCode> {
-        match self.store.write(inode_oid(p.base_vid), 0, &p.base) {
+    pub(super) fn finish_snapshot(
+        &mut self,
+        mut p: PendingSnapshot,
+        restore: Restore,
+    ) -> Result<u32, ResultCode> {
+        let oid = inode_oid(p.base_vid);
+        if restore == Restore::AddedOnly {
+            let mut now = vec![0u8; p.base.len()];
+            match self.store.read(oid, 0, &mut now) {
+                Ok(true) => {}
+                _ => return Err(ResultCode::BaseVdiRead),
+            }
+            let index = HEADER_LEN..p.base.len();
+            for (was, is) in p.base[index.clone()]
+                .chunks_exact_mut(4)
+                .zip(now[index].chunks_exact(4))
+            {
+                if was != [0u8; 4] {
+                    was.copy_from_slice(is);
+                }
+            }
+        }
+        match self.store.write(oid, 0, &p.base) {
             Ok(true) => {}
             _ => return Err(ResultCode::BaseVdiWrite),
         }
