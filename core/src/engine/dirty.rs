@@ -176,21 +176,24 @@ impl Dirty {
     }
 
     /// The recheck `key` read the inode: entries whose value the inode
-    /// already holds are done (`done` gets their tokens); the others are
-    /// written next.
-    pub fn checked(&mut self, key: u32, holds: impl Fn(u32) -> bool, mut done: impl FnMut(Token)) {
-        self.entries.retain_mut(|e| {
+    /// already holds stay with `key` (whether the inode is still the
+    /// working one is checked next); the others are written next. Returns
+    /// whether any entry stayed.
+    pub fn checked(&mut self, key: u32, holds: impl Fn(u32) -> bool) -> bool {
+        let mut stayed = false;
+        for e in self.entries.iter_mut() {
             if e.run != Some(key) {
-                return true;
+                continue;
             }
             if holds(e.idx) {
-                done(e.token);
-                return false;
+                e.recheck = false;
+                stayed = true;
+            } else {
+                e.run = None;
+                e.recheck = false;
             }
-            e.run = None;
-            e.recheck = false;
-            true
-        });
+        }
+        stayed
     }
 
     /// Drop the entries of the run `id` and call `failed` for each waiting

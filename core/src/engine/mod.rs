@@ -1136,19 +1136,20 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     let at = (idx - run.first) as usize * 4;
                     payload.get(at..at + 4).map(LittleEndian::read_u32)
                 };
-                let mut done: Vec<Token, DIRTY_CAP> = Vec::new();
-                self.dirty.checked(
-                    key,
-                    |idx| on_inode(idx) == Some(cached(idx)),
-                    |t| {
-                        let _ = done.push(t);
-                    },
-                );
-                for t in done {
-                    if let Some(io) = self.io_mut(t) {
-                        io.unindexed -= 1;
-                        io.settle();
-                    }
+                let stayed = self
+                    .dirty
+                    .checked(key, |idx| on_inode(idx) == Some(cached(idx)));
+                if stayed {
+                    // On the inode; but a snapshot being taken may still
+                    // overwrite it with its copy: done once the VID is
+                    // known to be writable, as after an index write.
+                    let verify = Inflight {
+                        id: 0,
+                        sent: Sent::Verify { key, vid },
+                        attempt: 0,
+                        due: Some(self.now),
+                    };
+                    let _ = self.flights.push(verify);
                 }
             }
             Sent::Rehome { key, idx, vid } => {
