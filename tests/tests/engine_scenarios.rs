@@ -788,6 +788,51 @@ fn snapshot_taken_behind_our_back_redirects_the_write_as_cow() {
     assert_same(&read(&mut w, 0, 4 * OBJ).unwrap(), &was, "snapshot");
 }
 
+/// An 8 MiB VDI on small objects, its first half written, and eight random
+/// writes (from `rng_seed`) submitted but not yet sent.
+struct InFlight {
+    w: Wire,
+    size: u64,
+    /// The contents before the eight writes.
+    before: Vec<u8>,
+    /// The contents once they are done.
+    want: Vec<u8>,
+    /// (offset, bytes) of each write.
+    writes: Vec<(u64, Vec<u8>)>,
+    tokens: Vec<Token>,
+}
+
+fn writes_in_flight(seed: u64, rng_seed: u64) -> InFlight {
+    let mut w = small_objects(seed);
+    w.faults.reorder = true;
+    let size = 8 * MIB;
+    create(&mut w, "vm", size);
+    open(&mut w, "vm");
+    let mut want = pattern(seed, size / 2);
+    write(&mut w, 0, &want).unwrap();
+    want.resize(size as usize, 0);
+    let before = want.clone();
+    let mut rng = Rng::new(rng_seed);
+    let mut writes = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        let off = rng.below(size - 1);
+        let len = 1 + rng.below((2 * MIB).min(size - off));
+        let bytes = pattern(rng_seed * 10 + i, len);
+        want[off as usize..(off + len) as usize].copy_from_slice(&bytes);
+        tokens.push(submit_write(&mut w, off, &bytes));
+        writes.push((off, bytes));
+    }
+    InFlight {
+        w,
+        size,
+        before,
+        want,
+        writes,
+        tokens,
+    }
+}
+
 /// Writes in flight while another client snapshots: every write completes,
 /// the working VDI ends up with all of them, and the snapshot holds, byte
 /// by byte, either the old contents or a byte one of the writes wrote.
@@ -796,28 +841,15 @@ fn snapshot_mid_write_loses_nothing() {
     for seed in 1..=6u64 {
         for delay in [0usize, 1, 2, 3, 5, 8, 13] {
             let ctx = format!("seed {seed}, snapshot after {delay} steps");
-            let mut w = small_objects(seed);
-            w.faults.reorder = true;
-            let size = 8 * MIB;
-            let old = create(&mut w, "vm", size);
-            open(&mut w, "vm");
-            // Half allocated, half holes.
-            let mut want = pattern(seed, size / 2);
-            write(&mut w, 0, &want).unwrap();
-            want.resize(size as usize, 0);
-            let before = want.clone();
-
-            let mut rng = Rng::new(seed * 1000 + delay as u64);
-            let mut writes = Vec::new();
-            let mut tokens = Vec::new();
-            for i in 0..8 {
-                let off = rng.below(size - 1);
-                let len = 1 + rng.below((2 * MIB).min(size - off));
-                let bytes = pattern(seed * 100 + i, len);
-                want[off as usize..(off + len) as usize].copy_from_slice(&bytes);
-                tokens.push(submit_write(&mut w, off, &bytes));
-                writes.push((off, bytes));
-            }
+            let InFlight {
+                mut w,
+                size,
+                before,
+                want,
+                writes,
+                tokens,
+            } = writes_in_flight(seed, seed * 1000 + delay as u64);
+            let old = w.cluster.lookup("vm", "", 0).unwrap();
             for _ in 0..delay {
                 w.step();
             }
@@ -848,6 +880,65 @@ fn snapshot_mid_write_loses_nothing() {
     }
 }
 
+/// How long sheep's copy of an inode takes, at most, in nanoseconds: a
+/// window ends there (a retry's pause is longer).
+const SNAPSHOT_WINDOW: u64 = 20_000_000;
+
+/// A scenario around sheep's two-step snapshot: an 8 MiB VDI half written,
+/// eight random writes submitted, `delay` steps, then the snapshot's first
+/// step (the VDI read-only, its inode read), `inside` (given the time the
+/// window opened), the second step (the index restored from the copy, the
+/// new working VDI made). Every write must succeed and the new working VDI
+/// hold them all, before and after opening it again.
+fn snapshot_window_case(
+    seed: u64,
+    rng_seed: u64,
+    delay: usize,
+    ctx: &str,
+    inside: impl FnOnce(&mut Wire, u64),
+) {
+    let InFlight {
+        mut w,
+        size,
+        want,
+        tokens,
+        ..
+    } = writes_in_flight(seed, rng_seed);
+    for _ in 0..delay {
+        w.step();
+    }
+    let now = w.now;
+    let pending = w
+        .cluster
+        .begin_snapshot_behind_back(now, "vm", "mid")
+        .unwrap();
+    inside(&mut w, now);
+    let new = w
+        .cluster
+        .finish_snapshot_behind_back(pending, Restore::All)
+        .unwrap();
+    let done = finish(&mut w, &tokens);
+    for t in &tokens {
+        assert_eq!(done[t], Ok(()), "{ctx}: write {t}");
+    }
+    let got = try_server_contents(&w.cluster, new)
+        .unwrap_or_else(|e| panic!("{ctx}: the working VDI lost an object: {e}"));
+    assert_same(&got, &want, ctx);
+    assert_same(&read(&mut w, 0, size).unwrap(), &want, ctx);
+    close(&mut w);
+    assert_eq!(open(&mut w, "vm").vid, new, "{ctx}");
+    assert_same(&read(&mut w, 0, size).unwrap(), &want, ctx);
+}
+
+/// Step the wire until the window closes (or nothing is left to do).
+fn step_in_window(w: &mut Wire, opened: u64, steps: usize) {
+    for _ in 0..steps {
+        if w.now - opened > SNAPSHOT_WINDOW || !w.step() {
+            break;
+        }
+    }
+}
+
 /// sheep takes a snapshot in two steps: it marks the VDI read-only, then
 /// copies the inode (index included) into the new working VDI and writes
 /// the copy back. An index write landing in between is lost from both, and
@@ -860,52 +951,10 @@ fn index_writes_inside_a_snapshots_window_reach_the_new_working_vdi() {
         for delay in [0usize, 1, 3, 8] {
             for window in [1usize, 3, 8, 16] {
                 let ctx = format!("seed {seed}, window opens after {delay} steps for {window}");
-                let mut w = small_objects(seed);
-                w.faults.reorder = true;
-                let size = 8 * MIB;
-                create(&mut w, "vm", size);
-                open(&mut w, "vm");
-                let mut want = pattern(seed, size / 2);
-                write(&mut w, 0, &want).unwrap();
-                want.resize(size as usize, 0);
-                let mut rng = Rng::new(seed * 31 + delay as u64 * 7 + window as u64);
-                let mut tokens = Vec::new();
-                for i in 0..8 {
-                    let off = rng.below(size - 1);
-                    let len = 1 + rng.below((2 * MIB).min(size - off));
-                    let bytes = pattern(seed * 300 + i, len);
-                    want[off as usize..(off + len) as usize].copy_from_slice(&bytes);
-                    tokens.push(submit_write(&mut w, off, &bytes));
-                }
-                for _ in 0..delay {
-                    w.step();
-                }
-                let now = w.now;
-                let pending = w
-                    .cluster
-                    .begin_snapshot_behind_back(now, "vm", "mid")
-                    .unwrap();
-                // sheep's copy takes milliseconds, not a retry's pause.
-                for _ in 0..window {
-                    if w.now - now > 20_000_000 || !w.step() {
-                        break;
-                    }
-                }
-                let new = w
-                    .cluster
-                    .finish_snapshot_behind_back(pending, Restore::All)
-                    .unwrap();
-                let done = finish(&mut w, &tokens);
-                for t in &tokens {
-                    assert_eq!(done[t], Ok(()), "{ctx}: write {t}");
-                }
-                let got = try_server_contents(&w.cluster, new)
-                    .unwrap_or_else(|e| panic!("{ctx}: the working VDI lost an object: {e}"));
-                assert_same(&got, &want, &ctx);
-                assert_same(&read(&mut w, 0, size).unwrap(), &want, &ctx);
-                close(&mut w);
-                assert_eq!(open(&mut w, "vm").vid, new, "{ctx}");
-                assert_same(&read(&mut w, 0, size).unwrap(), &want, &ctx);
+                let rng_seed = seed * 31 + delay as u64 * 7 + window as u64;
+                snapshot_window_case(seed, rng_seed, delay, &ctx, |w, opened| {
+                    step_in_window(w, opened, window)
+                });
             }
         }
     }
@@ -921,52 +970,14 @@ fn entries_read_back_inside_a_snapshots_window_are_not_taken_for_written() {
         for delay in [0usize, 1, 3, 8] {
             for cut in [0usize, 1, 2, 4] {
                 let ctx = format!("seed {seed}, window after {delay} steps, cut after {cut}");
-                let mut w = small_objects(seed);
-                w.faults.reorder = true;
-                let size = 8 * MIB;
-                create(&mut w, "vm", size);
-                open(&mut w, "vm");
-                let mut want = pattern(seed, size / 2);
-                write(&mut w, 0, &want).unwrap();
-                want.resize(size as usize, 0);
-                let mut rng = Rng::new(seed * 37 + delay as u64 * 5 + cut as u64);
-                let mut tokens = Vec::new();
-                for i in 0..8 {
-                    let off = rng.below(size - 1);
-                    let len = 1 + rng.below((2 * MIB).min(size - off));
-                    let bytes = pattern(seed * 400 + i, len);
-                    want[off as usize..(off + len) as usize].copy_from_slice(&bytes);
-                    tokens.push(submit_write(&mut w, off, &bytes));
-                }
-                for _ in 0..delay {
-                    w.step();
-                }
-                let now = w.now;
-                let pending = w
-                    .cluster
-                    .begin_snapshot_behind_back(now, "vm", "mid")
-                    .unwrap();
-                for _ in 0..cut {
-                    w.step();
-                }
-                w.disconnect();
-                for _ in 0..8 {
-                    if w.now - now > 20_000_000 || !w.step() {
-                        break;
+                let rng_seed = seed * 37 + delay as u64 * 5 + cut as u64;
+                snapshot_window_case(seed, rng_seed, delay, &ctx, |w, opened| {
+                    for _ in 0..cut {
+                        w.step();
                     }
-                }
-                let new = w
-                    .cluster
-                    .finish_snapshot_behind_back(pending, Restore::All)
-                    .unwrap();
-                let done = finish(&mut w, &tokens);
-                for t in &tokens {
-                    assert_eq!(done[t], Ok(()), "{ctx}: write {t}");
-                }
-                let got = try_server_contents(&w.cluster, new)
-                    .unwrap_or_else(|e| panic!("{ctx}: the working VDI lost an object: {e}"));
-                assert_same(&got, &want, &ctx);
-                assert_same(&read(&mut w, 0, size).unwrap(), &want, &ctx);
+                    w.disconnect();
+                    step_in_window(w, opened, 8);
+                });
             }
         }
     }
@@ -980,23 +991,13 @@ fn deleting_a_snapshot_taken_mid_write_keeps_the_working_vdi_whole() {
     for seed in 1..=4u64 {
         for delay in [1usize, 2, 3, 5, 8] {
             let ctx = format!("seed {seed}, snapshot after {delay} steps");
-            let mut w = small_objects(seed);
-            w.faults.reorder = true;
-            let size = 8 * MIB;
-            create(&mut w, "vm", size);
-            open(&mut w, "vm");
-            let mut want = pattern(seed, size / 2);
-            write(&mut w, 0, &want).unwrap();
-            want.resize(size as usize, 0);
-            let mut rng = Rng::new(seed * 7 + delay as u64);
-            let mut tokens = Vec::new();
-            for i in 0..8 {
-                let off = rng.below(size - 1);
-                let len = 1 + rng.below((2 * MIB).min(size - off));
-                let bytes = pattern(seed * 50 + i, len);
-                want[off as usize..(off + len) as usize].copy_from_slice(&bytes);
-                tokens.push(submit_write(&mut w, off, &bytes));
-            }
+            let InFlight {
+                mut w,
+                size,
+                want,
+                tokens,
+                ..
+            } = writes_in_flight(seed, seed * 7 + delay as u64);
             for _ in 0..delay {
                 w.step();
             }

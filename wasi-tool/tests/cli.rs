@@ -136,15 +136,6 @@ fn create_prealloc_allocates_every_object() {
 
 /// Random data with zero regions: whole zero objects, a zero range inside an
 /// object, and zeros at the end.
-fn mixed_image(len: usize) -> Vec<u8> {
-    let mut d = random(7, len);
-    d[OBJ..2 * OBJ].fill(0);
-    d[2 * OBJ + 1000..2 * OBJ + MIB].fill(0);
-    let tail = len.saturating_sub(100_000);
-    d[tail..].fill(0);
-    d
-}
-
 #[test]
 fn import_then_export_is_byte_identical() {
     let h = server();

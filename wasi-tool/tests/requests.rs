@@ -55,21 +55,11 @@ impl Largest {
     }
 }
 
-/// Random data with a zero object, a zero stretch and a zero tail.
-fn image(len: usize) -> Vec<u8> {
-    let mut d = random(17, len);
-    d[OBJ..2 * OBJ].fill(0);
-    d[2 * OBJ + 5000..2 * OBJ + MIB].fill(0);
-    let tail = len - 70_000;
-    d[tail..].fill(0);
-    d
-}
-
 #[test]
 fn export_reads_below_sheeps_mmap_threshold_by_default() {
     let h = server();
     let dir = TempDir::new();
-    let data = image(3 * OBJ + 2 * MIB);
+    let data = mixed_image(3 * OBJ + 2 * MIB);
     import(&h, &dir, "vol", &data);
     let largest = Largest::watch(&h);
     // A 4 MiB object in nine reads of 456 KiB (the last 448 KiB).
@@ -97,7 +87,7 @@ fn import_writes_whole_objects_by_default() {
 fn any_request_size_reads_back_equal() {
     let h = server();
     let dir = TempDir::new();
-    let data = image(3 * OBJ + 2 * MIB);
+    let data = mixed_image(3 * OBJ + 2 * MIB);
     let f = dir.file("in.img", &data);
     let largest = Largest::watch(&h);
     sheep_ok(&h, &["import", &f, "vol", "--request-size", "1M"]);
@@ -165,7 +155,7 @@ fn request_size_with_large_objects() {
     let h = server();
     let dir = TempDir::new();
     sheep_ok(&h, &["create", "big", "24M", "--object-size", "8M"]);
-    let data = image(24 * MIB);
+    let data = mixed_image(24 * MIB);
     let largest = Largest::watch(&h);
     import(&h, &dir, "big", &data);
     assert_eq!(largest.take().1, 4 << 20, "at most 4 MiB per write");

@@ -1034,6 +1034,18 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         }
     }
 
+    /// The entries of run `key` are on the inode of `vid`: probe whether
+    /// `vid` is still writable before they count as written. (The flight
+    /// that answered has just left `flights`, so there is room.)
+    fn verify(&mut self, key: u32, vid: u32) {
+        let _ = self.flights.push(Inflight {
+            id: 0,
+            sent: Sent::Verify { key, vid },
+            attempt: 0,
+            due: Some(self.now),
+        });
+    }
+
     fn park(&mut self, flight: Inflight, due: u64, attempt: u8) {
         let _ = self.flights.push(Inflight {
             id: 0,
@@ -1111,13 +1123,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             }
             Sent::IndexRun { key, vid, .. } => {
                 if self.volume.as_ref().map(Volume::vid) == Some(vid) {
-                    let verify = Inflight {
-                        id: 0,
-                        sent: Sent::Verify { key, vid },
-                        attempt: 0,
-                        due: Some(self.now),
-                    };
-                    let _ = self.flights.push(verify);
+                    self.verify(key, vid);
                 } else {
                     // Written to the old inode: the new one may hold it.
                     self.dirty.requeue(key, true);
@@ -1143,13 +1149,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     // On the inode; but a snapshot being taken may still
                     // overwrite it with its copy: done once the VID is
                     // known to be writable, as after an index write.
-                    let verify = Inflight {
-                        id: 0,
-                        sent: Sent::Verify { key, vid },
-                        attempt: 0,
-                        due: Some(self.now),
-                    };
-                    let _ = self.flights.push(verify);
+                    self.verify(key, vid);
                 }
             }
             Sent::Rehome { key, idx, vid } => {

@@ -218,6 +218,17 @@ pub fn s(p: &Path) -> String {
     p.to_str().expect("UTF-8 path").to_owned()
 }
 
+/// Random data (at least 2 objects and 1 MiB long) with an all-zero
+/// object, a zero stretch inside the third object and a zero tail.
+pub fn mixed_image(len: usize) -> Vec<u8> {
+    let mut d = random(7, len);
+    d[OBJ..2 * OBJ].fill(0);
+    d[2 * OBJ + 1000..2 * OBJ + MIB].fill(0);
+    let tail = len.saturating_sub(100_000);
+    d[tail..].fill(0);
+    d
+}
+
 /// `len` pseudo-random bytes (xorshift64*), never a run of 16 zeros.
 pub fn random(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
