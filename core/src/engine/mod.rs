@@ -995,13 +995,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     };
                     let _ = self.flights.push(write);
                 } else {
-                    self.dirty.requeue(key, true);
-                    if readonly {
-                        self.readonly_vid = vid;
-                    }
-                    if current && self.resolve == Resolve::Idle {
-                        self.resolve = Resolve::Lookup;
-                    }
+                    self.not_written(key, vid, readonly, current);
                 }
             }
             Sent::Verify { key, vid } => {
@@ -1021,16 +1015,24 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     // The VDI became a snapshot around our index write:
                     // the entries go to the new working VDI, unless it
                     // copied them already.
-                    self.dirty.requeue(key, true);
-                    if readonly {
-                        self.readonly_vid = vid;
-                    }
-                    if current && self.resolve == Resolve::Idle {
-                        self.resolve = Resolve::Lookup;
-                    }
+                    self.not_written(key, vid, readonly, current);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Run `key` for `vid` cannot count as written (`vid` answered
+    /// READONLY, or is no longer the open VID): its entries are checked
+    /// and written again, after looking up the working VDI when `vid` is
+    /// still the open one.
+    fn not_written(&mut self, key: u32, vid: u32, readonly: bool, current: bool) {
+        self.dirty.requeue(key, true);
+        if readonly {
+            self.readonly_vid = vid;
+        }
+        if current && self.resolve == Resolve::Idle {
+            self.resolve = Resolve::Lookup;
         }
     }
 
