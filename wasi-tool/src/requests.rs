@@ -40,12 +40,12 @@ pub fn request_size(io: &IoOpts, default: u64) -> Result<u64, CliError> {
     let Some(s) = io.request_size.as_deref() else {
         return Ok(default);
     };
-    let bad = |why: &str| CliError(format!("bad --request-size {s}: {why}"));
-    let n = parse_size(s).map_err(|e| bad(&e))?;
-    if n == 0 || n % ALIGN != 0 || n > MAX_REQUEST {
-        return Err(bad("use a multiple of 4K from 4K to 4M"));
+    match parse_size(s) {
+        Ok(n) if n != 0 && n % ALIGN == 0 && n <= MAX_REQUEST => Ok(n),
+        _ => Err(CliError(format!(
+            "bad --request-size {s}: use a multiple of 4K from 4K to 4M"
+        ))),
     }
-    Ok(n)
 }
 
 /// The length of the requests that cover an object of `object_size` bytes
