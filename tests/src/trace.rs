@@ -1,5 +1,5 @@
 //! Loading the recorded conversations between `dog` and a real cluster
-//! (`shared/traces/*.json`) into frames.
+//! (`tests/data/traces/*.json`) into frames.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -67,13 +67,13 @@ pub fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Where the traces are: `$SHEEPDOG_TRACES`, else `shared/traces` beside
-/// the repository.
+/// Where the traces are: `$SHEEPDOG_TRACES`, else `data/traces` of this
+/// crate.
 pub fn trace_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("SHEEPDOG_TRACES") {
         return PathBuf::from(dir);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/traces")
 }
 
 fn parse_frame(v: &Value) -> TraceFrame {
