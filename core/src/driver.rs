@@ -23,9 +23,9 @@ use embedded_io::{Read, ReadExactError, Write};
 
 use crate::address::Snapshot;
 use crate::engine::{
-    ControlDone, CreateOptions, Engine, Error, Event, Receive, VolumeInfo, TRANSMIT_BUF_LEN,
+    ControlDone, CreateOptions, Engine, Error, Event, Receive, VolumeInfo, SCRATCH_LEN,
+    TRANSMIT_BUF_LEN,
 };
-use crate::inode;
 use crate::wire::HEADER_LEN;
 
 /// Time for retries: nanoseconds from any origin, and a way to wait.
@@ -45,6 +45,9 @@ pub enum DriverError<E> {
     Io(E),
     /// The server closed the connection.
     Closed,
+    /// An earlier bad reply or connection failure left the connection out
+    /// of step: nothing more is sent on it. Reconnect with a new driver.
+    OutOfStep,
 }
 
 impl<E> From<Error> for DriverError<E> {
@@ -59,6 +62,9 @@ impl<E: fmt::Debug> fmt::Display for DriverError<E> {
             DriverError::Engine(e) => e.fmt(f),
             DriverError::Io(e) => write!(f, "connection error: {e:?}"),
             DriverError::Closed => f.write_str("connection closed by the server"),
+            DriverError::OutOfStep => {
+                f.write_str("the connection is out of step after an earlier failure: connect again")
+            }
         }
     }
 }
@@ -69,7 +75,9 @@ pub struct Driver<T, S, C, const N: usize> {
     engine: Engine<S, N>,
     clock: C,
     tx: [u8; TRANSMIT_BUF_LEN],
-    scratch: [u8; inode::HEADER_LEN],
+    scratch: [u8; SCRATCH_LEN],
+    /// A bad reply or an I/O failure happened: the stream is out of step.
+    broken: bool,
 }
 
 /// The buffers of the one read or write under way.
@@ -94,7 +102,8 @@ where
             engine,
             clock,
             tx: [0; TRANSMIT_BUF_LEN],
-            scratch: [0; inode::HEADER_LEN],
+            scratch: [0; SCRATCH_LEN],
+            broken: false,
         }
     }
 
@@ -228,9 +237,28 @@ where
     }
 
     /// Send, receive and wait until the operation under way completes.
-    fn drive(&mut self, mut data: Data<'_>) -> Result<Event, DriverError<T::Error>> {
+    /// Any failure of the connection, or a reply the engine refused,
+    /// leaves the stream out of step: the driver then refuses to go on.
+    fn drive(&mut self, data: Data<'_>) -> Result<Event, DriverError<T::Error>> {
+        if self.broken {
+            return Err(DriverError::OutOfStep);
+        }
+        let r = self.drive_inner(data);
+        if matches!(
+            r,
+            Err(DriverError::Io(_) | DriverError::Closed)
+                | Err(DriverError::Engine(
+                    Error::BadReply(_) | Error::UnexpectedReply { .. } | Error::Decode(_)
+                ))
+        ) {
+            self.broken = true;
+        }
+        r
+    }
+
+    fn drive_inner(&mut self, mut data: Data<'_>) -> Result<Event, DriverError<T::Error>> {
         loop {
-            while let Some(t) = self.engine.poll_transmit(&mut self.tx) {
+            while let Some(t) = self.engine.poll_transmit(&mut self.tx)? {
                 self.conn
                     .write_all(&self.tx[..t.header_len])
                     .map_err(DriverError::Io)?;
@@ -257,8 +285,13 @@ where
                 self.clock.wait_until(deadline);
                 let now = self.clock.now();
                 self.engine.handle_timeout(now);
-            } else if self.engine.is_idle() {
-                return Err(Error::UnexpectedReply { id: 0 }.into());
+            } else {
+                // Nothing to send, to receive or to wait for, and no event:
+                // the engine's liveness promise says this cannot be;
+                // report it rather than spin.
+                return Err(
+                    Error::Internal("the engine has nothing to send, receive or wait for").into(),
+                );
             }
         }
     }

@@ -50,6 +50,15 @@
 //! with messages a person can act on. Every error is a small `Copy` value
 //! with a `Display`.
 //!
+//! A server is not trusted either. The [`engine`] checks every reply
+//! against the request it answers (id, opcode, result, payload length, the
+//! VIDs and inode fields it names) before it believes any of it: a reply
+//! that does not fit ends the operation that owns it with an error naming
+//! what was wrong, and the connection is dropped. It never reports a
+//! success it did not get, and every operation it accepts ends in exactly
+//! one event, within a bounded number of replies, retries and lost
+//! connections (the engine's module docs, "Liveness").
+//!
 //! [Sheepdog]: https://github.com/sheepdog/sheepdog
 #![no_std]
 #![forbid(unsafe_code)]

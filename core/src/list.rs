@@ -8,12 +8,18 @@
 //! (the caller's bitmaps, a scratch buffer, or nowhere) and
 //! [`Lister::handle_payload`] consumes it. One request is in flight at a
 //! time.
+//!
+//! Replies are checked as the engine checks them: a reply of another
+//! opcode or length, or an inode header that cannot be, ends the listing
+//! with [`Error::BadReply`] rather than leave a VDI out of it. Only a VDI
+//! whose inode is gone (NO_OBJ: deleted meanwhile) is skipped, as dog does.
 
+use crate::engine::reply::{self, Asked, Want};
 use crate::engine::{Error, Incoming, Receive};
 use crate::index::IndexView;
 use crate::inode::{self, InodeHeader, InodeRange};
 use crate::oid::{Oid, Vid, NR_VDIS};
-use crate::wire::{Frame, Request, Response, ResultClass, HEADER_LEN, VDI_BITMAP_LEN};
+use crate::wire::{Frame, Request, Response, ResultCode, HEADER_LEN, VDI_BITMAP_LEN};
 
 /// One VDI or snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +62,8 @@ pub struct Lister<B> {
     inuse: B,
     deleted: B,
     step: Step,
-    in_flight: Option<u32>,
+    /// The request on the wire: its id, and what it asked.
+    in_flight: Option<(u32, Asked)>,
     entry: Option<ListEntry>,
     next_id: u32,
     /// Largest index read, in bytes (the caller's scratch size).
@@ -70,6 +77,8 @@ pub struct Lister<B> {
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
     /// A lister over two 2 MiB buffers; index reads are at most
     /// `scratch_len` bytes (at least 4664, the header).
+    ///
+    /// [`Lister::poll_transmit`] needs a buffer of [`HEADER_LEN`] bytes.
     pub fn new(inuse: B, deleted: B, scratch_len: usize) -> Result<Lister<B>, Error> {
         for b in [&inuse, &deleted] {
             if b.as_ref().len() != VDI_BITMAP_LEN {
@@ -97,7 +106,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
     }
 
     /// The next request, written into `buf` (48 bytes at least).
-    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        if buf.len() < HEADER_LEN {
+            return Err(Error::BufferTooSmall { need: HEADER_LEN });
+        }
+        Ok(self.next_request(buf))
+    }
+
+    fn next_request(&mut self, buf: &mut [u8]) -> Option<usize> {
         if self.in_flight.is_some() || self.pending.is_some() || self.done.is_some() {
             return None;
         }
@@ -122,7 +138,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
         };
         let mut frame = Frame::new_checked(buf.get_mut(..HEADER_LEN)?).ok()?;
         req.emit(&mut frame);
-        self.in_flight = Some(id);
+        self.in_flight = Some((id, Asked::of(&req)));
         Some(HEADER_LEN)
     }
 
@@ -140,36 +156,43 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
     }
 
     /// A response header arrived: where its payload goes. `Receive::Index`
-    /// here means the bitmap buffer given by [`Lister::bitmap_mut`].
+    /// here means the bitmap buffer given by [`Lister::bitmap_mut`]. An
+    /// error means the connection is out of step (the listing has ended
+    /// with it): drop the connection without reading the payload.
     pub fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
         let rsp = Response::parse_bytes(header)?;
-        if self.in_flight != Some(rsp.id) {
-            return Err(Error::UnexpectedReply { id: rsp.id });
-        }
+        let asked = match self.in_flight {
+            Some((id, asked)) if id == rsp.id => asked,
+            _ => return Err(Error::UnexpectedReply { id: rsp.id }),
+        };
         self.in_flight = None;
-        let ok = rsp.result.class() == ResultClass::Success;
-        let into = match self.expected() {
-            Some((len, into)) if ok && rsp.data_length == len => into,
-            _ => {
-                if !ok || rsp.data_length != self.expected().map_or(0, |e| e.0) {
-                    let e = if ok {
-                        Error::UnexpectedReply { id: rsp.id }
-                    } else {
-                        Error::Server {
-                            opcode: rsp.opcode,
-                            result: rsp.result,
-                        }
-                    };
-                    self.fail_step(e);
-                }
-                self.skip_payload = true;
-                Receive::Discard
-            }
+        let (len, into) = self.expected().unwrap_or((0, Receive::Discard));
+        if let Err(p) = reply::check_header(&asked, &rsp, Want::Exact(len)) {
+            let e = Error::BadReply(asked.bad(p));
+            self.finish(Err(e));
+            return Err(e);
+        }
+        let into = if rsp.result.is_success() {
+            into
+        } else {
+            let e = Error::Server {
+                opcode: rsp.opcode,
+                result: rsp.result,
+            };
+            self.fail_step(e);
+            self.skip_payload = true;
+            Receive::Discard
         };
         Ok(Incoming {
             len: rsp.data_length,
             into,
         })
+    }
+
+    fn finish(&mut self, result: Result<(), Error>) {
+        self.step = Step::Finished;
+        self.entry = None;
+        self.done = Some(ListEvent::Done(result));
     }
 
     /// The bitmap that a `Receive::Index` payload goes into.
@@ -181,28 +204,22 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
     }
 
     fn fail_step(&mut self, e: Error) {
+        let gone = matches!(
+            e,
+            Error::Server {
+                result: ResultCode::NoObj,
+                ..
+            }
+        );
         match self.step {
-            // A VDI that vanished or cannot be read is skipped, as dog does.
-            Step::Header(vid) => {
+            // A VDI deleted since the bitmaps were read is skipped, as dog
+            // does; any other failure ends the listing, which would
+            // otherwise look whole without it.
+            Step::Header(vid) if gone => {
                 self.entry = None;
                 self.advance_from(vid + 1);
             }
-            Step::Index { .. } => {
-                self.pending = self.entry.take().map(ListEvent::Vdi);
-                let vid = self.pending_vid();
-                self.advance_from(vid + 1);
-            }
-            _ => {
-                self.step = Step::Finished;
-                self.done = Some(ListEvent::Done(Err(e)));
-            }
-        }
-    }
-
-    fn pending_vid(&self) -> u32 {
-        match &self.pending {
-            Some(ListEvent::Vdi(e)) => e.header.vdi_id,
-            _ => 0,
+            _ => self.finish(Err(e)),
         }
     }
 
@@ -241,8 +258,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
             Step::Deleted if self.done.is_none() => self.advance_from(1),
             Step::Header(vid) => match InodeHeader::parse(scratch) {
                 Ok(h) if !h.is_deleted() => {
-                    let mut header = h;
-                    header.vdi_id = vid;
+                    if let Err(p) = reply::inode_header(scratch, vid) {
+                        let asked = Asked {
+                            opcode: crate::wire::Opcode::ReadObj,
+                            len: inode::HEADER_LEN as u32,
+                            target: crate::engine::Target::Vdi(vid),
+                        };
+                        return self.finish(Err(Error::BadReply(asked.bad(p))));
+                    }
+                    let header = h;
                     let count = if h.is_hyper() {
                         0
                     } else {

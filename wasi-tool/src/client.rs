@@ -8,9 +8,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use sheepdog_core::engine::{
-    ControlDone, Engine, Event, Receive, RetryPolicy, Token, TRANSMIT_BUF_LEN,
+    ControlDone, Engine, Event, Receive, RetryPolicy, Token, SCRATCH_LEN, TRANSMIT_BUF_LEN,
 };
-use sheepdog_core::inode;
 use sheepdog_core::wire::HEADER_LEN;
 
 use crate::error::{self, CliError};
@@ -112,7 +111,7 @@ impl Client {
                 RetryPolicy::default(),
             )),
             tx: vec![0u8; TRANSMIT_BUF_LEN],
-            scratch: vec![0u8; inode::HEADER_LEN],
+            scratch: vec![0u8; SCRATCH_LEN],
             start: Instant::now(),
             reconnects: 0,
         })
@@ -147,13 +146,30 @@ impl Client {
         Err(error::lost(&self.addr, &last))
     }
 
+    /// The server sent a reply the engine refused: drop the connection and
+    /// resend what was in flight on a new one (the number of reconnects is
+    /// bounded), or give up naming the bad reply.
+    fn resync(&mut self, e: sheepdog_core::engine::Error) -> Result<(), CliError> {
+        let bad = CliError(format!("the server at {} sent a bad reply: {e}", self.addr));
+        if self.reconnects >= MAX_RECONNECTS {
+            return Err(bad);
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        let lost = io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string());
+        self.recover(lost).map_err(|_| bad)
+    }
+
     fn now(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
 
     /// Send every request the engine has ready, without waiting.
     pub fn transmit(&mut self, bufs: &dyn Buffers) -> Result<(), CliError> {
-        while let Some(t) = self.engine.poll_transmit(&mut self.tx) {
+        while let Some(t) = self
+            .engine
+            .poll_transmit(&mut self.tx)
+            .map_err(|e| CliError(format!("internal error: {e}")))?
+        {
             let head = &self.tx[..t.header_len];
             let res = match &t.data {
                 Some(d) => match bufs.file_data(d.token) {
@@ -212,6 +228,11 @@ impl Client {
             }
             let now = self.now();
             self.engine.handle_timeout(now);
+        } else if !self.engine.is_idle() {
+            // The engine promises this cannot happen; never spin on it.
+            return Err(CliError::msg(
+                "internal error: the engine has nothing to send, receive or wait for",
+            ));
         }
         Ok(())
     }
@@ -221,10 +242,13 @@ impl Client {
         if let Err(e) = self.stream.read_exact(&mut header) {
             return self.recover(e);
         }
-        let incoming = self
-            .engine
-            .handle_header(&header)
-            .map_err(|e| CliError(format!("the server at {} sent a bad reply: {e}", self.addr)))?;
+        let incoming = match self.engine.handle_header(&header) {
+            Ok(incoming) => incoming,
+            // The stream is out of step: the operation that owned the
+            // reply has failed with the reason; the rest goes out again on
+            // a new connection.
+            Err(e) => return self.resync(e),
+        };
         let len = incoming.len as usize;
         let mut scratch_len = 0;
         let res = match incoming.into {

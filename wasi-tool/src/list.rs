@@ -159,7 +159,10 @@ pub fn collect(client: &mut crate::client::Client) -> Result<Vec<VdiRow>, CliErr
                 ListEvent::Done(Err(e)) => return Err(CliError(format!("cannot list VDIs: {e}"))),
             }
         }
-        match lister.poll_transmit(&mut buf) {
+        let next = lister
+            .poll_transmit(&mut buf)
+            .map_err(|e| CliError(format!("internal error: {e}")))?;
+        match next {
             Some(n) => stream
                 .write_all(&buf[..n])
                 .map_err(|e| error::lost(&addr, &e))?,

@@ -4,7 +4,8 @@
 //! request, or acts locally when it needs none.
 
 use super::dirty::MAX_RUN;
-use super::event::{ControlDone, Error};
+use super::event::{ControlDone, Error, Target};
+use super::reply::{self, Asked};
 use super::{name_from, tag_from, Engine, Expect, Inline, Name, Volume};
 use crate::address::Snapshot;
 use crate::error::SizeError;
@@ -20,6 +21,17 @@ const INDEX_CHUNK: u32 = 1 << 18;
 const SYNC: u8 = 10;
 /// Then, if its VID changed, read the new header.
 const SYNC_HEADER: u8 = 11;
+/// The connection was lost with a snapshot's NEW_VDI on the wire: look the
+/// working VDI up to learn whether the snapshot was taken (sending it
+/// again would take a second one).
+const LOST_SYNC: u8 = 12;
+/// It was: read the new working VDI's header and adopt it.
+const LOST_HEADER: u8 = 13;
+/// A NEW_VDI sent again after a lost connection answered VDI_EXIST: look
+/// the name up, for the first one may have created it.
+const EXIST_LOOKUP: u8 = 14;
+/// Then read its header: ours if it is exactly what was asked for.
+const EXIST_HEADER: u8 = 15;
 
 /// How to create a VDI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +116,31 @@ pub(super) struct Control {
     pub(super) step: u8,
     /// The step's request is in flight (or parked for a retry).
     pub(super) sent: bool,
+    /// Times the working VDI was looked up again (it kept changing): the
+    /// retry policy bounds them.
+    pub(super) syncs: u8,
+    /// The step's NEW_VDI was on the wire when the connection was lost:
+    /// it may have been carried out.
+    pub(super) lost: bool,
+    /// The VID that [`EXIST_LOOKUP`] found.
+    pub(super) found: u32,
+}
+
+/// Whether `step` of `op` sends NEW_VDI.
+fn creates_vdi(op: &Op, step: u8) -> bool {
+    matches!(
+        (op, step),
+        (Op::Create { .. }, 1)
+            | (Op::Clone { .. }, 0)
+            | (Op::Snapshot { .. }, 2)
+            | (
+                Op::Delete {
+                    then_clone: Some(_),
+                    ..
+                },
+                4
+            )
+    )
 }
 
 fn selector(s: SnapshotSelector<'_>) -> Result<(Name, u32), Error> {
@@ -137,6 +174,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             op,
             step,
             sent: false,
+            syncs: 0,
+            lost: false,
+            found: 0,
         });
         Ok(())
     }
@@ -292,9 +332,79 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     }
 
     fn goto(&mut self, step: u8) {
-        if let Some(c) = self.control.as_mut() {
-            c.step = step;
-            c.sent = false;
+        let max = self.retry.max_retries;
+        let Some(c) = self.control.as_mut() else {
+            return;
+        };
+        if step == SYNC {
+            // Operations start at SYNC without coming here: this is a
+            // lookup again, after the VDI changed under the operation.
+            c.syncs = c.syncs.saturating_add(1);
+            if c.syncs > max {
+                let e = Error::RetriesExhausted {
+                    opcode: crate::wire::Opcode::GetVdiInfo,
+                    result: ResultCode::Readonly,
+                };
+                return self.finish(ControlDone::Failed(e));
+            }
+        }
+        c.step = step;
+        c.sent = false;
+        c.lost = false;
+    }
+
+    /// The connection was lost with the current step's request on the
+    /// wire; it goes out again, unless it was a NEW_VDI that must not be
+    /// repeated blindly.
+    pub(super) fn control_lost(&mut self) {
+        let Some(c) = self.control.as_mut() else {
+            return;
+        };
+        match (&c.op, c.step) {
+            (Op::Snapshot { .. }, 2) => c.step = LOST_SYNC,
+            (op, step) if creates_vdi(op, step) => c.lost = true,
+            _ => {}
+        }
+    }
+
+    /// Whether `h`, the header of the VDI found under the name after
+    /// VDI_EXIST, is the one the lost NEW_VDI would have made.
+    fn made_by_us(&self, op: &Op, h: &InodeHeader) -> bool {
+        let fresh = !h.is_snapshot();
+        match op {
+            Op::Create {
+                size,
+                copies,
+                policy,
+                shift,
+                ..
+            } => {
+                fresh
+                    && h.parent_vdi_id == 0
+                    && h.vdi_size == *size
+                    && h.block_size_shift == *shift
+                    && h.copy_policy == *policy
+                    && (*copies == 0 || h.nr_copies == *copies)
+            }
+            Op::Clone { .. } => self
+                .volume
+                .as_ref()
+                .is_some_and(|v| fresh && h.parent_vdi_id == v.vid()),
+            Op::Delete {
+                then_clone: Some(base),
+                ..
+            } => fresh && h.parent_vdi_id == *base,
+            _ => false,
+        }
+    }
+
+    /// What the current step's request asked, for an error about its
+    /// reply's payload.
+    fn asked_of_step(&self, rsp: &Response, target: Target) -> Asked {
+        Asked {
+            opcode: rsp.opcode,
+            len: rsp.data_length,
+            target,
         }
     }
 
@@ -345,6 +455,20 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             ))
         };
         match (&ctl.op, ctl.step) {
+            (_, EXIST_LOOKUP) => {
+                let name = match &ctl.op {
+                    Op::Create { name, .. } | Op::Clone { name } | Op::Delete { name, .. } => {
+                        name.clone()
+                    }
+                    _ => return None,
+                };
+                Some((
+                    Request::get_vdi_info(id, 0),
+                    Inline::NameTag(name, Name::new()),
+                ))
+            }
+            (_, EXIST_HEADER) => header_read(ctl.found),
+            (Op::Snapshot { sync, .. }, LOST_HEADER) => header_read(*sync),
             (Op::ClusterDefault, _) | (Op::Create { .. }, 0) => {
                 Some((Request::get_cluster_default(id), Inline::None))
             }
@@ -429,7 +553,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     None
                 }
             }
-            (Op::Snapshot { .. } | Op::Resize { .. }, SYNC) => {
+            (Op::Snapshot { .. } | Op::Resize { .. }, SYNC | LOST_SYNC) => {
                 let name = self.volume.as_ref()?.name.clone();
                 Some((
                     Request::get_vdi_info(id, 0),
@@ -510,9 +634,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             return Expect::Nothing;
         };
         match (&ctl.op, ctl.step) {
-            (Op::Snapshot { .. } | Op::Resize { .. }, SYNC_HEADER) => {
-                Expect::Scratch(inode::HEADER_LEN as u32)
-            }
+            (Op::Snapshot { .. } | Op::Resize { .. }, SYNC_HEADER)
+            | (Op::Snapshot { .. }, LOST_HEADER)
+            | (_, EXIST_HEADER) => Expect::Scratch(inode::HEADER_LEN as u32),
             (Op::Open { .. }, 1) | (Op::Delete { .. }, 1) => {
                 Expect::Scratch(inode::HEADER_LEN as u32)
             }
@@ -533,6 +657,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         ctl.sent = false;
         let step = ctl.step;
         let rsp_vid = rsp.vdi_id().unwrap_or(0);
+        if matches!(step, LOST_SYNC | LOST_HEADER | EXIST_LOOKUP | EXIST_HEADER) {
+            return self.after_lost_new_vdi(ctl, rsp, payload);
+        }
         let next: Result<Option<u8>, Error> = match &mut ctl.op {
             Op::ClusterDefault => {
                 let done = match rsp.args {
@@ -540,10 +667,15 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                         nr_copies,
                         copy_policy,
                         block_size_shift,
-                    } => ControlDone::ClusterDefault {
-                        copies: nr_copies,
-                        copy_policy,
-                        block_size_shift,
+                    } => match reply::cluster_default(nr_copies, block_size_shift) {
+                        Ok(()) => ControlDone::ClusterDefault {
+                            copies: nr_copies,
+                            copy_policy,
+                            block_size_shift,
+                        },
+                        Err(p) => ControlDone::Failed(Error::BadReply(
+                            self.asked_of_step(rsp, Target::Cluster).bad(p),
+                        )),
                     },
                     _ => ControlDone::Failed(Error::UnexpectedReply { id: rsp.id }),
                 };
@@ -566,6 +698,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                         } if block_size_shift != 0 => block_size_shift,
                         _ => DEFAULT_BLOCK_SIZE_SHIFT,
                     };
+                    if let Err(p) = reply::cluster_default(0, s) {
+                        let asked = self.asked_of_step(rsp, Target::Cluster);
+                        self.control = Some(ctl);
+                        return self.finish(ControlDone::Failed(Error::BadReply(asked.bad(p))));
+                    }
                     *shift = s;
                     match ObjectSize::from_shift(s).and_then(|os| os.check_vdi_size(*size)) {
                         Ok(()) => Ok(Some(1)),
@@ -608,7 +745,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     *v = rsp_vid;
                     Ok(Some(1))
                 }
-                1 => match self.adopt_header(payload, *v, *lock) {
+                1 => match self.adopt_header(rsp, payload, *v, *lock) {
                     Ok(0) => Ok(None),
                     Ok(_) => {
                         *next = 0;
@@ -622,8 +759,26 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 },
                 2 => {
                     let count = self.volume.as_ref().map_or(0, |v| v.count);
-                    *next += (count - *next).min(INDEX_CHUNK);
-                    Ok(if *next >= count { None } else { Some(2) })
+                    let n = (count - *next).min(INDEX_CHUNK);
+                    let read = *next as usize * 4..(*next + n) as usize * 4;
+                    match reply::index_entries(&self.index.as_ref()[read]) {
+                        Ok(()) => {
+                            *next += n;
+                            Ok(if *next >= count { None } else { Some(2) })
+                        }
+                        Err(p) => {
+                            // Nothing read from this inode is believed.
+                            self.volume = None;
+                            let e =
+                                Error::BadReply(self.asked_of_step(rsp, Target::Vdi(*v)).bad(p));
+                            if *lock {
+                                *failure = Some(e);
+                                Ok(Some(3))
+                            } else {
+                                Err(e)
+                            }
+                        }
+                    }
                 }
                 _ => Err(failure.unwrap_or(Error::NotOpen)),
             },
@@ -634,7 +789,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             Op::Snapshot { tag, sync } => match step {
                 SYNC | SYNC_HEADER => {
                     let first = if tag.is_empty() { 1 } else { 0 };
-                    self.sync_working(step, rsp_vid, sync, payload, first)
+                    self.sync_working(rsp, step, rsp_vid, sync, payload, first)
                 }
                 0 => Err(Error::TagExists),
                 1 => Ok(Some(2)),
@@ -651,7 +806,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             },
             Op::Clone { .. } => Ok(None),
             Op::Resize { size, sync } => match step {
-                SYNC | SYNC_HEADER => self.sync_working(step, rsp_vid, sync, payload, 0),
+                SYNC | SYNC_HEADER => self.sync_working(rsp, step, rsp_vid, sync, payload, 0),
                 0 => Ok(Some(1)),
                 _ => {
                     self.apply_size(*size);
@@ -669,8 +824,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     *v = rsp_vid;
                     Ok(Some(1))
                 }
-                1 => match InodeHeader::parse(payload) {
-                    Err(e) => Err(e.into()),
+                1 => match reply::inode_header(payload, *v) {
+                    Err(p) => Err(Error::BadReply(
+                        self.asked_of_step(rsp, Target::Vdi(*v)).bad(p),
+                    )),
                     // A hyper volume's objects are removed by the server.
                     Ok(h) if h.is_hyper() => Ok(Some(3)),
                     Ok(h) => match h.index_len() {
@@ -700,12 +857,120 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         }
     }
 
+    /// The steps that find out what a NEW_VDI whose reply was lost did.
+    fn after_lost_new_vdi(&mut self, mut ctl: Control, rsp: &Response, payload: &[u8]) {
+        let rsp_vid = rsp.vdi_id().unwrap_or(0);
+        let current = self.volume.as_ref().map_or(0, Volume::vid);
+        let step = ctl.step;
+        let next: Result<Option<u8>, Error> = match step {
+            // Still ours: the snapshot was not taken; take it now.
+            LOST_SYNC if rsp_vid == current => Ok(Some(2)),
+            LOST_SYNC => {
+                if let Op::Snapshot { sync, .. } = &mut ctl.op {
+                    *sync = rsp_vid;
+                }
+                Ok(Some(LOST_HEADER))
+            }
+            LOST_HEADER => {
+                let Op::Snapshot { sync, .. } = ctl.op else {
+                    return;
+                };
+                match reply::inode_header(payload, sync) {
+                    Err(p) => Err(Error::BadReply(
+                        self.asked_of_step(rsp, Target::Vdi(sync)).bad(p),
+                    )),
+                    // Our snapshot: the open VDI goes on as its child.
+                    Ok(h) if !h.is_snapshot() && h.parent_vdi_id == current => {
+                        if let Some(vol) = self.volume.as_mut() {
+                            vol.header = h;
+                        }
+                        self.control = Some(ctl);
+                        return self.finish(ControlDone::Snapshot {
+                            snapshot: current,
+                            working: sync,
+                        });
+                    }
+                    // Someone else's: start again from the new working VDI.
+                    Ok(_) => Ok(Some(SYNC)),
+                }
+            }
+            EXIST_LOOKUP => {
+                ctl.found = rsp_vid;
+                Ok(Some(EXIST_HEADER))
+            }
+            _ => {
+                let found = ctl.found;
+                match reply::inode_header(payload, found) {
+                    Err(p) => Err(Error::BadReply(
+                        self.asked_of_step(rsp, Target::Vdi(found)).bad(p),
+                    )),
+                    Ok(h) if self.made_by_us(&ctl.op, &h) => {
+                        let op = ctl.op.clone();
+                        self.control = Some(ctl);
+                        return self.created_after_all(op, found);
+                    }
+                    Ok(_) => Err(Error::Server {
+                        opcode: crate::wire::Opcode::NewVdi,
+                        result: ResultCode::VdiExist,
+                    }),
+                }
+            }
+        };
+        self.control = Some(ctl);
+        match next {
+            Ok(Some(step)) => self.goto(step),
+            Ok(None) => {}
+            Err(e) => self.finish(ControlDone::Failed(e)),
+        }
+    }
+
+    /// The NEW_VDI whose reply was lost created `vid` after all: go on as
+    /// if its reply had come.
+    fn created_after_all(&mut self, op: Op, vid: u32) {
+        match op {
+            Op::Create {
+                prealloc: true,
+                size,
+                shift,
+                ..
+            } => {
+                let count = ObjectSize::from_shift(shift)
+                    .unwrap_or_default()
+                    .object_count(size) as u32;
+                if let Some(Control {
+                    op:
+                        Op::Create {
+                            vid: v,
+                            next,
+                            count: c,
+                            ..
+                        },
+                    ..
+                }) = self.control.as_mut()
+                {
+                    *v = vid;
+                    *next = 0;
+                    *c = count;
+                }
+                if count == 0 {
+                    self.finish(ControlDone::Created { vid });
+                } else {
+                    self.goto(2);
+                }
+            }
+            Op::Create { .. } => self.finish(ControlDone::Created { vid }),
+            Op::Clone { .. } => self.finish(ControlDone::Cloned { vid }),
+            _ => self.finish(ControlDone::RolledBack { vid }),
+        }
+    }
+
     /// The sync steps: after the lookup, go on at `first` if the VID is
     /// still ours, else read the new working VDI's header; after that read,
     /// adopt it (the cached index stays valid: the new VDI started with a
     /// copy of it, and nothing was written since).
     fn sync_working(
         &mut self,
+        rsp: &Response,
         step: u8,
         rsp_vid: u32,
         sync: &mut u32,
@@ -720,7 +985,21 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             *sync = rsp_vid;
             return Ok(Some(SYNC_HEADER));
         }
-        let header = InodeHeader::parse(payload)?;
+        let header = reply::inode_header(payload, *sync)
+            .map_err(|p| Error::BadReply(self.asked_of_step(rsp, Target::Vdi(*sync)).bad(p)))?;
+        let shift = self.volume.as_ref().map(|v| v.header.block_size_shift);
+        if header.is_hyper() || Some(header.block_size_shift) != shift {
+            // The working VDI started as a copy of ours: it cannot have
+            // another layout.
+            let p = crate::engine::Problem::Field {
+                name: "block_size_shift",
+                got: header.block_size_shift.into(),
+                expected: shift.unwrap_or(0).into(),
+            };
+            return Err(Error::BadReply(
+                self.asked_of_step(rsp, Target::Vdi(*sync)).bad(p),
+            ));
+        }
         if header.is_snapshot() {
             // Snapshotted again since the lookup: look again.
             return Ok(Some(SYNC));
@@ -733,8 +1012,15 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     }
 
     /// Parse and adopt an opened VDI's header; returns its index length.
-    fn adopt_header(&mut self, payload: &[u8], v: u32, locked: bool) -> Result<u32, Error> {
-        let header = InodeHeader::parse(payload)?;
+    fn adopt_header(
+        &mut self,
+        rsp: &Response,
+        payload: &[u8],
+        v: u32,
+        locked: bool,
+    ) -> Result<u32, Error> {
+        let header = reply::inode_header(payload, v)
+            .map_err(|p| Error::BadReply(self.asked_of_step(rsp, Target::Vdi(v)).bad(p)))?;
         if header.is_hyper() {
             return Err(SizeError::HyperVolume.into());
         }
@@ -753,6 +1039,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             object_size,
             count,
             locked,
+            index_unsettled: false,
         });
         self.readonly_vid = 0;
         self.resolve_waits = 0;
@@ -776,6 +1063,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             return;
         };
         let no = |r: ResultCode| matches!(e, Error::Server { result, .. } if result == r);
+        if ctl.lost && no(ResultCode::VdiExist) && creates_vdi(&ctl.op, ctl.step) {
+            // Maybe the NEW_VDI whose reply was lost made it.
+            return self.goto(EXIST_LOOKUP);
+        }
         match (&ctl.op, ctl.step) {
             // The writability probe after a resize: no object 0 is fine;
             // read-only means a snapshot may have dropped the new size, so
@@ -813,6 +1104,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 self.goto(3);
             }
             (Op::Open { .. }, _) => {
+                self.volume = None;
+                self.finish(ControlDone::Failed(e));
+            }
+            // The VDI is closed either way: its lock, if the release did
+            // not land, stays with the gateway (PROTOCOL.md §9.8).
+            (Op::Close, _) => {
                 self.volume = None;
                 self.finish(ControlDone::Failed(e));
             }

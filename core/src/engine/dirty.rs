@@ -21,7 +21,8 @@ struct Entry {
     /// server's generation count of every entry it covers, so an entry that
     /// did not change must never be written again.
     recheck: bool,
-    /// Index writes of this entry that failed with a transient result.
+    /// Index writes of this entry that failed with a transient result, or
+    /// had to be sent again because the VDI changed under them.
     attempts: u8,
 }
 
@@ -151,8 +152,22 @@ impl Dirty {
             if e.run == Some(key) {
                 e.run = None;
                 e.recheck |= recheck;
+                e.attempts = e.attempts.saturating_add(1);
             }
         }
+    }
+
+    /// Mark every unsent entry that was tried more than `max` times as
+    /// carried by `key`, to be failed; returns whether there was any.
+    pub fn take_exhausted(&mut self, key: u32, max: u8) -> bool {
+        let mut any = false;
+        for e in self.entries.iter_mut() {
+            if e.run.is_none() && e.attempts > max {
+                e.run = Some(key);
+                any = true;
+            }
+        }
+        any
     }
 
     /// The write carrying `key` failed with a transient result and may or
@@ -172,6 +187,7 @@ impl Dirty {
         for e in self.entries.iter_mut() {
             e.run = None;
             e.recheck = true;
+            e.attempts = e.attempts.saturating_add(1);
         }
     }
 

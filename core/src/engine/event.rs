@@ -5,6 +5,7 @@ use core::fmt;
 use core::ops::Range;
 
 use crate::error::{AddressError, DecodeError, SizeError};
+use crate::oid::Oid;
 use crate::wire::{Opcode, ResultCode};
 
 /// A caller's token for a read or write, echoed in its completion.
@@ -178,11 +179,27 @@ pub enum Error {
     Address(AddressError),
     /// A malformed reply.
     Decode(DecodeError),
-    /// A reply the engine did not expect (unknown id, wrong length).
+    /// A reply whose id names no request in flight: the stream is out of
+    /// step, and the connection must be dropped.
     UnexpectedReply {
         /// The reply's id.
         id: u32,
     },
+    /// A reply that does not fit the request it answers: nothing it
+    /// claimed was believed, and the connection must be dropped.
+    BadReply(BadReply),
+    /// An index write failed for good, so the inode may or may not hold
+    /// the entries the cache has: writes are refused until the VDI is
+    /// opened again (reads still work).
+    IndexUnsettled,
+    /// The caller's transmit buffer is too small.
+    BufferTooSmall {
+        /// Bytes it must hold.
+        need: usize,
+    },
+    /// The request could not be built any more (the state it depended on
+    /// is gone); a bug, reported instead of waiting forever.
+    Internal(&'static str),
     /// As many operations are running as the engine holds; drain events.
     Busy,
     /// No VDI is open.
@@ -216,8 +233,99 @@ pub enum Error {
     },
     /// A snapshot with that tag exists already.
     TagExists,
-    /// The connection was lost and the operation cannot be resent.
+    /// The connection was lost as often as the retry policy allows while
+    /// the operation was in flight.
     ConnectionLost,
+}
+
+/// The request a bad reply answered, and what was wrong with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadReply {
+    /// The request's opcode.
+    pub opcode: Opcode,
+    /// What it was about.
+    pub target: Target,
+    /// What did not fit.
+    pub problem: Problem,
+}
+
+/// What a request was about, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// An object.
+    Oid(Oid),
+    /// A VDI, by VID (0: looked up by name).
+    Vdi(u32),
+    /// The cluster.
+    Cluster,
+}
+
+/// How a reply did not fit its request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// A payload of another length than the request fixes.
+    Length {
+        /// Bytes the reply announced.
+        got: u32,
+        /// Bytes the request asked for.
+        expected: u32,
+    },
+    /// A payload longer than the buffer the request offered.
+    TooLong {
+        /// Bytes the reply announced.
+        got: u32,
+        /// The most the request allows.
+        max: u32,
+    },
+    /// The opcode is not the request's.
+    Opcode {
+        /// The opcode in the reply.
+        got: u8,
+    },
+    /// A VID of 0 or 2^24 and above where a VDI was named.
+    Vid {
+        /// The value.
+        got: u32,
+    },
+    /// A field of the payload (an inode header, index entries, cluster
+    /// defaults) with a value that cannot be.
+    Field {
+        /// The field.
+        name: &'static str,
+        /// Its value.
+        got: u64,
+        /// What it had to be (0: any valid value).
+        expected: u64,
+    },
+}
+
+impl fmt::Display for BadReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad reply to {}", self.opcode)?;
+        match self.target {
+            Target::Oid(oid) => write!(f, " of oid {oid}")?,
+            Target::Vdi(0) | Target::Cluster => {}
+            Target::Vdi(vid) => write!(f, " for VDI {vid:x}")?,
+        }
+        match self.problem {
+            Problem::Length { got, expected } => {
+                write!(f, ": {got} bytes, expected {expected}")
+            }
+            Problem::TooLong { got, max } => write!(f, ": {got} bytes, at most {max} expected"),
+            Problem::Opcode { got } => write!(f, ": opcode {got:#04x}"),
+            Problem::Vid { got } => write!(f, ": VID {got:#x} is out of range"),
+            Problem::Field {
+                name,
+                got,
+                expected: 0,
+            } => write!(f, ": {name} {got} cannot be"),
+            Problem::Field {
+                name,
+                got,
+                expected,
+            } => write!(f, ": {name} {got:#x}, expected {expected:#x}"),
+        }
+    }
 }
 
 impl From<SizeError> for Error {
@@ -248,7 +356,17 @@ impl fmt::Display for Error {
             Error::Size(e) => e.fmt(f),
             Error::Address(e) => e.fmt(f),
             Error::Decode(e) => write!(f, "malformed reply: {e}"),
-            Error::UnexpectedReply { id } => write!(f, "unexpected reply with id {id}"),
+            Error::UnexpectedReply { id } => {
+                write!(f, "reply with id {id}, which no request in flight has")
+            }
+            Error::BadReply(b) => b.fmt(f),
+            Error::IndexUnsettled => f.write_str(
+                "an index write failed, so the VDI's index is not known: open it again to write",
+            ),
+            Error::BufferTooSmall { need } => {
+                write!(f, "transmit buffer too small: need {need} bytes")
+            }
+            Error::Internal(what) => write!(f, "internal error: {what}"),
             Error::Busy => f.write_str("too many operations in flight"),
             Error::NotOpen => f.write_str("no VDI is open"),
             Error::AlreadyOpen => f.write_str("a VDI is already open"),
@@ -266,7 +384,9 @@ impl fmt::Display for Error {
                 "cannot shrink a VDI from {size} to {new_size} bytes (grow only)"
             ),
             Error::TagExists => f.write_str("a snapshot with that tag already exists"),
-            Error::ConnectionLost => f.write_str("connection lost"),
+            Error::ConnectionLost => {
+                f.write_str("connection lost too many times while the request was in flight")
+            }
         }
     }
 }

@@ -14,7 +14,10 @@
 //! 3. When a response header (48 bytes) arrives, pass it to
 //!    [`Engine::handle_header`]. Read the payload that follows where the
 //!    returned [`Incoming`] says (your read buffer, the engine's index, your
-//!    scratch buffer, or nowhere), then call [`Engine::handle_payload`].
+//!    scratch buffer of [`SCRATCH_LEN`] bytes, or nowhere), then call
+//!    [`Engine::handle_payload`]. If it returns an error instead, the
+//!    connection is out of step: drop it without reading the payload, and
+//!    go on as in step 5.
 //! 4. Take completions from [`Engine::poll_event`].
 //! 5. When [`Engine::poll_timeout`] says a time has come, call
 //!    [`Engine::handle_timeout`] (retries after transient failures wait for
@@ -34,12 +37,43 @@
 //!   again, adopts its VID, and resends the write as copy-on-write; index
 //!   entries not yet on the new inode are written there.
 //! - Transient results are retried with bounded exponential backoff.
+//!
+//! # Replies are checked, not believed
+//! Each reply must fit its request (PROTOCOL.md §1, §2.4, §8): the id of a
+//! request on the wire, its opcode, a payload no longer than the buffer the
+//! request offered and exactly as long as a read asked for, a VID in
+//! 1..2^24 from a lookup, an inode header that names the VID it was read
+//! from with a valid store policy, copy count and object size, index
+//! entries below 2^24. A reply that does not fit ends the operation that
+//! owns it with [`Error::BadReply`] ("bad reply to READ_OBJ of oid ...:
+//! 4096 bytes, expected 65536"), and nothing it claimed is used. An index
+//! write that fails for good leaves the inode unknown: the open VDI then
+//! refuses writes ([`Error::IndexUnsettled`]) until it is opened again.
+//!
+//! # Liveness
+//! Every operation the engine accepts ends in exactly one event
+//! ([`Event::Done`] or [`Event::Control`]), success or error, within a
+//! bounded number of replies, retries and lost connections:
+//! - a transient result, a READONLY that sends a write to a new working
+//!   VDI, a lookup that finds the VDI still being snapshotted, an index
+//!   write sent again because the VDI changed, and a lost connection each
+//!   count as an attempt, and [`RetryPolicy::max_retries`] bounds them;
+//! - a request that cannot be built fails its operation instead of being
+//!   dropped; the lookup of a new working VDI has a slot of its own, so
+//!   writes that fill every other slot cannot hold it back;
+//! - a reply whose payload never came (a second header, a lost
+//!   connection) sends its request again.
+//!
+//! So whenever an operation is pending, the engine has a request to send,
+//! one on the wire, or a time in [`Engine::poll_timeout`]. A reply that
+//! never comes is the caller's to time out (drop the connection).
 
 mod control;
 mod dirty;
 pub mod event;
 mod io;
 pub mod plan;
+pub(crate) mod reply;
 pub mod retry;
 
 use byteorder::{ByteOrder, LittleEndian};
@@ -57,15 +91,25 @@ use control::Control;
 pub use control::{CreateOptions, SnapshotSelector};
 use dirty::{Dirty, DIRTY_CAP, MAX_RUN};
 pub use event::{
-    ControlDone, DataRange, Error, Event, Incoming, Receive, Token, Transmit, VolumeInfo,
+    BadReply, ControlDone, DataRange, Error, Event, Incoming, Problem, Receive, Target, Token,
+    Transmit, VolumeInfo,
 };
 use io::{DataDone, Io};
 use plan::{pieces, read_action, write_action, ReadAction, WriteAction};
+use reply::{Asked, Want};
 pub use retry::RetryPolicy;
 
 /// The smallest transmit buffer: a header and the largest payload the
 /// engine writes itself (a 1024-entry index run).
 pub const TRANSMIT_BUF_LEN: usize = HEADER_LEN + (MAX_RUN * INDEX_ENTRY_LEN) as usize;
+/// The largest payload the engine asks to be read into the caller's
+/// scratch buffer ([`Receive::Scratch`]): an inode header, or a run of
+/// index entries read back.
+pub const SCRATCH_LEN: usize = if inode::HEADER_LEN > (MAX_RUN * INDEX_ENTRY_LEN) as usize {
+    inode::HEADER_LEN
+} else {
+    (MAX_RUN * INDEX_ENTRY_LEN) as usize
+};
 /// Unsent dirty entries that trigger an index write even while data waits.
 const FLUSH_AT: usize = 64;
 /// Room for hole notices before planning pauses.
@@ -100,6 +144,9 @@ struct Volume {
     /// Index entries held in the cache.
     count: u32,
     locked: bool,
+    /// An index write failed for good: the inode may differ from the
+    /// cache, so writes are refused until the VDI is opened again.
+    index_unsettled: bool,
 }
 
 impl Volume {
@@ -169,6 +216,21 @@ struct Inflight {
     /// Whether the request went out on the current connection (a retry
     /// parked for later is not in flight).
     due: Option<u64>,
+    /// What the request on the wire asked, to judge its reply.
+    asked: Asked,
+}
+
+impl Inflight {
+    /// `sent`, to go out at `due` (not on the wire yet).
+    fn queued(sent: Sent, attempt: u8, due: u64) -> Inflight {
+        Inflight {
+            id: 0,
+            sent,
+            attempt,
+            due: Some(due),
+            asked: Asked::NONE,
+        }
+    }
 }
 
 /// Re-resolution of the working VDI after READONLY.
@@ -219,9 +281,17 @@ pub struct Engine<S, const N: usize = 16> {
     /// Lookups that named `readonly_vid` in a row.
     resolve_waits: u8,
     receiving: Option<Receiving>,
+    /// The lookup or header read of a re-resolution, in a slot of its
+    /// own: it must go out even when every slot of `flights` holds a write
+    /// that waits for it.
+    resolving: Option<Inflight>,
     /// Own objects released by a discard whose reclaim may still be under
     /// way on the cluster (oldest first).
     reclaiming: Vec<Oid, RECLAIMING_CAP>,
+    /// Requests that failed instead of going out (they could not be built,
+    /// or were tried too often), counted so that `poll_transmit` knows to
+    /// look again.
+    unsendable: u32,
 }
 
 /// `due` of a request that waits for re-resolution.
@@ -250,6 +320,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             resolve_waits: 0,
             reclaiming: Vec::new(),
             receiving: None,
+            resolving: None,
+            unsendable: 0,
         }
     }
 
@@ -286,6 +358,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     pub fn is_idle(&self) -> bool {
         self.ios.is_empty()
             && self.flights.is_empty()
+            && self.resolving.is_none()
             && self.control.is_none()
             && self.dirty.is_empty()
             && self.zeros.is_empty()
@@ -295,7 +368,15 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
 
     /// Requests sent and not yet answered.
     pub fn in_flight(&self) -> usize {
-        self.flights.iter().filter(|f| f.due.is_none()).count()
+        self.flights
+            .iter()
+            .chain(self.resolving.as_ref())
+            .filter(|f| f.due.is_none())
+            .count()
+    }
+
+    fn index_unsettled(&self) -> bool {
+        self.volume.as_ref().is_some_and(|v| v.index_unsettled)
     }
 
     fn set_entry(&mut self, idx: u32, value: u32) {
@@ -325,6 +406,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         let vol = self.volume.as_ref().ok_or(Error::NotOpen)?;
         if write && vol.header.is_snapshot() {
             return Err(Error::ReadOnly);
+        }
+        if write && vol.index_unsettled {
+            return Err(Error::IndexUnsettled);
         }
         let size = vol.header.vdi_size;
         let end = offset.checked_add(len);
@@ -375,12 +459,30 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
 
     // ----- output ----------------------------------------------------------
 
-    /// The next request to send, written into `buf` (at least
-    /// [`TRANSMIT_BUF_LEN`] bytes), or `None` when nothing can go now.
-    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+    /// The next request to send, written into `buf`, or `None` when
+    /// nothing can go now. `buf` must hold [`TRANSMIT_BUF_LEN`] bytes;
+    /// a smaller one gets [`Error::BufferTooSmall`] with the size needed.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Result<Option<Transmit>, Error> {
         if buf.len() < TRANSMIT_BUF_LEN {
-            return None;
+            return Err(Error::BufferTooSmall {
+                need: TRANSMIT_BUF_LEN,
+            });
         }
+        // A request that cannot be built fails its operation instead of
+        // going out; then look again. Each failure ends one request, so
+        // this ends.
+        loop {
+            let failed = self.unsendable;
+            if let Some(t) = self.next_transmit(buf) {
+                return Ok(Some(t));
+            }
+            if self.unsendable == failed {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn next_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         // Retries whose time has come.
         let now = self.now;
         if let Some(pos) = self
@@ -392,11 +494,13 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             let _ = self.flights.swap_remove(pos);
             return self.send(buf, flight.sent, flight.attempt);
         }
-        if self.flights.len() >= N {
-            return None;
-        }
+        // Before the check for a free slot: the re-resolution has its own,
+        // and the writes that fill the others wait for it.
         if let Some(t) = self.poll_resolve(buf) {
             return Some(t);
+        }
+        if self.flights.len() >= N {
+            return None;
         }
         if let Some(t) = self.poll_control(buf) {
             return Some(t);
@@ -445,6 +549,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             .then_some(self.resolve_due);
         self.flights
             .iter()
+            .chain(self.resolving.as_ref())
             .filter_map(|f| f.due)
             .filter(|&d| d != AFTER_RESOLVE)
             .chain(lookup)
@@ -546,6 +651,18 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     fn poll_flush(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         let vid = self.volume.as_ref()?.vid();
         let key = self.next_key;
+        if self.dirty.take_exhausted(key, self.retry.max_retries) {
+            // The VDI kept changing under these entries (or the server
+            // kept failing them): they fail rather than loop.
+            self.next_key = self.next_key.wrapping_add(1).max(1);
+            let e = Error::RetriesExhausted {
+                opcode: crate::wire::Opcode::WriteObj,
+                result: ResultCode::Readonly,
+            };
+            self.index_failed(key, e);
+            self.unsendable = self.unsendable.wrapping_add(1);
+            return None;
+        }
         let index = self.index.as_ref();
         let foreign = |idx: u32| {
             let e = LittleEndian::read_u32(&index[idx as usize * 4..idx as usize * 4 + 4]);
@@ -569,13 +686,29 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     }
 
     fn poll_resolve(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        if self.resolve == Resolve::Idle
-            || self.now < self.resolve_due
-            || self.flights.iter().any(|f| matches!(f.sent, Sent::Resolve))
-        {
+        if self.resolve == Resolve::Idle || self.now < self.resolve_due {
             return None;
         }
-        self.send(buf, Sent::Resolve, 0)
+        let attempt = match self.resolving {
+            None => 0,
+            Some(f) if f.due.is_some_and(|d| d <= self.now) => f.attempt,
+            Some(_) => return None,
+        };
+        self.resolving = None;
+        self.send(buf, Sent::Resolve, attempt)
+    }
+
+    /// Record `flight` as sent or waiting to be sent.
+    fn push_flight(&mut self, flight: Inflight) {
+        if let Sent::Resolve = flight.sent {
+            self.resolving = Some(flight);
+        } else if let Err(f) = self.flights.push(flight) {
+            // Callers make room first (a flight replaces one that just
+            // left, or the table was checked not to be full); should that
+            // ever fail, the operation ends rather than wait forever.
+            self.unsendable = self.unsendable.wrapping_add(1);
+            self.on_failure(f, Error::Internal("no slot for a request"));
+        }
     }
 
     fn poll_control(&mut self, buf: &mut [u8]) -> Option<Transmit> {
@@ -601,8 +734,28 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         self.send(buf, Sent::Control, 0)
     }
 
-    /// Build the request for `sent`, write it into `buf`, record it.
+    /// Build the request for `sent`, write it into `buf`, record it. A
+    /// request that cannot be built (the state it needs is gone) fails its
+    /// operation: nothing is ever dropped silently.
     fn send(&mut self, buf: &mut [u8], sent: Sent, attempt: u8) -> Option<Transmit> {
+        if let Some(t) = self.build(buf, sent, attempt) {
+            return Some(t);
+        }
+        let nothing_to_do = match sent {
+            // A local step carried out, or a control operation that ended.
+            Sent::Control => self.control.as_ref().is_none_or(|c| c.sent),
+            Sent::Resolve => self.resolve == Resolve::Idle,
+            _ => false,
+        };
+        if !nothing_to_do {
+            self.unsendable = self.unsendable.wrapping_add(1);
+            let flight = Inflight::queued(sent, attempt, self.now);
+            self.on_failure(flight, Error::Internal("a request could not be built"));
+        }
+        None
+    }
+
+    fn build(&mut self, buf: &mut [u8], sent: Sent, attempt: u8) -> Option<Transmit> {
         let id = self.take_id();
         let mut sent = sent;
         let (request, inline, data) = match &mut sent {
@@ -646,9 +799,6 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                         copies,
                     ),
                 };
-                if action.creates() {
-                    self.creates_in_flight += 1;
-                }
                 let data = DataRange {
                     token: *token,
                     range: piece.data_offset..piece.data_offset + u64::from(piece.len),
@@ -722,13 +872,19 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             }
             Sent::Control => {
                 let (req, inline) = self.control_request(id)?;
-                if let Some(c) = self.control.as_mut() {
-                    c.sent = true;
-                }
                 (req, inline, None)
             }
         };
         let header_len = self.emit(buf, &request, inline)?;
+        match sent {
+            Sent::Write { action, .. } if action.creates() => self.creates_in_flight += 1,
+            Sent::Control => {
+                if let Some(c) = self.control.as_mut() {
+                    c.sent = true;
+                }
+            }
+            _ => {}
+        }
         let data_len = data
             .as_ref()
             .map_or(0, |d: &DataRange| d.range.end - d.range.start);
@@ -736,11 +892,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             (header_len - HEADER_LEN) as u64 + data_len,
             u64::from(request.payload_len())
         );
-        let _ = self.flights.push(Inflight {
+        self.push_flight(Inflight {
             id,
             sent,
             attempt,
             due: None,
+            asked: Asked::of(&request),
         });
         Some(Transmit {
             id,
@@ -792,53 +949,83 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
 
     // ----- input -------------------------------------------------------------
 
-    /// A response header arrived. Says where its payload goes; then call
-    /// [`Engine::handle_payload`]. An id the engine did not send means the
-    /// stream is out of step: drop the connection.
+    /// A response header arrived. Says where its payload goes; then read
+    /// it there and call [`Engine::handle_payload`].
+    ///
+    /// An error means the connection is out of step and must be dropped
+    /// without reading the payload: then reconnect and call
+    /// [`Engine::handle_connection_lost`]. A header that names no request
+    /// in flight gives [`Error::UnexpectedReply`]; one that does not fit
+    /// its request (another opcode, a payload of the wrong length, a VID
+    /// out of range) gives [`Error::BadReply`], and the operation that
+    /// owns the request has already ended with that error (its event
+    /// follows): nothing the reply claimed is believed.
     pub fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
+        if let Some(r) = self.receiving.take() {
+            // The payload of the previous header never came: its request
+            // goes out again, as after a lost connection.
+            self.requeue_lost(r.flight);
+        }
         let response = Response::parse_bytes(header)?;
-        let pos = self
-            .flights
-            .iter()
-            .position(|f| f.id == response.id && f.due.is_none())
-            .ok_or(Error::UnexpectedReply { id: response.id })?;
-        let flight = self.flights.swap_remove(pos);
+        let on_wire = |f: &Inflight| f.id == response.id && f.due.is_none();
+        let flight = match self.flights.iter().position(on_wire) {
+            Some(pos) => self.flights.swap_remove(pos),
+            None => self
+                .resolving
+                .take_if(|f| on_wire(f))
+                .ok_or(Error::UnexpectedReply { id: response.id })?,
+        };
+        let (want, into) = self.payload_of(&flight);
+        if let Err(problem) = reply::check_header(&flight.asked, &response, want) {
+            let e = Error::BadReply(flight.asked.bad(problem));
+            self.fail_flight(flight, e);
+            return Err(e);
+        }
         let len = response.data_length;
-        let ok = response.result.is_success();
-        let mut into_scratch = false;
-        let into = match flight.sent {
-            Sent::Read { token, piece } if ok && len == piece.len => Receive::Data(DataRange {
-                token,
-                range: piece.data_offset..piece.data_offset + u64::from(len),
-            }),
-            Sent::IndexCheck { run, .. } if ok && len == run.count * INDEX_ENTRY_LEN => {
-                into_scratch = true;
-                Receive::Scratch
-            }
-            Sent::Resolve if ok && len == inode::HEADER_LEN as u32 => {
-                into_scratch = true;
-                Receive::Scratch
-            }
-            Sent::Control if ok => match self.control_expect() {
-                Expect::Scratch(n) if n == len => {
-                    into_scratch = true;
-                    Receive::Scratch
-                }
-                Expect::Index(range) if range.len() == len as usize => Receive::Index(range),
-                _ => Receive::Discard,
-            },
-            _ => Receive::Discard,
+        let into = if response.result.is_success() {
+            into
+        } else {
+            Receive::Discard
         };
         self.receiving = Some(Receiving {
             flight,
             response,
-            into_scratch,
+            into_scratch: into == Receive::Scratch,
         });
         Ok(Incoming { len, into })
     }
 
+    /// The payload a success to `flight` must carry, and where it goes.
+    fn payload_of(&self, flight: &Inflight) -> (Want, Receive) {
+        let scratch = |n: u32| (Want::Exact(n), Receive::Scratch);
+        match flight.sent {
+            Sent::Read { token, piece } => (
+                Want::Exact(piece.len),
+                Receive::Data(DataRange {
+                    token,
+                    range: piece.data_offset..piece.data_offset + u64::from(piece.len),
+                }),
+            ),
+            Sent::IndexCheck { run, .. } => scratch(run.count * INDEX_ENTRY_LEN),
+            Sent::Resolve => match self.resolve {
+                Resolve::Header(_) => scratch(inode::HEADER_LEN as u32),
+                _ => (Want::Ignored, Receive::Discard),
+            },
+            Sent::Probe { .. } => (Want::Exact(1), Receive::Discard),
+            Sent::Control => match self.control_expect() {
+                Expect::Scratch(n) => scratch(n),
+                Expect::Index(range) => (Want::Exact(range.len() as u32), Receive::Index(range)),
+                Expect::Nothing => (Want::Ignored, Receive::Discard),
+            },
+            _ => (Want::Ignored, Receive::Discard),
+        }
+    }
+
     /// The payload of the last response header has been read. `scratch`
     /// holds it when [`Receive::Scratch`] was asked for (ignored otherwise).
+    /// A payload whose content cannot be (an inode header of another VDI,
+    /// an index entry out of range) fails the operation that asked for it;
+    /// the stream is still in step.
     pub fn handle_payload(&mut self, now: u64, scratch: &[u8]) {
         self.now = self.now.max(now);
         let Some(r) = self.receiving.take() else {
@@ -849,20 +1036,60 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     }
 
     /// The connection dropped: everything in flight is resent once a new
-    /// connection is up (re-planned from the cached index).
+    /// connection is up (re-planned from the cached index). Each loss
+    /// counts as an attempt of every request it caught; one that has had
+    /// as many as the retry policy allows fails with
+    /// [`Error::ConnectionLost`].
     pub fn handle_connection_lost(&mut self) {
-        self.receiving = None;
-        for f in self.flights.iter_mut() {
-            if f.due.is_none() {
-                match f.sent {
-                    Sent::Write { action, .. } if action.creates() => self.creates_in_flight -= 1,
-                    // Maybe applied: read back before writing again.
-                    Sent::IndexRun { key, run, vid } => f.sent = Sent::IndexCheck { key, run, vid },
-                    _ => {}
-                }
-                f.due = Some(self.now);
+        if let Some(r) = self.receiving.take() {
+            self.requeue_lost(r.flight);
+        }
+        if let Some(f) = self.resolving.take_if(|f| f.due.is_none()) {
+            self.requeue_lost(f);
+        }
+        let mut i = 0;
+        while i < self.flights.len() {
+            if self.flights[i].due.is_none() {
+                let f = self.flights.swap_remove(i);
+                self.requeue_lost(f);
+            } else {
+                i += 1;
             }
         }
+    }
+
+    /// `flight` was on the wire when its connection failed (or its reply
+    /// was cut short): send it again, or fail it once it has been tried as
+    /// often as the retry policy allows.
+    fn requeue_lost(&mut self, flight: Inflight) {
+        let mut f = flight;
+        if let Sent::Write { action, .. } = f.sent {
+            if action.creates() {
+                self.creates_in_flight -= 1;
+            }
+        }
+        let attempt = f.attempt.saturating_add(1);
+        if attempt > self.retry.max_retries {
+            return self.on_failure(f, Error::ConnectionLost);
+        }
+        if let Sent::IndexRun { key, run, vid } = f.sent {
+            // Maybe applied: read back before writing again.
+            f.sent = Sent::IndexCheck { key, run, vid };
+        }
+        if let Sent::Control = f.sent {
+            self.control_lost();
+        }
+        self.push_flight(Inflight::queued(f.sent, attempt, self.now));
+    }
+
+    /// `flight` ends with `e` before its reply was used.
+    fn fail_flight(&mut self, flight: Inflight, e: Error) {
+        if let Sent::Write { action, .. } = flight.sent {
+            if action.creates() {
+                self.creates_in_flight -= 1;
+            }
+        }
+        self.on_failure(flight, e);
     }
 
     fn complete(&mut self, flight: Inflight, response: Response, payload: &[u8]) {
@@ -966,17 +1193,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         }
         // Gone, or waited as long as the retry policy allows.
         self.reclaiming.retain(|&o| o != oid);
-        let write = Inflight {
-            id: 0,
-            sent: Sent::Write {
-                token,
-                piece,
-                action: WriteAction::Create(oid),
-            },
-            attempt: 0,
-            due: Some(self.now),
+        let sent = Sent::Write {
+            token,
+            piece,
+            action: WriteAction::Create(oid),
         };
-        let _ = self.flights.push(write);
+        self.push_flight(Inflight::queued(sent, 0, self.now));
     }
 
     /// The answer to a Verify or Precheck: whether `vid` had become
@@ -987,13 +1209,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             Sent::Precheck { key, run, vid } => {
                 let current = current_vid == Some(vid);
                 if !readonly && current {
-                    let write = Inflight {
-                        id: 0,
-                        sent: Sent::IndexRun { key, run, vid },
-                        attempt: flight.attempt,
-                        due: Some(self.now),
-                    };
-                    let _ = self.flights.push(write);
+                    let write = Inflight::queued(
+                        Sent::IndexRun { key, run, vid },
+                        flight.attempt,
+                        self.now,
+                    );
+                    self.push_flight(write);
                 } else {
                     self.not_written(key, vid, readonly, current);
                 }
@@ -1040,21 +1261,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     /// `vid` is still writable before they count as written. (The flight
     /// that answered has just left `flights`, so there is room.)
     fn verify(&mut self, key: u32, vid: u32) {
-        let _ = self.flights.push(Inflight {
-            id: 0,
-            sent: Sent::Verify { key, vid },
-            attempt: 0,
-            due: Some(self.now),
-        });
+        let verify = Inflight::queued(Sent::Verify { key, vid }, 0, self.now);
+        self.push_flight(verify);
     }
 
     fn park(&mut self, flight: Inflight, due: u64, attempt: u8) {
-        let _ = self.flights.push(Inflight {
-            id: 0,
-            sent: flight.sent,
-            attempt,
-            due: Some(due),
-        });
+        self.push_flight(Inflight::queued(flight.sent, attempt, due));
     }
 
     fn on_readonly(&mut self, flight: Inflight, response: &Response) {
@@ -1075,6 +1287,16 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             };
             return self.on_failure(flight, e);
         };
+        // Each READONLY counts as an attempt: a server that answers it
+        // forever ends the write instead of holding it.
+        let attempt = flight.attempt.saturating_add(1);
+        if attempt > self.retry.max_retries {
+            let e = Error::RetriesExhausted {
+                opcode: response.opcode,
+                result: ResultCode::Readonly,
+            };
+            return self.on_failure(flight, e);
+        }
         let vid = self.volume.as_ref().map(Volume::vid);
         if Some(action.oid().vid_bits()) == vid {
             // Our VDI became a snapshot: find the new working VDI first.
@@ -1082,12 +1304,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             if self.resolve == Resolve::Idle {
                 self.resolve = Resolve::Lookup;
             }
-            self.park(flight, AFTER_RESOLVE, flight.attempt);
+            self.park(flight, AFTER_RESOLVE, attempt);
         } else if self.resolve != Resolve::Idle {
-            self.park(flight, AFTER_RESOLVE, flight.attempt);
+            self.park(flight, AFTER_RESOLVE, attempt);
         } else {
             // Sent to the old VID before we adopted the new one: resend now.
-            self.park(flight, self.now, flight.attempt);
+            self.park(flight, self.now, attempt);
         }
     }
 
@@ -1110,14 +1332,17 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 piece,
                 action,
             } => {
-                if action.creates() {
+                // Once the index is unsettled, a new object is not indexed
+                // (its write has failed): the cache must not claim it.
+                let index = action.creates() && !self.index_unsettled();
+                if index {
                     self.set_entry(piece.idx, action.oid().vid_bits());
                     // Room was reserved when the create was planned.
                     let _ = self.dirty.push(piece.idx, token);
                 }
                 if let Some(io) = self.io_mut(token) {
                     io.outstanding -= 1;
-                    if action.creates() {
+                    if index {
                         io.unindexed += 1;
                     }
                     io.settle();
@@ -1184,19 +1409,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             | Sent::IndexCheck { key, .. }
             | Sent::Verify { key, .. }
             | Sent::Precheck { key, .. }
-            | Sent::Rehome { key, .. } => {
-                let mut failed: Vec<Token, DIRTY_CAP> = Vec::new();
-                self.dirty.fail(key, |t| {
-                    let _ = failed.push(t);
-                });
-                for t in failed {
-                    if let Some(io) = self.io_mut(t) {
-                        io.unindexed -= 1;
-                        io.fail(e);
-                        io.settle();
-                    }
-                }
-            }
+            | Sent::Rehome { key, .. } => self.index_failed(key, e),
             Sent::Resolve => {
                 self.resolve = Resolve::Idle;
                 // Whatever waited for the new VID fails.
@@ -1211,6 +1424,33 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 }
             }
             Sent::Control => self.control_failed(e),
+        }
+    }
+
+    /// The index write, check or copy carrying run `key` failed for good:
+    /// the operations waiting for its entries fail, and since the inode
+    /// may or may not hold them now, the cache cannot be trusted to plan
+    /// writes: the open VDI takes no more, and every write not yet done
+    /// fails (one planned from a stale entry could be reported done with
+    /// its data in an object no index entry names).
+    fn index_failed(&mut self, key: u32, e: Error) {
+        let mut failed: Vec<Token, DIRTY_CAP> = Vec::new();
+        self.dirty.fail(key, |t| {
+            let _ = failed.push(t);
+        });
+        for t in failed {
+            if let Some(io) = self.io_mut(t) {
+                io.unindexed -= 1;
+                io.fail(e);
+                io.settle();
+            }
+        }
+        if let Some(vol) = self.volume.as_mut() {
+            vol.index_unsettled = true;
+        }
+        for io in self.ios.iter_mut().filter(|io| io.write && !io.finished) {
+            io.fail(Error::IndexUnsettled);
+            io.settle();
         }
     }
 
@@ -1237,16 +1477,39 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 self.resolve = Resolve::Header(vid);
             }
             Resolve::Header(vid) => {
-                let Ok(header) = InodeHeader::parse(payload) else {
-                    return self.resolve_failed(Error::Decode(
-                        crate::error::DecodeError::Truncated {
-                            need: inode::HEADER_LEN,
-                            have: payload.len(),
-                        },
-                    ));
+                let asked = Asked {
+                    opcode: response.opcode,
+                    len: inode::HEADER_LEN as u32,
+                    target: Target::Vdi(vid),
                 };
+                let header = match reply::inode_header(payload, vid) {
+                    Ok(h) => h,
+                    Err(problem) => {
+                        return self.resolve_failed(Error::BadReply(asked.bad(problem)));
+                    }
+                };
+                let shift = self.volume.as_ref().map(|v| v.header.block_size_shift);
+                if header.is_hyper() || Some(header.block_size_shift) != shift {
+                    // The new working VDI started as a copy of ours: it
+                    // cannot have another layout.
+                    let problem = Problem::Field {
+                        name: "block_size_shift",
+                        got: header.block_size_shift.into(),
+                        expected: shift.unwrap_or(0).into(),
+                    };
+                    return self.resolve_failed(Error::BadReply(asked.bad(problem)));
+                }
                 if header.is_snapshot() {
-                    // Snapshotted again since the lookup: look again.
+                    // Snapshotted again since the lookup: look again, a
+                    // bounded number of times.
+                    self.resolve_waits = self.resolve_waits.saturating_add(1);
+                    if self.retry.backoff(self.resolve_waits).is_none() {
+                        self.resolve_waits = 0;
+                        return self.resolve_failed(Error::RetriesExhausted {
+                            opcode: crate::wire::Opcode::GetVdiInfo,
+                            result: ResultCode::Readonly,
+                        });
+                    }
                     self.resolve = Resolve::Lookup;
                     return;
                 }
@@ -1272,13 +1535,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     }
 
     fn resolve_failed(&mut self, e: Error) {
-        let flight = Inflight {
-            id: 0,
-            sent: Sent::Resolve,
-            attempt: 0,
-            due: None,
-        };
-        self.on_failure(flight, e);
+        self.on_failure(Inflight::queued(Sent::Resolve, 0, self.now), e);
     }
 }
 
