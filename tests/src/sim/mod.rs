@@ -2,6 +2,8 @@
 //! with replies reordered and failures injected, every read checked
 //! against a plain model of each disk. A seed reproduces a run exactly.
 
+pub mod fuzz;
+pub mod hostile;
 pub mod model;
 pub mod rng;
 pub mod wire;

@@ -3,12 +3,14 @@
 //! a simulated wire and are delivered in random order; faults are injected
 //! on the way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use sheepdog_core::engine::{Engine, Event, Receive, RetryPolicy, Token, TRANSMIT_BUF_LEN};
-use sheepdog_core::inode;
+use sheepdog_core::engine::{
+    Engine, Event, Receive, RetryPolicy, Token, SCRATCH_LEN, TRANSMIT_BUF_LEN,
+};
 use sheepdog_core::wire::{ArgsKind, Opcode, Request, Response, ResultCode, HEADER_LEN};
 
+use super::hostile::{self, Hostile};
 use super::rng::Rng;
 use crate::server::Cluster;
 
@@ -27,6 +29,12 @@ pub struct FaultRates {
     pub applied_then_transient: u32,
     /// Deliver replies out of order.
     pub reorder: bool,
+    /// Answer as a hostile or broken server would: a wrong length, a
+    /// wrong or repeated id, a VID out of range, a corrupt inode header, a
+    /// result code not in the table, a payload cut short by a closed
+    /// connection, or no reply at all ([`super::hostile`]). Operations may
+    /// then end in errors; none may end in a success it did not get.
+    pub hostile: u32,
 }
 
 /// Counters of what happened.
@@ -40,6 +48,21 @@ pub struct WireStats {
     pub applied_then_transient: u64,
     /// Connections dropped.
     pub disconnects: u64,
+    /// Replies a hostile server changed.
+    pub hostile: u64,
+    /// Of those, replies the engine refused (the connection was dropped).
+    pub refused: u64,
+    /// Replies cut short by a closed connection.
+    pub cut_short: u64,
+    /// Requests never answered (the reply timeout dropped the connection).
+    pub silent: u64,
+}
+
+/// A reply on its way.
+struct Delivery {
+    bytes: Vec<u8>,
+    /// The connection closes after these bytes.
+    cut: bool,
 }
 
 /// Engine, server and the wire between them.
@@ -59,10 +82,20 @@ pub struct Wire {
     rng: Rng,
     tx: Vec<u8>,
     /// Replies on the way to the engine.
-    replies: Vec<Vec<u8>>,
+    replies: Vec<Delivery>,
+    /// Ids of requests sent on this connection and not yet answered.
+    outstanding: HashSet<u32>,
+    /// The id of the last reply delivered.
+    answered: Option<u32>,
     /// Every request and reply as the server saw them, when recording.
     pub recording: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// A scripted hostile server for scenario tests: given each request
+    /// and its true reply, what to send instead (`None`: the true reply).
+    pub tamper: Option<Tamper>,
 }
+
+/// See [`Wire::tamper`].
+pub type Tamper = Box<dyn FnMut(&Request, &[u8]) -> Option<Hostile>>;
 
 const TRANSIENT: [ResultCode; 5] = [
     ResultCode::WaitForJoin,
@@ -91,8 +124,17 @@ impl Wire {
             rng: Rng::new(seed ^ 0x5eed),
             tx: vec![0u8; TRANSMIT_BUF_LEN],
             replies: Vec::new(),
+            outstanding: HashSet::new(),
+            answered: None,
             recording: std::env::var_os("SIM_RECORD").map(|_| Vec::new()),
+            tamper: None,
         }
+    }
+
+    /// Take the fault choices (which reply is hostile, and how) from
+    /// `script` before falling back to the seed: a fuzzer's bytes.
+    pub fn script_faults(&mut self, script: &[u8]) {
+        self.rng = Rng::scripted(script);
     }
 
     /// Replies waiting to be delivered.
@@ -101,7 +143,12 @@ impl Wire {
     }
 
     fn transmit(&mut self) {
-        while let Some(t) = self.engine.poll_transmit(&mut self.tx) {
+        while let Some(t) = self
+            .engine
+            .poll_transmit(&mut self.tx)
+            .expect("a transmit buffer of TRANSMIT_BUF_LEN")
+        {
+            self.outstanding.insert(t.id);
             let mut bytes = self.tx[..t.header_len].to_vec();
             if let Some(d) = &t.data {
                 let buf = &self.bufs[&d.token];
@@ -135,7 +182,29 @@ impl Wire {
                 }
                 reply.to_bytes()
             };
-            self.replies.push(reply);
+            let scripted = self.tamper.as_mut().and_then(|f| f(&req, &reply));
+            let hostile = match scripted {
+                Some(h) => Some(h),
+                None if self.rng.chance(self.faults.hostile) => {
+                    let outstanding = &self.outstanding;
+                    let in_flight = |id: u32| outstanding.contains(&id);
+                    Some(hostile::tamper(&mut self.rng, &req, &reply, in_flight, self.answered).1)
+                }
+                None => None,
+            };
+            if let Some(h) = hostile {
+                self.stats.hostile += 1;
+                match h {
+                    Hostile::Reply(bytes) => self.replies.push(Delivery { bytes, cut: false }),
+                    Hostile::CutShort(bytes) => self.replies.push(Delivery { bytes, cut: true }),
+                    Hostile::Silent => self.stats.silent += 1,
+                }
+                continue;
+            }
+            self.replies.push(Delivery {
+                bytes: reply,
+                cut: false,
+            });
         }
     }
 
@@ -145,13 +214,34 @@ impl Wire {
         } else {
             0
         };
-        let bytes = self.replies.remove(i);
-        let incoming = self
-            .engine
-            .handle_header(&bytes[..HEADER_LEN])
-            .expect("every reply answers a request in flight");
+        let Delivery { bytes, cut } = self.replies.remove(i);
+        if bytes.len() < HEADER_LEN {
+            // Not even a header before the connection closed.
+            self.stats.cut_short += 1;
+            return self.disconnect();
+        }
+        let header = &bytes[..HEADER_LEN];
+        self.outstanding
+            .remove(&u32::from_le_bytes(header[8..12].try_into().unwrap()));
+        let incoming = match self.engine.handle_header(header) {
+            Ok(incoming) => incoming,
+            Err(e) => {
+                assert!(
+                    self.faults.hostile > 0 || self.tamper.is_some(),
+                    "reply refused: {e}"
+                );
+                self.stats.refused += 1;
+                return self.disconnect();
+            }
+        };
         let payload = &bytes[HEADER_LEN..];
+        if cut {
+            // The payload stops short and the connection closes.
+            self.stats.cut_short += 1;
+            return self.disconnect();
+        }
         assert_eq!(payload.len(), incoming.len as usize);
+        self.answered = Some(u32::from_le_bytes(header[8..12].try_into().unwrap()));
         let mut scratch: &[u8] = &[];
         match incoming.into {
             Receive::Data(d) => {
@@ -160,7 +250,7 @@ impl Wire {
             }
             Receive::Index(r) => self.engine.index_bytes_mut()[r].copy_from_slice(payload),
             Receive::Scratch => {
-                assert!(payload.len() <= inode::HEADER_LEN);
+                assert!(payload.len() <= SCRATCH_LEN);
                 scratch = payload;
             }
             Receive::Discard => {}
@@ -175,9 +265,19 @@ impl Wire {
         if !self.replies.is_empty() {
             let n = 1 + self.rng.below(self.replies.len() as u64) as usize;
             for _ in 0..n {
+                if self.replies.is_empty() {
+                    break;
+                }
                 self.deliver();
             }
             self.now += 1_000 + self.rng.below(50_000);
+            return true;
+        }
+        if self.engine.in_flight() > 0 {
+            // Requests the server never answered: the client's reply
+            // timeout drops the connection.
+            self.now += 1_000_000_000;
+            self.disconnect();
             return true;
         }
         if let Some(t) = self.engine.poll_timeout() {
@@ -193,6 +293,8 @@ impl Wire {
     pub fn disconnect(&mut self) {
         self.stats.disconnects += 1;
         self.replies.clear();
+        self.outstanding.clear();
+        self.answered = None;
         self.engine.handle_connection_lost();
     }
 
