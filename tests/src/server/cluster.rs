@@ -148,11 +148,18 @@ impl Cluster {
     pub fn handle(&mut self, now: u64, req: &Request, payload: &[u8]) -> Reply {
         self.run_due_reclaims();
         let mut disconnect = false;
+        let mut cut_short = false;
+        let mut length = None;
         let outcome = if let Some(early) = self.precheck(req, payload) {
             early
         } else {
             match self.faults.take(req) {
                 None => self.dispatch(now, req, payload),
+                // A success as sheep sends it carries the bytes a read
+                // asked for (zeros here): nothing else would be believed.
+                Some(FaultAction::Fail(ResultCode::Success)) if !req.flags.has_payload() => {
+                    Outcome::data(vec![0; req.data_length as usize])
+                }
                 Some(FaultAction::Fail(r)) => Outcome::err(r),
                 Some(FaultAction::ApplyThenFail(r)) => {
                     self.dispatch(now, req, payload);
@@ -167,8 +174,20 @@ impl Cluster {
                     self.dispatch(now, req, payload);
                     Outcome::err(ResultCode::NetworkError)
                 }
+                Some(FaultAction::ApplyThenCutShort) => {
+                    cut_short = true;
+                    self.dispatch(now, req, payload)
+                }
+                Some(FaultAction::ApplyThenLength(n)) => {
+                    length = Some(n);
+                    self.dispatch(now, req, payload)
+                }
             }
         };
+        let mut outcome = outcome;
+        if let Some(n) = length {
+            outcome.data.resize(n as usize, 0x5a);
+        }
         let mut header = Response::to_request(req, outcome.result, outcome.data.len() as u32);
         header.epoch = self.config.epoch;
         if let Some(args) = outcome.args {
@@ -178,6 +197,7 @@ impl Cluster {
             header,
             payload: outcome.data,
             disconnect,
+            cut_short,
         }
     }
 

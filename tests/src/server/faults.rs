@@ -124,6 +124,13 @@ pub enum FaultAction {
     Disconnect,
     /// Do the operation, then close the connection without answering.
     ApplyThenDisconnect,
+    /// Do the operation, send the reply's header and half its payload,
+    /// then close the connection (TCP wrapper only; the pure server
+    /// flags the reply).
+    ApplyThenCutShort,
+    /// Do the operation, then answer with `data_length` set to this many
+    /// bytes, and that many bytes of payload: a reply of the wrong length.
+    ApplyThenLength(u32),
 }
 
 /// A fault waiting for matching requests.

@@ -205,6 +205,17 @@ fn connection(stream: TcpStream, cluster: &Mutex<Cluster>, opts: NetOptions) -> 
                 let _ = writer.shutdown(Shutdown::Both);
                 return Ok(());
             }
+            if reply.cut_short {
+                // What was answered before goes out first; then this reply
+                // stops half way through its payload.
+                for r in &replies {
+                    send(&mut writer, r)?;
+                }
+                writer.write_all(&reply.header.to_bytes())?;
+                writer.write_all(&reply.payload[..reply.payload.len() / 2])?;
+                let _ = writer.shutdown(Shutdown::Both);
+                return Ok(());
+            }
             replies.push(reply);
         }
         if opts.reorder {

@@ -15,6 +15,9 @@ pub struct Reply {
     /// Set by a disconnect fault: the TCP wrapper closes the connection
     /// instead of sending this reply.
     pub disconnect: bool,
+    /// Set by a cut-short fault: the TCP wrapper sends the header and half
+    /// the payload, then closes the connection.
+    pub cut_short: bool,
 }
 
 impl Reply {
