@@ -454,3 +454,30 @@ fn error_empty_input_creates_no_vdi() {
     sheep_err(&h, &["import", &f, "v"], &["v", "empty"]);
     assert!(!exists(&h, "v"));
 }
+
+#[test]
+fn error_bad_reply_names_the_request_and_the_lengths() {
+    // A server that answers a 4 MiB read with 4096 bytes: the export fails
+    // with one line naming the request, the object and both lengths; it
+    // never writes a hole where the data should be and calls it done.
+    let h = server();
+    let dir = TempDir::new();
+    import(&h, &dir, "v", &random(8, 8 * MIB));
+    let v = vid(&h, "v");
+    h.cluster().inject(
+        Matcher::object(data_oid(v, 1)).with_opcode(Opcode::ReadObj),
+        FaultAction::ApplyThenLength(4096),
+        1,
+    );
+    let out = dir.path("out.img");
+    let r = sheep_err(
+        &h,
+        &["export", "v", &s(&out), "--request-size", "4M"],
+        &[
+            "bad reply to READ_OBJ",
+            &format!("{}", data_oid(v, 1)),
+            "4096 bytes, expected 4194304",
+        ],
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+}
