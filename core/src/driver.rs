@@ -117,6 +117,15 @@ where
         (self.conn, self.engine)
     }
 
+    /// Refuse to go on over a stream that is out of step.
+    fn ready(&self) -> Result<(), DriverError<T::Error>> {
+        if self.broken {
+            Err(DriverError::OutOfStep)
+        } else {
+            Ok(())
+        }
+    }
+
     fn control(&mut self) -> Result<ControlDone, DriverError<T::Error>> {
         match self.drive(Data::None)? {
             Event::Control(ControlDone::Failed(e)) => Err(e.into()),
@@ -127,6 +136,7 @@ where
 
     /// See [`Engine::cluster_default`]; returns (copies, policy, shift).
     pub fn cluster_default(&mut self) -> Result<(u8, u8, u8), DriverError<T::Error>> {
+        self.ready()?;
         self.engine.cluster_default()?;
         match self.control()? {
             ControlDone::ClusterDefault {
@@ -144,6 +154,7 @@ where
         name: &str,
         opts: CreateOptions,
     ) -> Result<u32, DriverError<T::Error>> {
+        self.ready()?;
         self.engine.create(name, opts)?;
         match self.control()? {
             ControlDone::Created { vid } => Ok(vid),
@@ -158,6 +169,7 @@ where
         snapshot: Option<Snapshot<'_>>,
         lock: bool,
     ) -> Result<VolumeInfo, DriverError<T::Error>> {
+        self.ready()?;
         self.engine.open(name, snapshot, lock)?;
         match self.control()? {
             ControlDone::Opened(info) => Ok(info),
@@ -167,12 +179,14 @@ where
 
     /// See [`Engine::close`].
     pub fn close(&mut self) -> Result<(), DriverError<T::Error>> {
+        self.ready()?;
         self.engine.close()?;
         self.control().map(|_| ())
     }
 
     /// See [`Engine::snapshot`]; returns (snapshot VID, working VID).
     pub fn snapshot(&mut self, tag: &str) -> Result<(u32, u32), DriverError<T::Error>> {
+        self.ready()?;
         self.engine.snapshot(tag)?;
         match self.control()? {
             ControlDone::Snapshot { snapshot, working } => Ok((snapshot, working)),
@@ -182,6 +196,7 @@ where
 
     /// See [`Engine::clone_snapshot`]; returns the clone's VID.
     pub fn clone_snapshot(&mut self, name: &str) -> Result<u32, DriverError<T::Error>> {
+        self.ready()?;
         self.engine.clone_snapshot(name)?;
         match self.control()? {
             ControlDone::Cloned { vid } => Ok(vid),
@@ -191,6 +206,7 @@ where
 
     /// See [`Engine::resize`].
     pub fn resize(&mut self, size: u64) -> Result<(), DriverError<T::Error>> {
+        self.ready()?;
         self.engine.resize(size)?;
         self.control().map(|_| ())
     }
@@ -201,6 +217,7 @@ where
         name: &str,
         snapshot: Option<Snapshot<'_>>,
     ) -> Result<u32, DriverError<T::Error>> {
+        self.ready()?;
         self.engine.delete(name, snapshot)?;
         match self.control()? {
             ControlDone::Deleted { vid } => Ok(vid),
@@ -210,6 +227,7 @@ where
 
     /// See [`Engine::rollback`]; returns the new working VID.
     pub fn rollback(&mut self) -> Result<u32, DriverError<T::Error>> {
+        self.ready()?;
         self.engine.rollback()?;
         match self.control()? {
             ControlDone::RolledBack { vid } => Ok(vid),
@@ -219,12 +237,14 @@ where
 
     /// Write `data` at `offset` of the open VDI.
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DriverError<T::Error>> {
+        self.ready()?;
         self.engine.write(TOKEN, offset, data.len() as u64)?;
         self.done(Data::Out(data))
     }
 
     /// Read `buf.len()` bytes at `offset` of the open VDI.
     pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), DriverError<T::Error>> {
+        self.ready()?;
         self.engine.read(TOKEN, offset, buf.len() as u64)?;
         self.done(Data::In(buf))
     }
@@ -240,9 +260,7 @@ where
     /// Any failure of the connection, or a reply the engine refused,
     /// leaves the stream out of step: the driver then refuses to go on.
     fn drive(&mut self, data: Data<'_>) -> Result<Event, DriverError<T::Error>> {
-        if self.broken {
-            return Err(DriverError::OutOfStep);
-        }
+        self.ready()?;
         let r = self.drive_inner(data);
         if matches!(
             r,
