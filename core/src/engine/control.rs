@@ -4,7 +4,10 @@
 //! request, or acts locally when it needs none.
 
 use super::dirty::MAX_RUN;
-use super::event::{ControlDone, Error, Target};
+use super::event::{ControlDone, Error, Target, Transmit};
+use super::flight::Sent;
+use super::io::Io;
+use super::readonly::Resolve;
 use super::reply::{self, Asked};
 use super::{name_from, tag_from, Engine, Expect, Inline, Name, Volume};
 use crate::address::Snapshot;
@@ -1138,5 +1141,30 @@ fn done_of(op: &Op, vol: Option<&Volume>, rsp_vid: u32) -> ControlDone {
             ..
         } => ControlDone::RolledBack { vid: rsp_vid },
         Op::Delete { vid, .. } => ControlDone::Deleted { vid: *vid },
+    }
+}
+
+impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
+    pub(super) fn poll_control(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        let ctl = self.control.as_ref()?;
+        if ctl.sent {
+            return None;
+        }
+        if ctl.op.quiesces()
+            && (self.ios.iter().any(Io::active)
+                || !self.dirty.is_empty()
+                || self.resolve != Resolve::Idle)
+        {
+            return None;
+        }
+        if ctl.op.quiesces()
+            && self
+                .flights
+                .iter()
+                .any(|f| !matches!(f.sent, Sent::Control))
+        {
+            return None;
+        }
+        self.send(buf, Sent::Control, 0)
     }
 }

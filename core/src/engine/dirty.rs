@@ -132,8 +132,9 @@ impl Dirty {
         }
     }
 
-    /// The run carried by `id` is on the inode: drop its entries and call
-    /// `done` with each waiting operation's token.
+    /// The run carried by `id` is over (on the inode, or failed for
+    /// good): drop its entries and call `done` with each waiting
+    /// operation's token.
     pub fn complete(&mut self, id: u32, mut done: impl FnMut(Token)) {
         self.entries.retain(|e| {
             if e.run == Some(id) {
@@ -210,11 +211,5 @@ impl Dirty {
             }
         }
         stayed
-    }
-
-    /// Drop the entries of the run `id` and call `failed` for each waiting
-    /// operation: the index write failed for good.
-    pub fn fail(&mut self, id: u32, failed: impl FnMut(Token)) {
-        self.complete(id, failed);
     }
 }

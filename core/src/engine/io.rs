@@ -7,9 +7,7 @@ use super::event::{Error, Token};
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Io {
     pub token: Token,
-    pub write: bool,
-    /// A discard: clear the index entries of whole objects, send no data.
-    pub discard: bool,
+    pub kind: IoKind,
     /// Start of the range in the VDI.
     pub offset: u64,
     /// Length of the range.
@@ -32,6 +30,17 @@ pub(super) struct Io {
     pub data_done: DataDone,
 }
 
+/// What an [`Io`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum IoKind {
+    /// Read into the caller's buffer.
+    Read,
+    /// Write the caller's data.
+    Write,
+    /// Clear the index entries of whole objects; no data is sent.
+    Discard,
+}
+
 /// Whether the caller was told that a write's buffer is free.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum DataDone {
@@ -44,6 +53,11 @@ pub(super) enum DataDone {
 }
 
 impl Io {
+    /// Whether it changes the VDI (a write or a discard).
+    pub fn writes(&self) -> bool {
+        self.kind != IoKind::Read
+    }
+
     /// Whether work remains (to plan, in flight, or index updates).
     pub fn active(&self) -> bool {
         !self.finished
@@ -53,7 +67,7 @@ impl Io {
     /// object and one of them writes (one CREATE per object, and reads see
     /// whole writes).
     pub fn conflicts(&self, other: &Io) -> bool {
-        (self.write || other.write)
+        (self.writes() || other.writes())
             && self.first_idx <= other.last_idx
             && other.first_idx <= self.last_idx
     }
@@ -73,7 +87,7 @@ impl Io {
             self.finished = true;
             return true;
         }
-        if sent && self.write && self.data_done == DataDone::No {
+        if sent && self.writes() && self.data_done == DataDone::No {
             self.data_done = DataDone::Pending;
         }
         false

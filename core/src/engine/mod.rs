@@ -67,36 +67,54 @@
 //! So whenever an operation is pending, the engine has a request to send,
 //! one on the wire, or a time in [`Engine::poll_timeout`]. A reply that
 //! never comes is the caller's to time out (drop the connection).
+//!
+//! # Where each concern lives
+//! | file | what | PROTOCOL.md |
+//! |---|---|---|
+//! | `data.rs` | reads, writes, discards planned from the cached index; reclaim probes | §9.4, §9.7, §12.5-6 |
+//! | `writeback.rs` | index entries to the inode in runs, checks, copies, writability probes | §8, §9.4, §12.6 |
+//! | `readonly.rs` | READONLY: look the working VDI up again, adopt it | §9.3, §9.5, §12.6.4 |
+//! | `control.rs` | control operations, one at a time | §9.3, §9.6, §9.7, §9.8, §12.4, §12.7 |
+//! | `request.rs` | every request built in one place | §2, §12.1-2 |
+//! | `dispatch.rs` | replies matched, retried, handed to their concern; lost connections | §1, §12.2-3, §12.9 |
+//! | `reply.rs` | each reply checked against its request | §1, §2.4, §8 |
+//! | `flight.rs`, `io.rs`, `dirty.rs`, `plan.rs`, `retry.rs` | what is in flight, submitted, unindexed; object planning; backoff | |
 
 mod control;
+mod data;
 mod dirty;
+mod dispatch;
 pub mod event;
+mod flight;
 mod io;
 pub mod plan;
+mod readonly;
 pub(crate) mod reply;
+mod request;
 pub mod retry;
+mod writeback;
 
 use byteorder::{ByteOrder, LittleEndian};
 use heapless::{Deque, Vec};
 
-use crate::address::{check_name, check_tag, encode_name, encode_name_tag};
-use crate::inode::{self, InodeHeader, InodeRange, INDEX_ENTRY_LEN};
+use crate::address::{check_name, check_tag};
+use crate::inode::{self, InodeHeader, INDEX_ENTRY_LEN};
 use crate::object_size::ObjectSize;
-use crate::oid::{Oid, Vid};
-use crate::wire::{
-    Frame, Request, Response, ResultClass, ResultCode, HEADER_LEN, NAME_LEN, NAME_TAG_LEN, TAG_LEN,
-};
+use crate::oid::Oid;
+use crate::wire::{HEADER_LEN, NAME_LEN};
 
 use control::Control;
 pub use control::{CreateOptions, SnapshotSelector};
 use dirty::{Dirty, DIRTY_CAP, MAX_RUN};
+use dispatch::Expect;
 pub use event::{
     BadReply, ControlDone, DataRange, Error, Event, Incoming, Problem, Receive, Target, Token,
     Transmit, VolumeInfo,
 };
+use flight::{Due, Inflight, Receiving};
 use io::{DataDone, Io};
-use plan::{pieces, read_action, write_action, ReadAction, WriteAction};
-use reply::{Asked, Want};
+use readonly::Resolve;
+use request::Inline;
 pub use retry::RetryPolicy;
 
 /// The smallest transmit buffer: a header and the largest payload the
@@ -168,89 +186,6 @@ impl Volume {
     }
 }
 
-/// What a request in flight was for.
-#[derive(Clone, Copy, Debug)]
-enum Sent {
-    /// A piece of a read.
-    Read { token: Token, piece: plan::Piece },
-    /// A piece of a write, and what it was sent as.
-    Write {
-        token: Token,
-        piece: plan::Piece,
-        action: WriteAction,
-    },
-    /// A run of index entries, written to the inode of `vid`.
-    IndexRun { key: u32, run: dirty::Run, vid: u32 },
-    /// Reading a run of entries of `vid`'s inode before writing them.
-    IndexCheck { key: u32, run: dirty::Run, vid: u32 },
-    /// Before a run that clears entries: is `vid` still writable? So that a
-    /// discard never clears a snapshot's entries.
-    Precheck { key: u32, run: dirty::Run, vid: u32 },
-    /// An object we created under an earlier VID of this VDI whose index
-    /// entry did not reach the new working inode: copy it (CREATE with COW,
-    /// no payload) into the new VID, whose entry is then written. Writing
-    /// the old VID into the new inode would give one object two owners with
-    /// one reference, and the cluster would free it under one of them.
-    Rehome { key: u32, idx: u32, vid: u32 },
-    /// After run `key` landed: is `vid` still writable? A snapshot marks the
-    /// old VID read-only before it reads the inode it copies, so if a data
-    /// write to `vid` is still accepted after our index write, the copy
-    /// will include it. (`snap_ctime` is written last: reading it would
-    /// miss a snapshot under way.)
-    Verify { key: u32, vid: u32 },
-    /// Before re-creating an object this engine released: is it gone yet?
-    /// The cluster reclaims released objects asynchronously, and a reclaim
-    /// that lands after a new CREATE of the same oid deletes the new data.
-    Probe { token: Token, piece: plan::Piece },
-    /// Looking the working VDI up again after READONLY.
-    Resolve,
-    /// The current step of the control operation.
-    Control,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Inflight {
-    id: u32,
-    sent: Sent,
-    attempt: u8,
-    /// Whether the request went out on the current connection (a retry
-    /// parked for later is not in flight).
-    due: Option<u64>,
-    /// What the request on the wire asked, to judge its reply.
-    asked: Asked,
-}
-
-impl Inflight {
-    /// `sent`, to go out at `due` (not on the wire yet).
-    fn queued(sent: Sent, attempt: u8, due: u64) -> Inflight {
-        Inflight {
-            id: 0,
-            sent,
-            attempt,
-            due: Some(due),
-            asked: Asked::NONE,
-        }
-    }
-}
-
-/// Re-resolution of the working VDI after READONLY.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Resolve {
-    Idle,
-    /// GET_VDI_INFO of the name to send or in flight.
-    Lookup,
-    /// READ_OBJ of the new inode header to send or in flight.
-    Header(u32),
-}
-
-/// The response whose header arrived and whose payload is being read.
-#[derive(Clone, Copy, Debug)]
-struct Receiving {
-    flight: Inflight,
-    response: Response,
-    into_scratch: bool,
-}
-
 /// The volume engine; `S` holds the cached index (4 bytes per object of the
 /// largest VDI to open), `N` is the number of requests outstanding at once.
 #[derive(Debug)]
@@ -262,8 +197,8 @@ pub struct Engine<S, const N: usize = 16> {
     index: S,
     volume: Option<Volume>,
     ios: Vec<Io, N>,
-    /// Requests sent, or parked waiting for a retry (`due` set), or for
-    /// re-resolution (`due` = u64::MAX).
+    /// Requests sent, or waiting to be sent (a retry's time, or the new
+    /// working VDI).
     flights: Vec<Inflight, N>,
     dirty: Dirty,
     creates_in_flight: usize,
@@ -294,9 +229,6 @@ pub struct Engine<S, const N: usize = 16> {
     unsendable: u32,
 }
 
-/// `due` of a request that waits for re-resolution.
-const AFTER_RESOLVE: u64 = u64::MAX;
-
 impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     /// An engine whose index cache is `index` (4 bytes per object).
     pub fn new(index: S, retry: RetryPolicy) -> Engine<S, N> {
@@ -324,8 +256,6 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             unsendable: 0,
         }
     }
-
-    // ----- getters -------------------------------------------------------
 
     /// The open VDI, if any.
     pub fn volume(&self) -> Option<VolumeInfo> {
@@ -371,93 +301,24 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         self.flights
             .iter()
             .chain(self.resolving.as_ref())
-            .filter(|f| f.due.is_none())
+            .filter(|f| f.due.on_wire())
             .count()
     }
 
-    fn index_unsettled(&self) -> bool {
+    pub(super) fn index_unsettled(&self) -> bool {
         self.volume.as_ref().is_some_and(|v| v.index_unsettled)
     }
 
-    fn set_entry(&mut self, idx: u32, value: u32) {
+    pub(super) fn set_entry(&mut self, idx: u32, value: u32) {
         let at = idx as usize * 4;
         LittleEndian::write_u32(&mut self.index.as_mut()[at..at + 4], value);
     }
 
-    fn take_id(&mut self) -> u32 {
+    pub(super) fn take_id(&mut self) -> u32 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         id
     }
-
-    // ----- operations: reads and writes ------------------------------------
-
-    fn submit(
-        &mut self,
-        token: Token,
-        offset: u64,
-        len: u64,
-        write: bool,
-        discard: bool,
-    ) -> Result<(), Error> {
-        if self.control.as_ref().is_some_and(|c| c.op.quiesces()) {
-            return Err(Error::Busy);
-        }
-        let vol = self.volume.as_ref().ok_or(Error::NotOpen)?;
-        if write && vol.header.is_snapshot() {
-            return Err(Error::ReadOnly);
-        }
-        if write && vol.index_unsettled {
-            return Err(Error::IndexUnsettled);
-        }
-        let size = vol.header.vdi_size;
-        let end = offset.checked_add(len);
-        if len == 0 || end.is_none_or(|e| e > size) {
-            return Err(Error::OutOfRange { offset, len, size });
-        }
-        let os = vol.object_size;
-        let whole = u64::from(os.bytes()) - 1;
-        if discard && (offset & whole != 0 || (len & whole != 0 && end != Some(size))) {
-            return Err(Error::OutOfRange { offset, len, size });
-        }
-        let io = Io {
-            token,
-            write,
-            discard,
-            offset,
-            len,
-            cursor: 0,
-            outstanding: 0,
-            unindexed: 0,
-            error: None,
-            first_idx: os.locate(offset).0,
-            last_idx: os.locate(offset + len - 1).0,
-            finished: false,
-            data_done: DataDone::No,
-        };
-        self.ios.push(io).map_err(|_| Error::Busy)
-    }
-
-    /// Read `len` bytes at `offset` of the open VDI into the caller's
-    /// buffer for `token`. Ranges of unallocated objects come as
-    /// [`Event::Zeros`]; the rest as [`Receive::Data`].
-    pub fn read(&mut self, token: Token, offset: u64, len: u64) -> Result<(), Error> {
-        self.submit(token, offset, len, false, false)
-    }
-
-    /// Write `len` bytes of the caller's data for `token` at `offset`.
-    pub fn write(&mut self, token: Token, offset: u64, len: u64) -> Result<(), Error> {
-        self.submit(token, offset, len, true, false)
-    }
-
-    /// Release the whole objects of `offset..offset + len` (object aligned;
-    /// the end may be the end of the VDI): their index entries become 0 and
-    /// the cluster frees what no snapshot shares. Reads there give zeros.
-    pub fn discard(&mut self, token: Token, offset: u64, len: u64) -> Result<(), Error> {
-        self.submit(token, offset, len, true, true)
-    }
-
-    // ----- output ----------------------------------------------------------
 
     /// The next request to send, written into `buf`, or `None` when
     /// nothing can go now. `buf` must hold [`TRANSMIT_BUF_LEN`] bytes;
@@ -482,14 +343,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         }
     }
 
-    fn next_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+    pub(super) fn next_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         // Retries whose time has come.
         let now = self.now;
-        if let Some(pos) = self
-            .flights
-            .iter()
-            .position(|f| f.due.is_some_and(|d| d <= now))
-        {
+        if let Some(pos) = self.flights.iter().position(|f| f.due.ready(now)) {
             let flight = self.flights[pos];
             let _ = self.flights.swap_remove(pos);
             return self.send(buf, flight.sent, flight.attempt);
@@ -550,8 +407,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         self.flights
             .iter()
             .chain(self.resolving.as_ref())
-            .filter_map(|f| f.due)
-            .filter(|&d| d != AFTER_RESOLVE)
+            .filter_map(|f| match f.due {
+                Due::At(t) => Some(t),
+                Due::OnWire | Due::AfterResolve => None,
+            })
             .chain(lookup)
             .min()
     }
@@ -560,1003 +419,4 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     pub fn handle_timeout(&mut self, now: u64) {
         self.now = self.now.max(now);
     }
-
-    fn poll_io(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        let vol = self.volume.as_ref()?;
-        let (vid, os) = (vol.vid(), vol.object_size);
-        for i in 0..self.ios.len() {
-            let io = self.ios[i];
-            if io.finished || io.cursor >= io.len {
-                continue;
-            }
-            if self.ios[..i].iter().any(|e| e.active() && e.conflicts(&io)) {
-                continue;
-            }
-            while self.ios[i].cursor < self.ios[i].len {
-                let io = self.ios[i];
-                let start = io.offset + io.cursor;
-                let mut piece = pieces(os, start, io.len - io.cursor).next()?;
-                piece.data_offset = io.cursor;
-                let entry = self.entry(piece.idx).unwrap_or(0);
-                if io.discard {
-                    if entry != 0 {
-                        if self.dirty.len() + self.creates_in_flight >= DIRTY_CAP {
-                            break;
-                        }
-                        if entry == vid {
-                            let oid = Oid::data(Vid::new(vid).ok()?, piece.idx);
-                            if self.reclaiming.is_full() {
-                                self.reclaiming.remove(0);
-                            }
-                            let _ = self.reclaiming.push(oid);
-                        }
-                        self.set_entry(piece.idx, 0);
-                        let _ = self.dirty.push(piece.idx, io.token);
-                        self.ios[i].unindexed += 1;
-                    }
-                    self.ios[i].cursor += u64::from(piece.len);
-                    self.ios[i].settle();
-                    continue;
-                }
-                if io.write {
-                    let action = write_action(Vid::new(vid).ok()?, entry, piece.idx);
-                    if action.creates() && self.dirty.len() + self.creates_in_flight >= DIRTY_CAP {
-                        break;
-                    }
-                    self.ios[i].cursor += u64::from(piece.len);
-                    self.ios[i].outstanding += 1;
-                    let reclaiming = matches!(action, WriteAction::Create(oid) if self.reclaiming.contains(&oid));
-                    let sent = if reclaiming {
-                        Sent::Probe {
-                            token: io.token,
-                            piece,
-                        }
-                    } else {
-                        Sent::Write {
-                            token: io.token,
-                            piece,
-                            action,
-                        }
-                    };
-                    return self.send(buf, sent, 0);
-                }
-                match read_action(entry, piece.idx) {
-                    ReadAction::Zeros => {
-                        if self.zeros.is_full() {
-                            break;
-                        }
-                        let range = piece.data_offset..piece.data_offset + u64::from(piece.len);
-                        let _ = self.zeros.push_back(DataRange {
-                            token: io.token,
-                            range,
-                        });
-                        self.ios[i].cursor += u64::from(piece.len);
-                        self.ios[i].settle();
-                    }
-                    ReadAction::Read(_) => {
-                        self.ios[i].cursor += u64::from(piece.len);
-                        self.ios[i].outstanding += 1;
-                        let sent = Sent::Read {
-                            token: io.token,
-                            piece,
-                        };
-                        return self.send(buf, sent, 0);
-                    }
-                }
-            }
-        }
-        None
-    }
-
-    fn poll_flush(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        let vid = self.volume.as_ref()?.vid();
-        let key = self.next_key;
-        if self.dirty.take_exhausted(key, self.retry.max_retries) {
-            // The VDI kept changing under these entries (or the server
-            // kept failing them): they fail rather than loop.
-            self.next_key = self.next_key.wrapping_add(1).max(1);
-            let e = Error::RetriesExhausted {
-                opcode: crate::wire::Opcode::WriteObj,
-                result: ResultCode::Readonly,
-            };
-            self.index_failed(key, e);
-            self.unsendable = self.unsendable.wrapping_add(1);
-            return None;
-        }
-        let index = self.index.as_ref();
-        let foreign = |idx: u32| {
-            let e = LittleEndian::read_u32(&index[idx as usize * 4..idx as usize * 4 + 4]);
-            e != 0 && e != vid
-        };
-        if let Some(idx) = self.dirty.take_one(key, foreign) {
-            self.next_key = self.next_key.wrapping_add(1).max(1);
-            return self.send(buf, Sent::Rehome { key, idx, vid }, 0);
-        }
-        let run = self.dirty.take_run(key)?;
-        self.next_key = self.next_key.wrapping_add(1).max(1);
-        let clears = (run.first..run.first + run.count).any(|i| self.entry(i) == Some(0));
-        let sent = if run.recheck {
-            Sent::IndexCheck { key, run, vid }
-        } else if clears {
-            Sent::Precheck { key, run, vid }
-        } else {
-            Sent::IndexRun { key, run, vid }
-        };
-        self.send(buf, sent, run.attempt)
-    }
-
-    fn poll_resolve(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        if self.resolve == Resolve::Idle || self.now < self.resolve_due {
-            return None;
-        }
-        let attempt = match self.resolving {
-            None => 0,
-            Some(f) if f.due.is_some_and(|d| d <= self.now) => f.attempt,
-            Some(_) => return None,
-        };
-        self.resolving = None;
-        self.send(buf, Sent::Resolve, attempt)
-    }
-
-    /// Record `flight` as sent or waiting to be sent.
-    fn push_flight(&mut self, flight: Inflight) {
-        if let Sent::Resolve = flight.sent {
-            self.resolving = Some(flight);
-        } else if let Err(f) = self.flights.push(flight) {
-            // Callers make room first (a flight replaces one that just
-            // left, or the table was checked not to be full); should that
-            // ever fail, the operation ends rather than wait forever.
-            self.unsendable = self.unsendable.wrapping_add(1);
-            self.on_failure(f, Error::Internal("no slot for a request"));
-        }
-    }
-
-    fn poll_control(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        let ctl = self.control.as_ref()?;
-        if ctl.sent {
-            return None;
-        }
-        if ctl.op.quiesces()
-            && (self.ios.iter().any(Io::active)
-                || !self.dirty.is_empty()
-                || self.resolve != Resolve::Idle)
-        {
-            return None;
-        }
-        if ctl.op.quiesces()
-            && self
-                .flights
-                .iter()
-                .any(|f| !matches!(f.sent, Sent::Control))
-        {
-            return None;
-        }
-        self.send(buf, Sent::Control, 0)
-    }
-
-    /// Build the request for `sent`, write it into `buf`, record it. A
-    /// request that cannot be built (the state it needs is gone) fails its
-    /// operation: nothing is ever dropped silently.
-    fn send(&mut self, buf: &mut [u8], sent: Sent, attempt: u8) -> Option<Transmit> {
-        if let Some(t) = self.build(buf, sent, attempt) {
-            return Some(t);
-        }
-        let nothing_to_do = match sent {
-            // A local step carried out, or a control operation that ended.
-            Sent::Control => self.control.as_ref().is_none_or(|c| c.sent),
-            Sent::Resolve => self.resolve == Resolve::Idle,
-            _ => false,
-        };
-        if !nothing_to_do {
-            self.unsendable = self.unsendable.wrapping_add(1);
-            let flight = Inflight::queued(sent, attempt, self.now);
-            self.on_failure(flight, Error::Internal("a request could not be built"));
-        }
-        None
-    }
-
-    fn build(&mut self, buf: &mut [u8], sent: Sent, attempt: u8) -> Option<Transmit> {
-        let id = self.take_id();
-        let mut sent = sent;
-        let (request, inline, data) = match &mut sent {
-            Sent::Read { piece, .. } => {
-                let entry = self.entry(piece.idx).unwrap_or(0);
-                let oid = match read_action(entry, piece.idx) {
-                    ReadAction::Read(oid) => oid,
-                    // The entry was cleared meanwhile: read our own object,
-                    // which answers NO_OBJ rather than stale data.
-                    ReadAction::Zeros => {
-                        Oid::data(Vid::new(self.volume.as_ref()?.vid()).ok()?, piece.idx)
-                    }
-                };
-                let req = Request::read_obj(id, oid, piece.offset, piece.len);
-                (req, Inline::None, None)
-            }
-            Sent::Write {
-                token,
-                piece,
-                action,
-            } => {
-                // Re-plan from the cache: a resend after READONLY or a lost
-                // connection becomes a copy-on-write or a plain write.
-                let vol = self.volume.as_ref()?;
-                let entry = self.entry(piece.idx).unwrap_or(0);
-                *action = write_action(Vid::new(vol.vid()).ok()?, entry, piece.idx);
-                let copies = vol.header.nr_copies;
-                let req = match *action {
-                    WriteAction::Write(oid) => {
-                        Request::write_obj(id, oid, piece.offset, piece.len, copies)
-                    }
-                    WriteAction::Create(oid) => {
-                        Request::create_and_write(id, oid, None, piece.offset, piece.len, copies)
-                    }
-                    WriteAction::CreateCow { oid, cow } => Request::create_and_write(
-                        id,
-                        oid,
-                        Some(cow),
-                        piece.offset,
-                        piece.len,
-                        copies,
-                    ),
-                };
-                let data = DataRange {
-                    token: *token,
-                    range: piece.data_offset..piece.data_offset + u64::from(piece.len),
-                };
-                (req, Inline::None, Some(data))
-            }
-            Sent::IndexRun { run, vid, .. } => {
-                let vol = self.volume.as_ref()?;
-                *vid = vol.vid();
-                let range = InodeRange::index_run(run.first, run.count).ok()?;
-                let req = Request::write_obj(
-                    id,
-                    Oid::inode(Vid::new(*vid).ok()?),
-                    range.offset,
-                    range.len,
-                    vol.header.nr_copies,
-                );
-                (req, Inline::IndexFromCache(*run), None)
-            }
-            Sent::IndexCheck { run, vid, .. } => {
-                *vid = self.volume.as_ref()?.vid();
-                let range = InodeRange::index_run(run.first, run.count).ok()?;
-                let req = Request::read_obj(
-                    id,
-                    Oid::inode(Vid::new(*vid).ok()?),
-                    range.offset,
-                    range.len,
-                );
-                (req, Inline::None, None)
-            }
-            Sent::Probe { piece, .. } => {
-                let oid = Oid::data(Vid::new(self.volume.as_ref()?.vid()).ok()?, piece.idx);
-                (Request::read_obj(id, oid, 0, 1), Inline::None, None)
-            }
-            Sent::Rehome { idx, vid, .. } => {
-                let vol = self.volume.as_ref()?;
-                *vid = vol.vid();
-                let owner = Vid::new(self.entry(*idx)?).ok()?;
-                let oid = Oid::data(Vid::new(*vid).ok()?, *idx);
-                let cow = Oid::data(owner, *idx);
-                let req = Request::create_and_write(id, oid, Some(cow), 0, 0, vol.header.nr_copies);
-                (req, Inline::None, None)
-            }
-            Sent::Verify { vid, .. } | Sent::Precheck { vid, .. } => {
-                // An empty write to a data object of `vid`: READONLY once
-                // the VID is a snapshot (or becoming one), else harmless
-                // (NO_OBJ if the object does not exist).
-                let copies = self.volume.as_ref()?.header.nr_copies;
-                let req = Request::write_obj(id, Oid::data(Vid::new(*vid).ok()?, 0), 0, 0, copies);
-                (req, Inline::None, None)
-            }
-            Sent::Resolve => {
-                let vol = self.volume.as_ref()?;
-                match self.resolve {
-                    Resolve::Lookup => (
-                        Request::get_vdi_info(id, 0),
-                        Inline::NameTag(vol.name.clone(), Name::new()),
-                        None,
-                    ),
-                    Resolve::Header(vid) => {
-                        let req = Request::read_obj(
-                            id,
-                            Oid::inode(Vid::new(vid).ok()?),
-                            0,
-                            inode::HEADER_LEN as u32,
-                        );
-                        (req, Inline::None, None)
-                    }
-                    Resolve::Idle => return None,
-                }
-            }
-            Sent::Control => {
-                let (req, inline) = self.control_request(id)?;
-                (req, inline, None)
-            }
-        };
-        let header_len = self.emit(buf, &request, inline)?;
-        match sent {
-            Sent::Write { action, .. } if action.creates() => self.creates_in_flight += 1,
-            Sent::Control => {
-                if let Some(c) = self.control.as_mut() {
-                    c.sent = true;
-                }
-            }
-            _ => {}
-        }
-        let data_len = data
-            .as_ref()
-            .map_or(0, |d: &DataRange| d.range.end - d.range.start);
-        debug_assert_eq!(
-            (header_len - HEADER_LEN) as u64 + data_len,
-            u64::from(request.payload_len())
-        );
-        self.push_flight(Inflight {
-            id,
-            sent,
-            attempt,
-            due: None,
-            asked: Asked::of(&request),
-        });
-        Some(Transmit {
-            id,
-            header_len,
-            data,
-        })
-    }
-
-    fn emit(&self, buf: &mut [u8], request: &Request, inline: Inline) -> Option<usize> {
-        let mut frame = Frame::new_checked(&mut buf[..HEADER_LEN]).ok()?;
-        request.emit(&mut frame);
-        let body = &mut buf[HEADER_LEN..];
-        let n = match inline {
-            Inline::None => 0,
-            Inline::Name(name) => {
-                let out: &mut [u8; NAME_LEN] = (&mut body[..NAME_LEN]).try_into().ok()?;
-                encode_name(&name, out);
-                NAME_LEN
-            }
-            Inline::NameTag(name, tag) => {
-                let out: &mut [u8; NAME_TAG_LEN] = (&mut body[..NAME_TAG_LEN]).try_into().ok()?;
-                encode_name_tag(&name, &tag, out);
-                NAME_TAG_LEN
-            }
-            Inline::Tag(tag) => {
-                let out: &mut [u8; TAG_LEN] = (&mut body[..TAG_LEN]).try_into().ok()?;
-                inode::encode_tag(&tag, out);
-                TAG_LEN
-            }
-            Inline::U64(v) => {
-                LittleEndian::write_u64(&mut body[..8], v);
-                8
-            }
-            Inline::IndexFromCache(run) => {
-                let start = run.first as usize * 4;
-                let len = run.count as usize * 4;
-                body[..len].copy_from_slice(&self.index.as_ref()[start..start + len]);
-                len
-            }
-            Inline::Repeat { value, count } => {
-                for chunk in body[..count as usize * 4].chunks_exact_mut(4) {
-                    LittleEndian::write_u32(chunk, value);
-                }
-                count as usize * 4
-            }
-        };
-        Some(HEADER_LEN + n)
-    }
-
-    // ----- input -------------------------------------------------------------
-
-    /// A response header arrived. Says where its payload goes; then read
-    /// it there and call [`Engine::handle_payload`].
-    ///
-    /// An error means the connection is out of step and must be dropped
-    /// without reading the payload: then reconnect and call
-    /// [`Engine::handle_connection_lost`]. A header that names no request
-    /// in flight gives [`Error::UnexpectedReply`]; one that does not fit
-    /// its request (another opcode, a payload of the wrong length, a VID
-    /// out of range) gives [`Error::BadReply`], and the operation that
-    /// owns the request has already ended with that error (its event
-    /// follows): nothing the reply claimed is believed.
-    pub fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
-        if let Some(r) = self.receiving.take() {
-            // The payload of the previous header never came: its request
-            // goes out again, as after a lost connection.
-            self.requeue_lost(r.flight);
-        }
-        let response = Response::parse_bytes(header)?;
-        let on_wire = |f: &Inflight| f.id == response.id && f.due.is_none();
-        let flight = match self.flights.iter().position(on_wire) {
-            Some(pos) => self.flights.swap_remove(pos),
-            None => self
-                .resolving
-                .take_if(|f| on_wire(f))
-                .ok_or(Error::UnexpectedReply { id: response.id })?,
-        };
-        let (want, into) = self.payload_of(&flight);
-        if let Err(problem) = reply::check_header(&flight.asked, &response, want) {
-            let e = Error::BadReply(flight.asked.bad(problem));
-            self.fail_flight(flight, e);
-            return Err(e);
-        }
-        let len = response.data_length;
-        let into = if response.result.is_success() {
-            into
-        } else {
-            Receive::Discard
-        };
-        self.receiving = Some(Receiving {
-            flight,
-            response,
-            into_scratch: into == Receive::Scratch,
-        });
-        Ok(Incoming { len, into })
-    }
-
-    /// The payload a success to `flight` must carry, and where it goes.
-    fn payload_of(&self, flight: &Inflight) -> (Want, Receive) {
-        let scratch = |n: u32| (Want::Exact(n), Receive::Scratch);
-        match flight.sent {
-            Sent::Read { token, piece } => (
-                Want::Exact(piece.len),
-                Receive::Data(DataRange {
-                    token,
-                    range: piece.data_offset..piece.data_offset + u64::from(piece.len),
-                }),
-            ),
-            Sent::IndexCheck { run, .. } => scratch(run.count * INDEX_ENTRY_LEN),
-            Sent::Resolve => match self.resolve {
-                Resolve::Header(_) => scratch(inode::HEADER_LEN as u32),
-                _ => (Want::Ignored, Receive::Discard),
-            },
-            Sent::Probe { .. } => (Want::Exact(1), Receive::Discard),
-            Sent::Control => match self.control_expect() {
-                Expect::Scratch(n) => scratch(n),
-                Expect::Index(range) => (Want::Exact(range.len() as u32), Receive::Index(range)),
-                Expect::Nothing => (Want::Ignored, Receive::Discard),
-            },
-            _ => (Want::Ignored, Receive::Discard),
-        }
-    }
-
-    /// The payload of the last response header has been read. `scratch`
-    /// holds it when [`Receive::Scratch`] was asked for (ignored otherwise).
-    /// A payload whose content cannot be (an inode header of another VDI,
-    /// an index entry out of range) fails the operation that asked for it;
-    /// the stream is still in step.
-    pub fn handle_payload(&mut self, now: u64, scratch: &[u8]) {
-        self.now = self.now.max(now);
-        let Some(r) = self.receiving.take() else {
-            return;
-        };
-        let payload = if r.into_scratch { scratch } else { &[][..] };
-        self.complete(r.flight, r.response, payload);
-    }
-
-    /// The connection dropped: everything in flight is resent once a new
-    /// connection is up (re-planned from the cached index). Each loss
-    /// counts as an attempt of every request it caught; one that has had
-    /// as many as the retry policy allows fails with
-    /// [`Error::ConnectionLost`].
-    pub fn handle_connection_lost(&mut self) {
-        if let Some(r) = self.receiving.take() {
-            self.requeue_lost(r.flight);
-        }
-        if let Some(f) = self.resolving.take_if(|f| f.due.is_none()) {
-            self.requeue_lost(f);
-        }
-        let mut i = 0;
-        while i < self.flights.len() {
-            if self.flights[i].due.is_none() {
-                let f = self.flights.swap_remove(i);
-                self.requeue_lost(f);
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    /// `flight` was on the wire when its connection failed (or its reply
-    /// was cut short): send it again, or fail it once it has been tried as
-    /// often as the retry policy allows.
-    fn requeue_lost(&mut self, flight: Inflight) {
-        let mut f = flight;
-        if let Sent::Write { action, .. } = f.sent {
-            if action.creates() {
-                self.creates_in_flight -= 1;
-            }
-        }
-        let attempt = f.attempt.saturating_add(1);
-        if attempt > self.retry.max_retries {
-            return self.on_failure(f, Error::ConnectionLost);
-        }
-        if let Sent::IndexRun { key, run, vid } = f.sent {
-            // Maybe applied: read back before writing again.
-            f.sent = Sent::IndexCheck { key, run, vid };
-        }
-        if let Sent::Control = f.sent {
-            self.control_lost();
-        }
-        self.push_flight(Inflight::queued(f.sent, attempt, self.now));
-    }
-
-    /// `flight` ends with `e` before its reply was used.
-    fn fail_flight(&mut self, flight: Inflight, e: Error) {
-        if let Sent::Write { action, .. } = flight.sent {
-            if action.creates() {
-                self.creates_in_flight -= 1;
-            }
-        }
-        self.on_failure(flight, e);
-    }
-
-    fn complete(&mut self, flight: Inflight, response: Response, payload: &[u8]) {
-        if let Sent::Probe { token, piece } = flight.sent {
-            return self.probed(flight, token, piece, response.result);
-        }
-        if let Sent::Verify { .. } | Sent::Precheck { .. } = flight.sent {
-            let readonly = match response.result {
-                ResultCode::Success | ResultCode::NoObj => false,
-                ResultCode::Readonly => true,
-                r if r.class() == ResultClass::Transient => {
-                    return match self.retry.backoff(flight.attempt + 1) {
-                        Some(wait) => {
-                            let due = self.now.saturating_add(wait);
-                            self.park(flight, due, flight.attempt + 1)
-                        }
-                        None => self.on_failure(
-                            flight,
-                            Error::RetriesExhausted {
-                                opcode: response.opcode,
-                                result: r,
-                            },
-                        ),
-                    };
-                }
-                r => {
-                    let e = Error::Server {
-                        opcode: response.opcode,
-                        result: r,
-                    };
-                    return self.on_failure(flight, e);
-                }
-            };
-            return self.writable_checked(flight, readonly);
-        }
-        if let Sent::Write { action, .. } = flight.sent {
-            if action.creates() {
-                self.creates_in_flight -= 1;
-            }
-        }
-        let result = response.result;
-        match result.class() {
-            ResultClass::Success => self.on_success(flight, &response, payload),
-            ResultClass::Transient => match self.retry.backoff(flight.attempt + 1) {
-                Some(wait) => {
-                    let due = self.now.saturating_add(wait);
-                    let mut flight = flight;
-                    if let Sent::IndexRun { key, run, vid } = flight.sent {
-                        // It may have been applied: rewriting unchanged
-                        // entries would reset their reference counts, so
-                        // read them back before writing again.
-                        self.dirty.failed_once(key, flight.attempt + 1);
-                        flight.sent = Sent::IndexCheck { key, run, vid };
-                    }
-                    self.park(flight, due, flight.attempt + 1)
-                }
-                None => self.on_failure(
-                    flight,
-                    Error::RetriesExhausted {
-                        opcode: response.opcode,
-                        result,
-                    },
-                ),
-            },
-            _ if result == ResultCode::Readonly => self.on_readonly(flight, &response),
-            _ => self.on_failure(
-                flight,
-                Error::Server {
-                    opcode: response.opcode,
-                    result,
-                },
-            ),
-        }
-    }
-
-    /// Keep a request to send again at `due` (a control step stays "sent":
-    /// the parked request carries it).
-    /// The answer to a probe of a released object: gone (or given up on
-    /// waiting) sends the CREATE; still there waits and asks again.
-    fn probed(&mut self, flight: Inflight, token: Token, piece: plan::Piece, result: ResultCode) {
-        let Some(vid) = self.volume.as_ref().and_then(|v| Vid::new(v.vid()).ok()) else {
-            return;
-        };
-        let oid = Oid::data(vid, piece.idx);
-        let waiting = match result.class() {
-            ResultClass::Success | ResultClass::Transient => true,
-            _ if result == ResultCode::NoObj => false,
-            _ => {
-                let e = Error::Server {
-                    opcode: crate::wire::Opcode::ReadObj,
-                    result,
-                };
-                return self.on_failure(flight, e);
-            }
-        };
-        if waiting {
-            if let Some(wait) = self.retry.backoff(flight.attempt + 1) {
-                let due = self.now.saturating_add(wait);
-                return self.park(flight, due, flight.attempt + 1);
-            }
-        }
-        // Gone, or waited as long as the retry policy allows.
-        self.reclaiming.retain(|&o| o != oid);
-        let sent = Sent::Write {
-            token,
-            piece,
-            action: WriteAction::Create(oid),
-        };
-        self.push_flight(Inflight::queued(sent, 0, self.now));
-    }
-
-    /// The answer to a Verify or Precheck: whether `vid` had become
-    /// read-only.
-    fn writable_checked(&mut self, flight: Inflight, readonly: bool) {
-        let current_vid = self.volume.as_ref().map(Volume::vid);
-        match flight.sent {
-            Sent::Precheck { key, run, vid } => {
-                let current = current_vid == Some(vid);
-                if !readonly && current {
-                    let write = Inflight::queued(
-                        Sent::IndexRun { key, run, vid },
-                        flight.attempt,
-                        self.now,
-                    );
-                    self.push_flight(write);
-                } else {
-                    self.not_written(key, vid, readonly, current);
-                }
-            }
-            Sent::Verify { key, vid } => {
-                let current = current_vid == Some(vid);
-                if !readonly && current {
-                    let mut done: Vec<Token, DIRTY_CAP> = Vec::new();
-                    self.dirty.complete(key, |t| {
-                        let _ = done.push(t);
-                    });
-                    for t in done {
-                        if let Some(io) = self.io_mut(t) {
-                            io.unindexed -= 1;
-                            io.settle();
-                        }
-                    }
-                } else {
-                    // The VDI became a snapshot around our index write:
-                    // the entries go to the new working VDI, unless it
-                    // copied them already.
-                    self.not_written(key, vid, readonly, current);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Run `key` for `vid` cannot count as written (`vid` answered
-    /// READONLY, or is no longer the open VID): its entries are checked
-    /// and written again, after looking up the working VDI when `vid` is
-    /// still the open one.
-    fn not_written(&mut self, key: u32, vid: u32, readonly: bool, current: bool) {
-        self.dirty.requeue(key, true);
-        if readonly {
-            self.readonly_vid = vid;
-        }
-        if current && self.resolve == Resolve::Idle {
-            self.resolve = Resolve::Lookup;
-        }
-    }
-
-    /// The entries of run `key` are on the inode of `vid`: probe whether
-    /// `vid` is still writable before they count as written. (The flight
-    /// that answered has just left `flights`, so there is room.)
-    fn verify(&mut self, key: u32, vid: u32) {
-        let verify = Inflight::queued(Sent::Verify { key, vid }, 0, self.now);
-        self.push_flight(verify);
-    }
-
-    fn park(&mut self, flight: Inflight, due: u64, attempt: u8) {
-        self.push_flight(Inflight::queued(flight.sent, attempt, due));
-    }
-
-    fn on_readonly(&mut self, flight: Inflight, response: &Response) {
-        if let Sent::Rehome { key, vid, .. } = flight.sent {
-            // The VID we copied into became a snapshot too: find the new
-            // working VDI, then check and copy again.
-            self.dirty.requeue(key, true);
-            self.readonly_vid = vid;
-            if self.volume.as_ref().map(Volume::vid) == Some(vid) && self.resolve == Resolve::Idle {
-                self.resolve = Resolve::Lookup;
-            }
-            return;
-        }
-        let Sent::Write { action, .. } = flight.sent else {
-            let e = Error::Server {
-                opcode: response.opcode,
-                result: ResultCode::Readonly,
-            };
-            return self.on_failure(flight, e);
-        };
-        // Each READONLY counts as an attempt: a server that answers it
-        // forever ends the write instead of holding it.
-        let attempt = flight.attempt.saturating_add(1);
-        if attempt > self.retry.max_retries {
-            let e = Error::RetriesExhausted {
-                opcode: response.opcode,
-                result: ResultCode::Readonly,
-            };
-            return self.on_failure(flight, e);
-        }
-        let vid = self.volume.as_ref().map(Volume::vid);
-        if Some(action.oid().vid_bits()) == vid {
-            // Our VDI became a snapshot: find the new working VDI first.
-            self.readonly_vid = action.oid().vid_bits();
-            if self.resolve == Resolve::Idle {
-                self.resolve = Resolve::Lookup;
-            }
-            self.park(flight, AFTER_RESOLVE, attempt);
-        } else if self.resolve != Resolve::Idle {
-            self.park(flight, AFTER_RESOLVE, attempt);
-        } else {
-            // Sent to the old VID before we adopted the new one: resend now.
-            self.park(flight, self.now, attempt);
-        }
-    }
-
-    fn io_mut(&mut self, token: Token) -> Option<&mut Io> {
-        self.ios
-            .iter_mut()
-            .find(|io| io.token == token && !io.finished)
-    }
-
-    fn on_success(&mut self, flight: Inflight, response: &Response, payload: &[u8]) {
-        match flight.sent {
-            Sent::Read { token, .. } => {
-                if let Some(io) = self.io_mut(token) {
-                    io.outstanding -= 1;
-                    io.settle();
-                }
-            }
-            Sent::Write {
-                token,
-                piece,
-                action,
-            } => {
-                // Once the index is unsettled, a new object is not indexed
-                // (its write has failed): the cache must not claim it.
-                let index = action.creates() && !self.index_unsettled();
-                if index {
-                    self.set_entry(piece.idx, action.oid().vid_bits());
-                    // Room was reserved when the create was planned.
-                    let _ = self.dirty.push(piece.idx, token);
-                }
-                if let Some(io) = self.io_mut(token) {
-                    io.outstanding -= 1;
-                    if index {
-                        io.unindexed += 1;
-                    }
-                    io.settle();
-                }
-            }
-            Sent::IndexRun { key, vid, .. } => {
-                if self.volume.as_ref().map(Volume::vid) == Some(vid) {
-                    self.verify(key, vid);
-                } else {
-                    // Written to the old inode: the new one may hold it.
-                    self.dirty.requeue(key, true);
-                }
-            }
-            Sent::IndexCheck { key, run, vid } => {
-                if self.volume.as_ref().map(Volume::vid) != Some(vid) {
-                    self.dirty.requeue(key, true);
-                    return;
-                }
-                let index = self.index.as_ref();
-                let cached = |idx: u32| {
-                    LittleEndian::read_u32(&index[idx as usize * 4..idx as usize * 4 + 4])
-                };
-                let on_inode = |idx: u32| {
-                    let at = (idx - run.first) as usize * 4;
-                    payload.get(at..at + 4).map(LittleEndian::read_u32)
-                };
-                let stayed = self
-                    .dirty
-                    .checked(key, |idx| on_inode(idx) == Some(cached(idx)));
-                if stayed {
-                    // On the inode; but a snapshot being taken may still
-                    // overwrite it with its copy: done once the VID is
-                    // known to be writable, as after an index write.
-                    self.verify(key, vid);
-                }
-            }
-            Sent::Rehome { key, idx, vid } => {
-                if self.volume.as_ref().map(Volume::vid) == Some(vid) {
-                    self.set_entry(idx, vid);
-                    self.dirty.release(key);
-                } else {
-                    self.dirty.requeue(key, true);
-                }
-            }
-            // Answered in `writable_checked`.
-            Sent::Verify { .. } | Sent::Precheck { .. } => {}
-            Sent::Resolve => self.resolve_advance(response, payload),
-            // Answered in `probed`.
-            Sent::Probe { .. } => {}
-            Sent::Control => self.control_advance(response, payload),
-        }
-    }
-
-    fn on_failure(&mut self, flight: Inflight, e: Error) {
-        match flight.sent {
-            Sent::Read { token, .. } | Sent::Write { token, .. } | Sent::Probe { token, .. } => {
-                if let Some(io) = self.io_mut(token) {
-                    io.outstanding -= 1;
-                    io.fail(e);
-                    io.settle();
-                }
-            }
-            Sent::IndexRun { key, .. }
-            | Sent::IndexCheck { key, .. }
-            | Sent::Verify { key, .. }
-            | Sent::Precheck { key, .. }
-            | Sent::Rehome { key, .. } => self.index_failed(key, e),
-            Sent::Resolve => {
-                self.resolve = Resolve::Idle;
-                // Whatever waited for the new VID fails.
-                let mut i = 0;
-                while i < self.flights.len() {
-                    if self.flights[i].due == Some(AFTER_RESOLVE) {
-                        let f = self.flights.swap_remove(i);
-                        self.on_failure(f, e);
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-            Sent::Control => self.control_failed(e),
-        }
-    }
-
-    /// The index write, check or copy carrying run `key` failed for good:
-    /// the operations waiting for its entries fail, and since the inode
-    /// may or may not hold them now, the cache cannot be trusted to plan
-    /// writes: the open VDI takes no more, and every write not yet done
-    /// fails (one planned from a stale entry could be reported done with
-    /// its data in an object no index entry names).
-    fn index_failed(&mut self, key: u32, e: Error) {
-        let mut failed: Vec<Token, DIRTY_CAP> = Vec::new();
-        self.dirty.fail(key, |t| {
-            let _ = failed.push(t);
-        });
-        for t in failed {
-            if let Some(io) = self.io_mut(t) {
-                io.unindexed -= 1;
-                io.fail(e);
-                io.settle();
-            }
-        }
-        if let Some(vol) = self.volume.as_mut() {
-            vol.index_unsettled = true;
-        }
-        for io in self.ios.iter_mut().filter(|io| io.write && !io.finished) {
-            io.fail(Error::IndexUnsettled);
-            io.settle();
-        }
-    }
-
-    fn resolve_advance(&mut self, response: &Response, payload: &[u8]) {
-        match self.resolve {
-            Resolve::Lookup => {
-                let vid = response.vdi_id().unwrap_or(0);
-                if vid != 0 && vid == self.readonly_vid {
-                    // Its snapshot has not made the new working VDI yet:
-                    // what we would read back from this inode may still
-                    // be overwritten by the snapshot's copy. Look again.
-                    self.resolve_waits = self.resolve_waits.saturating_add(1);
-                    let Some(wait) = self.retry.backoff(self.resolve_waits) else {
-                        self.resolve_waits = 0;
-                        return self.resolve_failed(Error::Server {
-                            opcode: response.opcode,
-                            result: ResultCode::Readonly,
-                        });
-                    };
-                    self.resolve_due = self.now.saturating_add(wait);
-                    return;
-                }
-                self.resolve_waits = 0;
-                self.resolve = Resolve::Header(vid);
-            }
-            Resolve::Header(vid) => {
-                let asked = Asked {
-                    opcode: response.opcode,
-                    len: inode::HEADER_LEN as u32,
-                    target: Target::Vdi(vid),
-                };
-                let header = match reply::inode_header(payload, vid) {
-                    Ok(h) => h,
-                    Err(problem) => {
-                        return self.resolve_failed(Error::BadReply(asked.bad(problem)));
-                    }
-                };
-                let shift = self.volume.as_ref().map(|v| v.header.block_size_shift);
-                if header.is_hyper() || Some(header.block_size_shift) != shift {
-                    // The new working VDI started as a copy of ours: it
-                    // cannot have another layout.
-                    let problem = Problem::Field {
-                        name: "block_size_shift",
-                        got: header.block_size_shift.into(),
-                        expected: shift.unwrap_or(0).into(),
-                    };
-                    return self.resolve_failed(Error::BadReply(asked.bad(problem)));
-                }
-                if header.is_snapshot() {
-                    // Snapshotted again since the lookup: look again, a
-                    // bounded number of times.
-                    self.resolve_waits = self.resolve_waits.saturating_add(1);
-                    if self.retry.backoff(self.resolve_waits).is_none() {
-                        self.resolve_waits = 0;
-                        return self.resolve_failed(Error::RetriesExhausted {
-                            opcode: crate::wire::Opcode::GetVdiInfo,
-                            result: ResultCode::Readonly,
-                        });
-                    }
-                    self.resolve = Resolve::Lookup;
-                    return;
-                }
-                if let Some(vol) = self.volume.as_mut() {
-                    // The cached index stays valid: the new working VDI
-                    // started with a copy of ours; our own entries now name
-                    // the snapshot's objects, so writes become COW.
-                    let size = vol.header.vdi_size;
-                    vol.header = header;
-                    vol.header.vdi_id = vid;
-                    vol.header.vdi_size = size.max(header.vdi_size);
-                }
-                self.resolve = Resolve::Idle;
-                self.dirty.requeue_all();
-                for f in self.flights.iter_mut() {
-                    if f.due == Some(AFTER_RESOLVE) {
-                        f.due = Some(self.now);
-                    }
-                }
-            }
-            Resolve::Idle => {}
-        }
-    }
-
-    fn resolve_failed(&mut self, e: Error) {
-        self.on_failure(Inflight::queued(Sent::Resolve, 0, self.now), e);
-    }
-}
-
-/// Small payloads the engine writes after a header. Short-lived, so the
-/// size of the name variants does not matter.
-#[derive(Clone, Debug)]
-#[allow(clippy::large_enum_variant)]
-enum Inline {
-    None,
-    Name(Name),
-    NameTag(Name, Name),
-    Tag(Name),
-    U64(u64),
-    IndexFromCache(dirty::Run),
-    Repeat { value: u32, count: u32 },
-}
-
-/// Where a control step's reply payload goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Expect {
-    Nothing,
-    Scratch(u32),
-    Index(core::ops::Range<usize>),
 }
