@@ -708,3 +708,36 @@ fn a_clone_and_a_rollback_whose_replies_were_lost_succeed() {
         "rolled back",
     );
 }
+
+#[test]
+fn a_delete_and_a_rollback_whose_del_vdi_reply_was_lost_succeed() {
+    // DEL_VDI sent again after the first one landed answers NO_VDI: the
+    // VDI is gone, as asked. (Seen on a real cluster through a proxy that
+    // dropped the reply.)
+    let is_del_vdi = |q: &Request| q.opcode == Opcode::DelVdi;
+    let mut w = wire();
+    let vid = create(&mut w, "disk", OBJ);
+    tamper(&mut w, 1, is_del_vdi, |_| Hostile::Silent);
+    let done = control(&mut w, |e| e.delete("disk", None));
+    assert_eq!(done, ControlDone::Deleted { vid });
+    assert!(w.cluster.lookup("disk", "", 0).is_err());
+
+    create(&mut w, "vm", OBJ);
+    open(&mut w, "vm");
+    write(&mut w, 0, &pattern(1, 4096)).unwrap();
+    snapshot(&mut w, "s1");
+    write(&mut w, 0, &pattern(2, 4096)).unwrap();
+    close(&mut w);
+    open_snapshot(&mut w, "vm", "s1");
+    tamper(&mut w, 1, is_del_vdi, |_| Hostile::Silent);
+    let done = control(&mut w, |e| e.rollback());
+    let ControlDone::RolledBack { vid } = done else {
+        panic!("{done:?}")
+    };
+    assert_eq!(w.cluster.lookup("vm", "", 0), Ok(vid));
+    assert_same(
+        &server_contents(&w.cluster, vid)[..4096],
+        &pattern(1, 4096),
+        "rolled back",
+    );
+}

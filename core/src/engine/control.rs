@@ -365,7 +365,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         };
         match (&c.op, c.step) {
             (Op::Snapshot { .. }, 2) => c.step = LOST_SYNC,
+            // NEW_VDI and DEL_VDI are not idempotent: note that this one
+            // may have been carried out.
             (op, step) if creates_vdi(op, step) => c.lost = true,
+            (Op::Delete { .. }, 3) => c.lost = true,
             _ => {}
         }
     }
@@ -1069,6 +1072,21 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         if ctl.lost && no(ResultCode::VdiExist) && creates_vdi(&ctl.op, ctl.step) {
             // Maybe the NEW_VDI whose reply was lost made it.
             return self.goto(EXIST_LOOKUP);
+        }
+        if let (
+            Op::Delete {
+                vid, then_clone, ..
+            },
+            3,
+        ) = (&ctl.op, ctl.step)
+        {
+            if ctl.lost && no(ResultCode::NoVdi) {
+                // The DEL_VDI whose reply was lost deleted it: go on.
+                return match then_clone {
+                    Some(_) => self.goto(4),
+                    None => self.finish(ControlDone::Deleted { vid: *vid }),
+                };
+            }
         }
         match (&ctl.op, ctl.step) {
             // The writability probe after a resize: no object 0 is fine;
