@@ -37,6 +37,9 @@ pub fn export(cli: &Cli, vdi: &str, file: &str, io: &IoOpts) -> Result<(), CliEr
     let request = requests::request_size(io, requests::EXPORT_REQUEST)?;
     let mut client = session::connect(&t, &cli.address)?;
     let info = open(&mut client, &t, io.lock)?;
+    // A file this export creates and cannot finish is removed, so that it
+    // is never taken for a copy of the VDI.
+    let created = file != "-" && std::fs::symlink_metadata(file).is_err();
     let out = if file == "-" {
         Ok(Output::Stream(Box::new(io::BufWriter::with_capacity(
             1 << 20,
@@ -60,6 +63,9 @@ pub fn export(cli: &Cli, vdi: &str, file: &str, io: &IoOpts) -> Result<(), CliEr
         Err(e) => Err(e),
     };
     let closed = close(&mut client, &t.display());
+    if res.is_err() && created {
+        let _ = std::fs::remove_file(file);
+    }
     res?;
     closed?;
     if !cli.quiet && file != "-" {

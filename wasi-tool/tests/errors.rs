@@ -480,4 +480,8 @@ fn error_bad_reply_names_the_request_and_the_lengths() {
         ],
     );
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(
+        !out.exists(),
+        "a failed export leaves no file that looks like a copy"
+    );
 }
