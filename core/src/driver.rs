@@ -19,14 +19,13 @@
 
 use core::fmt;
 
-use embedded_io::{Read, ReadExactError, Write};
+use embedded_io::{Read, Write};
 
 use crate::address::Snapshot;
 use crate::engine::{
-    ControlDone, CreateOptions, Engine, Error, Event, Receive, VolumeInfo, SCRATCH_LEN,
-    TRANSMIT_BUF_LEN,
+    ControlDone, CreateOptions, Engine, Error, Event, VolumeInfo, SCRATCH_LEN, TRANSMIT_BUF_LEN,
 };
-use crate::wire::HEADER_LEN;
+use crate::receive::{ReadBuffers, ReceiveError, Receiver};
 
 /// Time for retries: nanoseconds from any origin, and a way to wait.
 pub trait Clock {
@@ -76,6 +75,7 @@ pub struct Driver<T, S, C, const N: usize> {
     clock: C,
     tx: [u8; TRANSMIT_BUF_LEN],
     scratch: [u8; SCRATCH_LEN],
+    rx: Receiver,
     /// A bad reply or an I/O failure happened: the stream is out of step.
     broken: bool,
 }
@@ -103,6 +103,7 @@ where
             clock,
             tx: [0; TRANSMIT_BUF_LEN],
             scratch: [0; SCRATCH_LEN],
+            rx: Receiver::new(),
             broken: false,
         }
     }
@@ -315,46 +316,28 @@ where
     }
 
     fn receive(&mut self, data: &mut Data<'_>) -> Result<(), DriverError<T::Error>> {
-        let mut header = [0u8; HEADER_LEN];
-        fill(&mut self.conn, &mut header)?;
-        let incoming = self.engine.handle_header(&header)?;
-        let len = incoming.len as usize;
-        let mut scratch_len = 0;
-        match incoming.into {
-            Receive::Data(d) => match data {
-                Data::In(buf) => {
-                    let r = d.range.start as usize..d.range.end as usize;
-                    fill(&mut self.conn, &mut buf[r])?;
-                }
-                _ => self.discard(len)?,
-            },
-            Receive::Index(r) => fill(&mut self.conn, &mut self.engine.index_bytes_mut()[r])?,
-            Receive::Scratch if len <= self.scratch.len() => {
-                fill(&mut self.conn, &mut self.scratch[..len])?;
-                scratch_len = len;
-            }
-            Receive::Scratch | Receive::Discard => self.discard(len)?,
-        }
         let now = self.clock.now();
-        self.engine
-            .handle_payload(now, &self.scratch[..scratch_len]);
-        Ok(())
-    }
-
-    fn discard(&mut self, mut len: usize) -> Result<(), DriverError<T::Error>> {
-        let mut sink = [0u8; 512];
-        while len > 0 {
-            let n = len.min(sink.len());
-            fill(&mut self.conn, &mut sink[..n])?;
-            len -= n;
-        }
-        Ok(())
+        self.rx
+            .receive(
+                &mut self.engine,
+                &mut self.conn,
+                data,
+                &mut self.scratch,
+                now,
+            )
+            .map_err(|e| match e {
+                ReceiveError::Reply(e) => DriverError::Engine(e),
+                ReceiveError::Io(e) => DriverError::Io(e),
+                ReceiveError::Closed => DriverError::Closed,
+            })
     }
 }
 
-fn fill<T: Read>(conn: &mut T, buf: &mut [u8]) -> Result<(), DriverError<T::Error>> {
-    conn.read_exact(buf).map_err(|e| match e {
-        ReadExactError::UnexpectedEof => DriverError::Closed,
-        ReadExactError::Other(e) => DriverError::Io(e),
-    })
+impl ReadBuffers for Data<'_> {
+    fn read_buffer(&mut self, token: u64) -> Option<&mut [u8]> {
+        match self {
+            Data::In(buf) if token == TOKEN => Some(buf),
+            _ => None,
+        }
+    }
 }

@@ -26,6 +26,8 @@
 //!   copy-on-write, batched index updates, READONLY re-resolution and
 //!   bounded retries. Its module docs teach the run loop.
 //! - [`list`]: listing every VDI and snapshot from the VID bitmaps.
+//! - [`receive`]: the one receive path: replies read off a byte stream
+//!   straight into the buffers they belong in, blocking or not.
 //! - [`driver`]: a blocking driver over `embedded-io` for firmware.
 //!
 //! ## Example: build a lookup request
@@ -75,5 +77,6 @@ pub mod inode;
 pub mod list;
 pub mod object_size;
 pub mod oid;
+pub mod receive;
 pub mod redundancy;
 pub mod wire;

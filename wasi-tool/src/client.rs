@@ -8,9 +8,9 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use sheepdog_core::engine::{
-    ControlDone, Engine, Event, Receive, RetryPolicy, Token, SCRATCH_LEN, TRANSMIT_BUF_LEN,
+    ControlDone, Engine, Event, RetryPolicy, Token, SCRATCH_LEN, TRANSMIT_BUF_LEN,
 };
-use sheepdog_core::wire::HEADER_LEN;
+use sheepdog_core::receive::{ReadBuffers, Receiver};
 
 use crate::error::{self, CliError};
 use crate::sendfile;
@@ -70,6 +70,17 @@ pub trait Buffers {
     fn data_mut(&mut self, token: Token) -> &mut [u8];
 }
 
+/// The read buffers of a [`Buffers`], for the receiver.
+struct Reads<'a>(&'a mut dyn Buffers);
+
+impl ReadBuffers for Reads<'_> {
+    fn read_buffer(&mut self, token: Token) -> Option<&mut [u8]> {
+        // An empty buffer is one given up (the transfer is failing): the
+        // receiver drops its bytes.
+        Some(self.0.data_mut(token))
+    }
+}
+
 /// No data: control operations only.
 pub struct NoBuffers;
 
@@ -91,6 +102,7 @@ pub struct Client {
     pub engine: Box<Eng>,
     tx: Vec<u8>,
     scratch: Vec<u8>,
+    rx: Receiver,
     start: Instant,
     /// HOST[:PORT] as given, to connect again.
     target: String,
@@ -112,6 +124,7 @@ impl Client {
             )),
             tx: vec![0u8; TRANSMIT_BUF_LEN],
             scratch: vec![0u8; SCRATCH_LEN],
+            rx: Receiver::new(),
             start: Instant::now(),
             reconnects: 0,
         })
@@ -135,6 +148,7 @@ impl Client {
             match open_stream(&self.target) {
                 Ok((stream, _)) => {
                     self.stream = stream;
+                    self.rx.reset();
                     self.engine.handle_connection_lost();
                     return Ok(());
                 }
@@ -237,45 +251,29 @@ impl Client {
         Ok(())
     }
 
+    /// Read one whole reply into where the engine says.
     fn receive(&mut self, bufs: &mut dyn Buffers) -> Result<(), CliError> {
-        let mut header = [0u8; HEADER_LEN];
-        if let Err(e) = self.stream.read_exact(&mut header) {
-            return self.recover(e);
-        }
-        let incoming = match self.engine.handle_header(&header) {
-            Ok(incoming) => incoming,
-            // The stream is out of step: the operation that owned the
-            // reply has failed with the reason; the rest goes out again on
-            // a new connection.
-            Err(e) => return self.resync(e),
-        };
-        let len = incoming.len as usize;
-        let mut scratch_len = 0;
-        let res = match incoming.into {
-            Receive::Data(d) => {
-                let r = d.range.start as usize..d.range.end as usize;
-                match bufs.data_mut(d.token).get_mut(r) {
-                    Some(buf) => self.stream.read_exact(buf),
-                    // The buffer was given up (the transfer is failing).
-                    None => discard(&mut self.stream, len),
-                }
+        let mut reads = Reads(bufs);
+        loop {
+            let buf = self
+                .rx
+                .buffer(&mut *self.engine, &mut reads, &mut self.scratch);
+            let n = match self.stream.read(buf) {
+                Ok(0) => return self.recover(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.recover(e),
+            };
+            let now = self.now();
+            match self.rx.advance(&mut *self.engine, n, &self.scratch, now) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                // The stream is out of step: the operation that owned the
+                // reply has failed with the reason; the rest goes out again
+                // on a new connection.
+                Err(e) => return self.resync(e),
             }
-            Receive::Index(r) => self
-                .stream
-                .read_exact(&mut self.engine.index_bytes_mut()[r]),
-            Receive::Scratch if len <= self.scratch.len() => {
-                scratch_len = len;
-                self.stream.read_exact(&mut self.scratch[..len])
-            }
-            Receive::Scratch | Receive::Discard => discard(&mut self.stream, len),
-        };
-        if let Err(e) = res {
-            return self.recover(e);
         }
-        let now = self.now();
-        self.engine
-            .handle_payload(now, &self.scratch[..scratch_len]);
-        Ok(())
     }
 
     /// Run the control operation just started to its end.
@@ -317,15 +315,6 @@ fn write_both(stream: &mut TcpStream, head: &[u8], data: &[u8]) -> io::Result<()
             return Err(io::ErrorKind::WriteZero.into());
         }
         done += n;
-    }
-    Ok(())
-}
-
-/// Read and drop `len` bytes.
-pub fn discard(stream: &mut impl Read, len: usize) -> io::Result<()> {
-    let copied = io::copy(&mut stream.take(len as u64), &mut io::sink())?;
-    if copied as usize != len {
-        return Err(io::ErrorKind::UnexpectedEof.into());
     }
     Ok(())
 }

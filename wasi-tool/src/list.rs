@@ -1,17 +1,16 @@
 //! `list` and `snapshot list`: every VDI and snapshot, as `dog vdi list`
 //! shows them, or as JSON.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 
 use serde_json::json;
-use sheepdog_core::engine::Receive;
 use sheepdog_core::inode::InodeHeader;
 use sheepdog_core::list::{ListEvent, Lister};
+use sheepdog_core::receive::{NoBuffers, Receiver};
 use sheepdog_core::redundancy::Redundancy;
 use sheepdog_core::wire::{HEADER_LEN, VDI_BITMAP_LEN};
 
 use crate::cli::Cli;
-use crate::client::discard;
 use crate::error::{self, CliError};
 use crate::session;
 use crate::size::human;
@@ -150,6 +149,8 @@ pub fn collect(client: &mut crate::client::Client) -> Result<Vec<VdiRow>, CliErr
     let stream = client.stream();
     let mut scratch = vec![0u8; INDEX_READ];
     let mut buf = [0u8; HEADER_LEN];
+    let mut rx = Receiver::new();
+    let mut no_bufs = NoBuffers;
     let mut rows = Vec::new();
     loop {
         while let Some(ev) = lister.poll_event() {
@@ -168,25 +169,24 @@ pub fn collect(client: &mut crate::client::Client) -> Result<Vec<VdiRow>, CliErr
                 .map_err(|e| error::lost(&addr, &e))?,
             None => return Err(CliError::msg("internal error: the listing stalled")),
         }
-        let mut header = [0u8; HEADER_LEN];
-        stream
-            .read_exact(&mut header)
-            .map_err(|e| error::lost(&addr, &e))?;
-        let incoming = lister
-            .handle_header(&header)
-            .map_err(|e| CliError(format!("the server at {addr} sent a bad reply: {e}")))?;
-        let len = incoming.len as usize;
-        let mut got = 0;
-        let res = match incoming.into {
-            Receive::Index(_) => stream.read_exact(lister.bitmap_mut()),
-            Receive::Scratch if len <= scratch.len() => {
-                got = len;
-                stream.read_exact(&mut scratch[..len])
+        loop {
+            let into = rx.buffer(&mut lister, &mut no_bufs, &mut scratch);
+            let n = match stream.read(into) {
+                Ok(0) => return Err(error::lost(&addr, &io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(error::lost(&addr, &e)),
+            };
+            match rx.advance(&mut lister, n, &scratch, 0) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => {
+                    return Err(CliError(format!(
+                        "the server at {addr} sent a bad reply: {e}"
+                    )))
+                }
             }
-            _ => discard(stream, len),
-        };
-        res.map_err(|e| error::lost(&addr, &e))?;
-        lister.handle_payload(&scratch[..got]);
+        }
     }
 }
 

@@ -5,9 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sheepdog_core::engine::{
-    Engine, Event, Receive, RetryPolicy, Token, SCRATCH_LEN, TRANSMIT_BUF_LEN,
-};
+use sheepdog_core::engine::{Engine, Event, RetryPolicy, Token, SCRATCH_LEN, TRANSMIT_BUF_LEN};
+use sheepdog_core::receive::{ReadBuffers, Receiver};
 use sheepdog_core::wire::{ArgsKind, Opcode, Request, Response, ResultCode, HEADER_LEN};
 
 use super::hostile::{self, Hostile};
@@ -83,6 +82,8 @@ pub struct Wire {
     tx: Vec<u8>,
     /// Replies on the way to the engine.
     replies: Vec<Delivery>,
+    rx: Receiver,
+    scratch: Vec<u8>,
     /// Ids of requests sent on this connection and not yet answered.
     outstanding: HashSet<u32>,
     /// The id of the last reply delivered.
@@ -92,6 +93,15 @@ pub struct Wire {
     /// A scripted hostile server for scenario tests: given each request
     /// and its true reply, what to send instead (`None`: the true reply).
     pub tamper: Option<Tamper>,
+}
+
+/// The read buffers, by token, for the receiver.
+struct SimBuffers<'a>(&'a mut HashMap<Token, Vec<u8>>);
+
+impl ReadBuffers for SimBuffers<'_> {
+    fn read_buffer(&mut self, token: Token) -> Option<&mut [u8]> {
+        self.0.get_mut(&token).map(Vec::as_mut_slice)
+    }
 }
 
 /// See [`Wire::tamper`].
@@ -124,6 +134,8 @@ impl Wire {
             rng: Rng::new(seed ^ 0x5eed),
             tx: vec![0u8; TRANSMIT_BUF_LEN],
             replies: Vec::new(),
+            rx: Receiver::new(),
+            scratch: vec![0u8; SCRATCH_LEN],
             outstanding: HashSet::new(),
             answered: None,
             recording: std::env::var_os("SIM_RECORD").map(|_| Vec::new()),
@@ -215,47 +227,54 @@ impl Wire {
             0
         };
         let Delivery { bytes, cut } = self.replies.remove(i);
-        if bytes.len() < HEADER_LEN {
-            // Not even a header before the connection closed.
-            self.stats.cut_short += 1;
-            return self.disconnect();
+        if bytes.len() >= HEADER_LEN {
+            let id = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+            self.outstanding.remove(&id);
         }
-        let header = &bytes[..HEADER_LEN];
-        self.outstanding
-            .remove(&u32::from_le_bytes(header[8..12].try_into().unwrap()));
-        let incoming = match self.engine.handle_header(header) {
-            Ok(incoming) => incoming,
-            Err(e) => {
-                assert!(
-                    self.faults.hostile > 0 || self.tamper.is_some(),
-                    "reply refused: {e}"
-                );
-                self.stats.refused += 1;
-                return self.disconnect();
+        // Through the one receive path, in pieces of random size, as a
+        // socket hands them over.
+        let mut at = 0;
+        let mut whole = false;
+        let mut bufs = SimBuffers(&mut self.bufs);
+        while at < bytes.len() {
+            let into = self
+                .rx
+                .buffer(&mut *self.engine, &mut bufs, &mut self.scratch);
+            let room = into.len().min(bytes.len() - at);
+            let n = if self.rng.chance(250) {
+                1 + self.rng.below(room as u64) as usize
+            } else {
+                room
+            };
+            into[..n].copy_from_slice(&bytes[at..at + n]);
+            at += n;
+            match self
+                .rx
+                .advance(&mut *self.engine, n, &self.scratch, self.now)
+            {
+                Ok(done) => whole = done,
+                Err(e) => {
+                    assert!(
+                        self.faults.hostile > 0 || self.tamper.is_some(),
+                        "reply refused: {e}"
+                    );
+                    self.stats.refused += 1;
+                    return self.disconnect();
+                }
             }
-        };
-        let payload = &bytes[HEADER_LEN..];
+        }
         if cut {
-            // The payload stops short and the connection closes.
+            // The reply stops short and the connection closes.
             self.stats.cut_short += 1;
             return self.disconnect();
         }
-        assert_eq!(payload.len(), incoming.len as usize);
-        self.answered = Some(u32::from_le_bytes(header[8..12].try_into().unwrap()));
-        let mut scratch: &[u8] = &[];
-        match incoming.into {
-            Receive::Data(d) => {
-                let buf = self.bufs.get_mut(&d.token).expect("read buffer");
-                buf[d.range.start as usize..d.range.end as usize].copy_from_slice(payload);
-            }
-            Receive::Index(r) => self.engine.index_bytes_mut()[r].copy_from_slice(payload),
-            Receive::Scratch => {
-                assert!(payload.len() <= SCRATCH_LEN);
-                scratch = payload;
-            }
-            Receive::Discard => {}
-        }
-        self.engine.handle_payload(self.now, scratch);
+        assert!(
+            whole && !self.rx.in_reply(),
+            "a whole reply ends exactly at its last byte"
+        );
+        self.answered = Some(u32::from_le_bytes(
+            bytes[8..12].try_into().expect("4 bytes"),
+        ));
     }
 
     /// One round: send what can be sent, deliver some replies (or let time
@@ -292,6 +311,7 @@ impl Wire {
     /// requests may or may not have been applied), and the engine resends.
     pub fn disconnect(&mut self) {
         self.stats.disconnects += 1;
+        self.rx.reset();
         self.replies.clear();
         self.outstanding.clear();
         self.answered = None;

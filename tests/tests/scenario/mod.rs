@@ -8,10 +8,11 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sheepdog_core::address::Snapshot;
-use sheepdog_core::engine::{ControlDone, CreateOptions, Error, Event, Receive, Token, VolumeInfo};
+use sheepdog_core::engine::{ControlDone, CreateOptions, Error, Event, Token, VolumeInfo};
 use sheepdog_core::inode::InodeRange;
 use sheepdog_core::list::{ListEntry, ListEvent, Lister};
 use sheepdog_core::oid::{Oid, OidKind, Vid};
+use sheepdog_core::receive::{NoBuffers, Receiver};
 use sheepdog_core::redundancy::Redundancy;
 use sheepdog_core::wire::{Opcode, Request, Response, ResultCode, HEADER_LEN, VDI_BITMAP_LEN};
 use sheepdog_tests::server::{Cluster, ClusterConfig};
@@ -363,19 +364,20 @@ pub fn list_with(
             .expect("a request or an event");
         let req = Request::parse_bytes(&buf[..n]).expect("request");
         let bytes = change(&req, cluster.handle(0, &req, &[]).to_bytes());
-        let incoming = match lister.handle_header(&bytes[..HEADER_LEN]) {
-            Ok(incoming) => incoming,
-            // The connection would be dropped; the listing has ended.
-            Err(_) => continue,
-        };
-        let payload = &bytes[HEADER_LEN..];
-        match incoming.into {
-            Receive::Index(r) => {
-                lister.bitmap_mut()[r].copy_from_slice(payload);
-                lister.handle_payload(&[]);
+        // Through the one receive path, a few bytes at a time.
+        let mut rx = Receiver::new();
+        let mut scratch = vec![0u8; 1 << 16];
+        let mut no_bufs = NoBuffers;
+        let mut at = 0;
+        while at < bytes.len() {
+            let into = rx.buffer(&mut lister, &mut no_bufs, &mut scratch);
+            let n = into.len().min(bytes.len() - at).min(4000);
+            into[..n].copy_from_slice(&bytes[at..at + n]);
+            at += n;
+            if rx.advance(&mut lister, n, &scratch, 0).is_err() {
+                // The connection would be dropped; the listing has ended.
+                break;
             }
-            Receive::Scratch => lister.handle_payload(payload),
-            _ => lister.handle_payload(&[]),
         }
     }
 }

@@ -1,0 +1,254 @@
+//! The one receive path: reading replies off a byte stream into the buffers
+//! they belong in (PROTOCOL.md §1: a 48-byte header, then exactly
+//! `data_length` payload bytes), for the [`Engine`] and the [`Lister`]
+//! alike, and for blocking and non-blocking callers alike.
+//!
+//! A [`Receiver`] says where the next bytes from the connection go
+//! ([`Receiver::buffer`]: the header, the caller's read buffer, the
+//! engine's index, the scratch buffer, or a sink for bytes nobody needs);
+//! the caller reads as many as it can into that buffer and says how many
+//! ([`Receiver::advance`]). No byte is copied twice. A blocking caller
+//! loops until a reply is whole ([`Receiver::receive`] does that over any
+//! `embedded-io` reader); a non-blocking one reads what the socket has and
+//! comes back when it is readable again.
+//!
+//! ```
+//! use sheepdog_core::engine::{Engine, RetryPolicy, SCRATCH_LEN};
+//! use sheepdog_core::receive::{NoBuffers, Receiver};
+//!
+//! let mut engine: Engine<[u8; 64], 4> = Engine::new([0; 64], RetryPolicy::default());
+//! let mut rx = Receiver::new();
+//! let mut scratch = [0u8; SCRATCH_LEN];
+//! // Where the first bytes go: the 48-byte header.
+//! assert_eq!(rx.buffer(&mut engine, &mut NoBuffers, &mut scratch).len(), 48);
+//! ```
+
+use crate::engine::{Engine, Error, Incoming, Receive, Token};
+use crate::list::Lister;
+use crate::wire::HEADER_LEN;
+
+/// What reads replies: the [`Engine`], or the [`Lister`].
+pub trait Replies {
+    /// See [`Engine::handle_header`].
+    fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error>;
+    /// See [`Engine::handle_payload`]; `scratch` holds the payload when it
+    /// went to [`Receive::Scratch`].
+    fn handle_payload(&mut self, now: u64, scratch: &[u8]);
+    /// The buffer of [`Receive::Index`]: the engine's index cache, or the
+    /// bitmap the lister is reading.
+    fn own_bytes_mut(&mut self) -> &mut [u8];
+}
+
+impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Replies for Engine<S, N> {
+    fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
+        Engine::handle_header(self, header)
+    }
+    fn handle_payload(&mut self, now: u64, scratch: &[u8]) {
+        Engine::handle_payload(self, now, scratch)
+    }
+    fn own_bytes_mut(&mut self) -> &mut [u8] {
+        self.index_bytes_mut()
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Replies for Lister<B> {
+    fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
+        Lister::handle_header(self, header)
+    }
+    fn handle_payload(&mut self, _now: u64, scratch: &[u8]) {
+        Lister::handle_payload(self, scratch)
+    }
+    fn own_bytes_mut(&mut self) -> &mut [u8] {
+        self.bitmap_mut()
+    }
+}
+
+/// The caller's read buffers, by token ([`Receive::Data`]).
+pub trait ReadBuffers {
+    /// The whole buffer of read `token`, or `None` if it was given up (the
+    /// bytes are then dropped).
+    fn read_buffer(&mut self, token: Token) -> Option<&mut [u8]>;
+}
+
+/// No read buffers: control operations and listings only.
+pub struct NoBuffers;
+
+impl ReadBuffers for NoBuffers {
+    fn read_buffer(&mut self, _token: Token) -> Option<&mut [u8]> {
+        None
+    }
+}
+
+/// Where a reply being read stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    /// `have` bytes of the header.
+    Header { have: usize },
+    /// `have` of the `len` payload bytes, going `into` there.
+    Payload {
+        into: Receive,
+        len: usize,
+        have: usize,
+    },
+}
+
+/// Reads replies off one connection; see the module docs.
+#[derive(Clone, Debug)]
+pub struct Receiver {
+    header: [u8; HEADER_LEN],
+    state: State,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Receiver::new()
+    }
+}
+
+/// Why [`Receiver::receive`] stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReceiveError<E> {
+    /// The reply was refused ([`Engine::handle_header`]): drop the
+    /// connection.
+    Reply(Error),
+    /// The connection failed.
+    Io(E),
+    /// The connection closed.
+    Closed,
+}
+
+impl Receiver {
+    /// A receiver at the start of a reply.
+    pub const fn new() -> Receiver {
+        Receiver {
+            header: [0; HEADER_LEN],
+            state: State::Header { have: 0 },
+        }
+    }
+
+    /// The connection was lost: whatever part of a reply was read is
+    /// forgotten (the engine resends its request).
+    pub fn reset(&mut self) {
+        self.state = State::Header { have: 0 };
+    }
+
+    /// Whether part of a reply has been read.
+    pub fn in_reply(&self) -> bool {
+        self.state != State::Header { have: 0 }
+    }
+
+    /// Where the next bytes from the connection go: never empty. `scratch`
+    /// should hold [`crate::engine::SCRATCH_LEN`] bytes (a smaller one drops what it
+    /// cannot hold, and the operation that needed it fails).
+    pub fn buffer<'a, R: Replies>(
+        &'a mut self,
+        replies: &'a mut R,
+        bufs: &'a mut dyn ReadBuffers,
+        scratch: &'a mut [u8],
+    ) -> &'a mut [u8] {
+        let (into, len, have) = match &self.state {
+            State::Header { have } => return &mut self.header[*have..],
+            State::Payload { into, len, have } => (into.clone(), *len, *have),
+        };
+        match into {
+            Receive::Data(d) => {
+                let range = d.range.start as usize..d.range.end as usize;
+                if let Some(b) = bufs.read_buffer(d.token) {
+                    if b.len() >= range.end && range.len() == len {
+                        return &mut b[range][have..];
+                    }
+                }
+            }
+            Receive::Index(r) => {
+                if r.len() == len {
+                    if let Some(b) = replies.own_bytes_mut().get_mut(r) {
+                        return &mut b[have..];
+                    }
+                }
+            }
+            Receive::Scratch if len <= scratch.len() => return &mut scratch[have..len],
+            Receive::Scratch | Receive::Discard => {}
+        }
+        // Bytes nobody keeps: through the scratch buffer (or, if there is
+        // none, the header's, which a payload does not need).
+        let rest = len - have;
+        if scratch.is_empty() {
+            let n = rest.min(HEADER_LEN);
+            &mut self.header[..n]
+        } else {
+            let n = rest.min(scratch.len());
+            &mut scratch[..n]
+        }
+    }
+
+    /// `n` bytes were read into the last [`Receiver::buffer`]; true when
+    /// that made a reply whole and it was handed over to `replies`. An
+    /// error means the header was refused: drop the connection (and
+    /// [`Receiver::reset`]).
+    pub fn advance<R: Replies>(
+        &mut self,
+        replies: &mut R,
+        n: usize,
+        scratch: &[u8],
+        now: u64,
+    ) -> Result<bool, Error> {
+        match &mut self.state {
+            State::Header { have } => {
+                *have += n;
+                if *have < HEADER_LEN {
+                    return Ok(false);
+                }
+                self.state = State::Header { have: 0 };
+                let incoming = replies.handle_header(&self.header)?;
+                let len = incoming.len as usize;
+                if len > 0 {
+                    self.state = State::Payload {
+                        into: incoming.into,
+                        len,
+                        have: 0,
+                    };
+                    return Ok(false);
+                }
+                replies.handle_payload(now, &[]);
+            }
+            State::Payload { into, len, have } => {
+                *have += n;
+                if *have < *len {
+                    return Ok(false);
+                }
+                let payload = match into {
+                    Receive::Scratch if *len <= scratch.len() => &scratch[..*len],
+                    _ => &[][..],
+                };
+                self.state = State::Header { have: 0 };
+                replies.handle_payload(now, payload);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Read one whole reply from a blocking `conn` and hand it over.
+    pub fn receive<R: Replies, C: embedded_io::Read>(
+        &mut self,
+        replies: &mut R,
+        conn: &mut C,
+        bufs: &mut dyn ReadBuffers,
+        scratch: &mut [u8],
+        now: u64,
+    ) -> Result<(), ReceiveError<C::Error>> {
+        loop {
+            let buf = self.buffer(replies, bufs, scratch);
+            let n = conn.read(buf).map_err(ReceiveError::Io)?;
+            if n == 0 {
+                self.reset();
+                return Err(ReceiveError::Closed);
+            }
+            if self
+                .advance(replies, n, scratch, now)
+                .map_err(ReceiveError::Reply)?
+            {
+                return Ok(());
+            }
+        }
+    }
+}
