@@ -32,7 +32,7 @@ const MAX_RECONNECTS: u32 = 5;
 /// messages.
 fn open_stream(addr: &str) -> Result<(TcpStream, String), CliError> {
     let hp = sheepdog_core::address::parse_host_port(addr)
-        .map_err(|e| CliError(format!("bad address '{addr}': {e}")))?;
+        .map_err(|e| CliError::msg(format!("bad address '{addr}': {e}")))?;
     let port = hp.port.unwrap_or(sheepdog_core::wire::DEFAULT_PORT);
     let shown = if hp.host.contains(':') {
         format!("[{}]:{port}", hp.host)
@@ -164,7 +164,7 @@ impl Client {
     /// resend what was in flight on a new one (the number of reconnects is
     /// bounded), or give up naming the bad reply.
     fn resync(&mut self, e: sheepdog_core::engine::Error) -> Result<(), CliError> {
-        let bad = CliError(format!("the server at {} sent a bad reply: {e}", self.addr));
+        let bad = CliError::msg(format!("the server at {} sent a bad reply: {e}", self.addr));
         if self.reconnects >= MAX_RECONNECTS {
             return Err(bad);
         }
@@ -182,7 +182,7 @@ impl Client {
         while let Some(t) = self
             .engine
             .poll_transmit(&mut self.tx)
-            .map_err(|e| CliError(format!("internal error: {e}")))?
+            .map_err(|e| CliError::msg(format!("internal error: {e}")))?
         {
             let head = &self.tx[..t.header_len];
             let res = match &t.data {

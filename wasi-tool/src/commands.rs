@@ -19,10 +19,11 @@ fn say(cli: &Cli, line: String) {
 
 /// Parse `N` or `D:P`.
 pub fn parse_redundancy(s: &str) -> Result<Redundancy, CliError> {
-    let bad = |e: sheepdog_core::error::SizeError| CliError(format!("bad --copies '{s}': {e}"));
+    let bad =
+        |e: sheepdog_core::error::SizeError| CliError::msg(format!("bad --copies '{s}': {e}"));
     let num = |x: &str| {
         x.parse::<u8>()
-            .map_err(|_| CliError(format!("bad --copies '{s}': use N or D:P")))
+            .map_err(|_| CliError::msg(format!("bad --copies '{s}': use N or D:P")))
     };
     match s.split_once(':') {
         Some((d, p)) => Redundancy::erasure_code(num(d)?, num(p)?).map_err(bad),
@@ -48,7 +49,7 @@ pub fn create(
     let block_size_shift = match object_size {
         None => 0,
         Some(s) => ObjectSize::from_bytes(parse_size(s)?)
-            .map_err(|e| CliError(format!("bad --object-size '{s}': {e}")))?
+            .map_err(|e| CliError::msg(format!("bad --object-size '{s}': {e}")))?
             .shift(),
     };
     let opts = CreateOptions {
@@ -76,10 +77,10 @@ pub fn snapshot(cli: &Cli, vdi: &str, tag: Option<&str>) -> Result<(), CliError>
     let tag = tag.unwrap_or("");
     if !tag.is_empty() {
         if let Err(e) = sheepdog_core::address::parse_snapshot(tag) {
-            return Err(CliError(format!("bad tag '{tag}': {e}")));
+            return Err(CliError::msg(format!("bad tag '{tag}': {e}")));
         }
         if tag.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(CliError(format!(
+            return Err(CliError::msg(format!(
                 "bad tag '{tag}': a tag of digits only would read as a snapshot id"
             )));
         }
@@ -200,6 +201,12 @@ pub fn info(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
     }
     close(&mut client, &t.display())?;
     let row = VdiRow::new(&header, used, shared);
-    print_entries(&[row], json, false);
+    if json {
+        // One object, as `qemu-img info --output=json` and `rbd info
+        // --format json` print it.
+        println!("{}", row.json());
+    } else {
+        print_entries(&[row], false, false);
+    }
     Ok(())
 }

@@ -10,18 +10,52 @@ use sheepdog_core::wire::ResultCode;
 
 /// A failure, with the message printed after `error: `.
 #[derive(Debug)]
-pub struct CliError(pub String);
+pub struct CliError {
+    msg: String,
+    kind: Kind,
+}
+
+/// What kind of failure, where a command decides by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The VDI does not exist (import then creates it).
+    NoSuchVdi,
+    /// The connection to the gateway failed for good.
+    Lost,
+    /// Anything else.
+    Other,
+}
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.msg)
     }
 }
 
 impl CliError {
     /// A message as is.
     pub fn msg(m: impl Into<String>) -> CliError {
-        CliError(m.into())
+        CliError {
+            msg: m.into(),
+            kind: Kind::Other,
+        }
+    }
+
+    /// What kind of failure it is.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The connection was lost during `what` (`import of vm1`): say so,
+    /// and what to do (`advice`).
+    pub fn during(self, what: &str, advice: &str) -> CliError {
+        match self.kind {
+            Kind::Lost => CliError {
+                msg: format!("{} during {what}; {advice}", self.msg),
+                kind: Kind::Lost,
+            },
+            _ => self,
+        }
     }
 }
 
@@ -30,7 +64,12 @@ pub fn engine(what: &str, e: EngineError) -> CliError {
     let m = match e {
         EngineError::Server { result, .. } | EngineError::RetriesExhausted { result, .. } => {
             match result {
-                ResultCode::NoVdi => format!("no such VDI: {what}"),
+                ResultCode::NoVdi => {
+                    return CliError {
+                        msg: format!("no such VDI: {what}"),
+                        kind: Kind::NoSuchVdi,
+                    }
+                }
                 ResultCode::NoTag => format!("no such snapshot: {what}"),
                 ResultCode::VdiExist => format!("VDI exists: {what}"),
                 ResultCode::VdiLocked => format!("VDI is locked: {what}"),
@@ -57,7 +96,7 @@ pub fn engine(what: &str, e: EngineError) -> CliError {
         EngineError::NotSnapshot => format!("{what} is not a snapshot (use VDI@SNAP)"),
         other => format!("{what}: {other}"),
     };
-    CliError(m)
+    CliError::msg(m)
 }
 
 /// A failure to reach the cluster.
@@ -69,12 +108,12 @@ pub fn connect(addr: &str, e: &io::Error) -> CliError {
     };
     match e.kind() {
         io::ErrorKind::ConnectionRefused => {
-            CliError(format!("cannot connect to {addr}: connection refused"))
+            CliError::msg(format!("cannot connect to {addr}: connection refused"))
         }
-        io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported => CliError(format!(
+        io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported => CliError::msg(format!(
             "cannot connect to {addr}: network access denied{hint}"
         )),
-        _ => CliError(format!("cannot connect to {addr}: {e}{hint}")),
+        _ => CliError::msg(format!("cannot connect to {addr}: {e}{hint}")),
     }
 }
 
@@ -86,29 +125,35 @@ pub fn file(path: &str, action: &str, e: &io::Error) -> CliError {
         ""
     };
     match e.kind() {
-        io::ErrorKind::NotFound => CliError(format!("file not found: {path}{hint}")),
+        io::ErrorKind::NotFound => CliError::msg(format!("file not found: {path}{hint}")),
         io::ErrorKind::PermissionDenied => {
-            CliError(format!("cannot {action} {path}: permission denied{hint}"))
+            CliError::msg(format!("cannot {action} {path}: permission denied{hint}"))
         }
-        _ => CliError(format!("cannot {action} {path}: {e}{hint}")),
+        _ => CliError::msg(format!("cannot {action} {path}: {e}{hint}")),
     }
 }
 
-/// The connection failed while talking to the cluster.
+/// The connection failed while talking to the cluster, and connecting
+/// again did not help.
 pub fn lost(addr: &str, e: &io::Error) -> CliError {
-    match e.kind() {
+    let msg = match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            CliError(format!("the server at {addr} stopped answering"))
+            format!("the node {addr} stopped answering")
         }
-        io::ErrorKind::UnexpectedEof => {
-            CliError(format!("the server at {addr} closed the connection"))
+        io::ErrorKind::UnexpectedEof => format!("the node {addr} closed the connection"),
+        io::ErrorKind::ConnectionRefused => {
+            format!("the node {addr} went away and refuses connections")
         }
-        _ => CliError(format!("connection to {addr} failed: {e}")),
+        _ => format!("the connection to the node {addr} failed ({e})"),
+    };
+    CliError {
+        msg,
+        kind: Kind::Lost,
     }
 }
 
 impl From<String> for CliError {
     fn from(m: String) -> CliError {
-        CliError(m)
+        CliError::msg(m)
     }
 }

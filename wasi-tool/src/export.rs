@@ -66,7 +66,12 @@ pub fn export(cli: &Cli, vdi: &str, file: &str, io: &IoOpts) -> Result<(), CliEr
     if res.is_err() && created {
         let _ = std::fs::remove_file(file);
     }
-    res?;
+    res.map_err(|e| {
+        e.during(
+            &format!("export of {}", t.display()),
+            "run the same export again",
+        )
+    })?;
     closed?;
     if !cli.quiet && file != "-" {
         eprintln!("exported {} to {file}", t.display());

@@ -75,7 +75,9 @@ pub fn import(
         let f = File::open(file).map_err(|e| error::file(file, "open", &e))?;
         let meta = f.metadata().map_err(|e| error::file(file, "read", &e))?;
         if meta.is_dir() {
-            return Err(CliError(format!("cannot read {file}: it is a directory")));
+            return Err(CliError::msg(format!(
+                "cannot read {file}: it is a directory"
+            )));
         }
         let len = meta.is_file().then_some(meta.len());
         let holes = len.and_then(|_| holes::Holes::of(&f));
@@ -85,25 +87,25 @@ pub fn import(
     let mut client = session::connect(&t, &cli.address)?;
     let info = match open(&mut client, &t, io.lock) {
         Ok(info) => info,
-        Err(e) if e.0.starts_with("no such VDI") => {
+        Err(e) if e.kind() == error::Kind::NoSuchVdi => {
             let size = match (want, file_len) {
                 (Some(s), _) => s,
                 (None, Some(len)) => len.div_ceil(512) * 512,
                 (None, None) => {
-                    return Err(CliError(format!(
+                    return Err(CliError::msg(format!(
                         "{} does not exist: importing from stdin needs --size to create it",
                         t.name
                     )))
                 }
             };
             if size == 0 {
-                return Err(CliError(format!(
+                return Err(CliError::msg(format!(
                     "cannot create {}: the input is empty",
                     t.name
                 )));
             }
             if let Some(len) = file_len.filter(|&l| l > size) {
-                return Err(CliError(format!(
+                return Err(CliError::msg(format!(
                     "VDI too small for the file: {} would be {size} bytes (--size), {file} is {len} bytes",
                     t.name
                 )));
@@ -124,7 +126,7 @@ pub fn import(
     };
     if let Some(len) = file_len.filter(|&l| l > info.size) {
         let _ = close(&mut client, &t.name);
-        return Err(CliError(format!(
+        return Err(CliError::msg(format!(
             "VDI too small for the file: {} is {} bytes, {file} is {len} bytes",
             t.name, info.size
         )));
@@ -145,7 +147,12 @@ pub fn import(
         total,
     );
     let closed = close(&mut client, &t.name);
-    res?;
+    res.map_err(|e| {
+        e.during(
+            &format!("import of {}", t.name),
+            "nothing acknowledged was lost; run the same import again to finish it",
+        )
+    })?;
     closed?;
     if !cli.quiet {
         eprintln!("imported {file} into {}", t.name);
@@ -301,7 +308,7 @@ fn pump(
                 match input.fill(&mut probe) {
                     Ok((0, _)) => (0, false),
                     Ok(_) => {
-                        failure = Some(CliError(format!(
+                        failure = Some(CliError::msg(format!(
                             "VDI too small for the input: {name} is {vdi_size} bytes"
                         )));
                         break;

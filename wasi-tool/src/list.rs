@@ -61,7 +61,8 @@ impl VdiRow {
         }
     }
 
-    fn json(&self) -> serde_json::Value {
+    /// The row as a JSON object (`list --json` prints an array of these).
+    pub fn json(&self) -> serde_json::Value {
         json!({
             "name": self.name,
             "snapshot": self.kind == 's',
@@ -144,7 +145,7 @@ pub fn collect(client: &mut crate::client::Client) -> Result<Vec<VdiRow>, CliErr
         vec![0u8; VDI_BITMAP_LEN],
         INDEX_READ,
     )
-    .map_err(|e| CliError(format!("internal error: {e}")))?;
+    .map_err(|e| CliError::msg(format!("internal error: {e}")))?;
     let addr = client.addr.clone();
     let stream = client.stream();
     let mut scratch = vec![0u8; INDEX_READ];
@@ -157,12 +158,14 @@ pub fn collect(client: &mut crate::client::Client) -> Result<Vec<VdiRow>, CliErr
             match ev {
                 ListEvent::Vdi(e) => rows.push(VdiRow::new(&e.header, e.used, e.shared)),
                 ListEvent::Done(Ok(())) => return Ok(rows),
-                ListEvent::Done(Err(e)) => return Err(CliError(format!("cannot list VDIs: {e}"))),
+                ListEvent::Done(Err(e)) => {
+                    return Err(CliError::msg(format!("cannot list VDIs: {e}")))
+                }
             }
         }
         let next = lister
             .poll_transmit(&mut buf)
-            .map_err(|e| CliError(format!("internal error: {e}")))?;
+            .map_err(|e| CliError::msg(format!("internal error: {e}")))?;
         match next {
             Some(n) => stream
                 .write_all(&buf[..n])
@@ -181,7 +184,7 @@ pub fn collect(client: &mut crate::client::Client) -> Result<Vec<VdiRow>, CliErr
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => {
-                    return Err(CliError(format!(
+                    return Err(CliError::msg(format!(
                         "the server at {addr} sent a bad reply: {e}"
                     )))
                 }
@@ -204,7 +207,7 @@ pub fn snapshots(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
     let mut client = session::connect(&t, &cli.address)?;
     let all = collect(&mut client)?;
     if !all.iter().any(|r| r.name == t.name) {
-        return Err(CliError(format!("no such VDI: {}", t.name)));
+        return Err(CliError::msg(format!("no such VDI: {}", t.name)));
     }
     let rows: Vec<_> = all
         .into_iter()

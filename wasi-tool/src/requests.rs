@@ -26,7 +26,7 @@ const ALIGN: u64 = 4096;
 /// Check `--queue-depth`.
 pub fn queue_depth(io: &IoOpts) -> Result<usize, CliError> {
     if io.queue_depth == 0 || io.queue_depth > QUEUE_MAX {
-        return Err(CliError(format!(
+        return Err(CliError::msg(format!(
             "bad --queue-depth {}: use 1 to {QUEUE_MAX}",
             io.queue_depth
         )));
@@ -42,7 +42,7 @@ pub fn request_size(io: &IoOpts, default: u64) -> Result<u64, CliError> {
     };
     match parse_size(s) {
         Ok(n) if n != 0 && n % ALIGN == 0 && n <= MAX_REQUEST => Ok(n),
-        _ => Err(CliError(format!(
+        _ => Err(CliError::msg(format!(
             "bad --request-size {s}: use a multiple of 4K from 4K to 4M"
         ))),
     }

@@ -41,5 +41,5 @@ pub fn close(client: &mut Client, what: &str) -> Result<(), CliError> {
 
 /// An outcome that does not belong to the operation.
 pub fn unexpected(done: &ControlDone) -> CliError {
-    CliError(format!("internal error: unexpected outcome {done:?}"))
+    CliError::msg(format!("internal error: unexpected outcome {done:?}"))
 }

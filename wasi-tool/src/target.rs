@@ -27,7 +27,8 @@ pub enum Snap {
 impl Target {
     /// Parse `vdi`, `vdi@SNAP`, QEMU's forms or a `sheepdog://` URI.
     pub fn parse(arg: &str) -> Result<Target, CliError> {
-        let a = parse_vdi_address(arg).map_err(|e| CliError(format!("bad VDI '{arg}': {e}")))?;
+        let a =
+            parse_vdi_address(arg).map_err(|e| CliError::msg(format!("bad VDI '{arg}': {e}")))?;
         Ok(Target {
             server: a.server.map(|s| match (s.host.contains(':'), s.port) {
                 (true, Some(p)) => format!("[{}]:{p}", s.host),
@@ -46,7 +47,7 @@ impl Target {
     pub fn parse_plain(arg: &str) -> Result<Target, CliError> {
         let t = Target::parse(arg)?;
         if t.snapshot.is_some() {
-            return Err(CliError(format!(
+            return Err(CliError::msg(format!(
                 "'{arg}' names a snapshot; give the VDI name"
             )));
         }
@@ -57,7 +58,9 @@ impl Target {
     pub fn parse_snapshot(arg: &str) -> Result<Target, CliError> {
         let t = Target::parse(arg)?;
         if t.snapshot.is_none() {
-            return Err(CliError(format!("'{arg}' names no snapshot; use VDI@SNAP")));
+            return Err(CliError::msg(format!(
+                "'{arg}' names no snapshot; use VDI@SNAP"
+            )));
         }
         Ok(t)
     }

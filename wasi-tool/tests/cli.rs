@@ -74,7 +74,7 @@ fn create_with_copies() {
 
     let r = sheep_ok(&h, &["info", "ec", "--json"]);
     let j: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
-    assert_eq!(j[0]["copies"], "4:2");
+    assert_eq!(j["copies"], "4:2");
 }
 
 #[test]
@@ -437,7 +437,7 @@ fn sheepdog_uri_names_the_server() {
     let r = run(c);
     assert_ok(&r);
     let j: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
-    assert_eq!(j[0]["tag"], "t1");
+    assert_eq!(j["tag"], "t1");
 }
 
 #[test]
@@ -711,7 +711,9 @@ fn info_shows_one_vdi() {
 
     let r = sheep_ok(&h, &["info", "v", "--json"]);
     let j: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
-    let e = &j.as_array().unwrap()[0];
+    // One object, as `qemu-img info --output=json` and `rbd info
+    // --format json` print it.
+    let e = j.as_object().expect("one object, not an array");
     assert_eq!(e["name"], "v");
     assert_eq!(e["size"], 20u64 << 20);
     assert_eq!(e["object_size"], 2u64 << 20);
@@ -722,7 +724,7 @@ fn info_shows_one_vdi() {
 
     let r = sheep_ok(&h, &["info", "v@t", "--json"]);
     let j: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
-    let e = &j[0];
+    let e = j.as_object().expect("one object");
     assert_eq!(e["snapshot"], true);
     assert_eq!(e["tag"], "t");
     assert_eq!(e["used"], 4u64 << 20);

@@ -485,3 +485,28 @@ fn error_bad_reply_names_the_request_and_the_lengths() {
         "a failed export leaves no file that looks like a copy"
     );
 }
+
+#[test]
+fn error_lost_gateway_says_what_happened_and_what_to_do() {
+    // Every write is answered by a closed connection: after its reconnects
+    // the tool gives up with one line that names the node and the job.
+    let h = server();
+    let dir = TempDir::new();
+    sheep_ok(&h, &["create", "v", "8M"]);
+    h.cluster().inject(
+        Matcher::opcode(Opcode::CreateAndWriteObj),
+        FaultAction::Disconnect,
+        1000,
+    );
+    let f = dir.file("in.img", &random(3, 8 * MIB));
+    let r = sheep_err(
+        &h,
+        &["import", &f, "v"],
+        &[
+            &format!("the node {}", addr(&h)),
+            "during import of v",
+            "run the same import again",
+        ],
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+}
