@@ -44,6 +44,52 @@
 //! assert_eq!(req.payload_len(), 512);
 //! ```
 //!
+//! ## The run loop
+//! The engine never does I/O: the caller sends what it is given, reads
+//! replies where it is told, and says what time it is. Over any
+//! `embedded-io` connection, opening a VDI looks like this (the
+//! [`driver`] is this loop, for every operation):
+//! ```no_run
+//! use embedded_io::{Read, Write};
+//! use sheepdog_core::engine::{ControlDone, Engine, Error, Event, RetryPolicy};
+//! use sheepdog_core::engine::{SCRATCH_LEN, TRANSMIT_BUF_LEN};
+//! use sheepdog_core::receive::{NoBuffers, ReceiveError, Receiver};
+//!
+//! fn open<C: Read + Write>(conn: &mut C, now: impl Fn() -> u64) -> Result<ControlDone, Error> {
+//!     let mut engine: Engine<[u8; 4096], 4> = Engine::new([0; 4096], RetryPolicy::default());
+//!     let mut tx = [0u8; TRANSMIT_BUF_LEN];
+//!     let mut scratch = [0u8; SCRATCH_LEN];
+//!     let mut rx = Receiver::new();
+//!     engine.open("vm1", None, false)?;
+//!     loop {
+//!         // 1. Send every request that is ready (a write's data follows
+//!         //    its header: the range `t.data` of the caller's buffer).
+//!         while let Some(t) = engine.poll_transmit(&mut tx)? {
+//!             conn.write_all(&tx[..t.header_len]).expect("send");
+//!         }
+//!         // 2. Take completions.
+//!         while let Some(event) = engine.poll_event() {
+//!             if let Event::Control(done) = event {
+//!                 return Ok(done);
+//!             }
+//!         }
+//!         // 3. Read one reply into where it belongs, or wait for the
+//!         //    next retry. Any receive error: reconnect, then call
+//!         //    `engine.handle_connection_lost()` and `rx.reset()`.
+//!         if engine.in_flight() > 0 {
+//!             match rx.receive(&mut engine, conn, &mut NoBuffers, &mut scratch, now()) {
+//!                 Ok(()) => {}
+//!                 Err(ReceiveError::Reply(e)) => return Err(e),
+//!                 Err(_) => return Err(Error::ConnectionLost),
+//!             }
+//!         } else if let Some(at) = engine.poll_timeout() {
+//!             // (sleep until `at`)
+//!             engine.handle_timeout(at);
+//!         }
+//!     }
+//! }
+//! ```
+//!
 //! ## Panics and errors
 //! Nothing in this crate panics on bytes from the network: decoding a header
 //! cannot fail once 48 bytes are there, unknown opcodes and results are kept
