@@ -26,6 +26,7 @@
 //!   copy-on-write, batched index updates, READONLY re-resolution and
 //!   bounded retries. Its module docs teach the run loop.
 //! - [`list`]: listing every VDI and snapshot from the VID bitmaps.
+//! - [`sparse`]: the sparse rule: write, write zeros, release or skip.
 //! - [`receive`]: the one receive path: replies read off a byte stream
 //!   straight into the buffers they belong in, blocking or not.
 //! - [`driver`]: a blocking driver over `embedded-io` for firmware.
@@ -125,4 +126,5 @@ pub mod object_size;
 pub mod oid;
 pub mod receive;
 pub mod redundancy;
+pub mod sparse;
 pub mod wire;

@@ -15,7 +15,8 @@ use crate::progress::Progress;
 use crate::requests;
 use crate::session::{self, close, open};
 use crate::target::Target;
-use crate::transfer::{is_zero, Slots};
+use crate::transfer::Slots;
+use sheepdog_core::sparse::is_zero;
 
 enum Output {
     /// A regular file: random access, holes.

@@ -22,25 +22,8 @@ use crate::sendfile::Source;
 use crate::session::{self, close, open, run, unexpected};
 use crate::size::parse_size;
 use crate::target::Target;
-use crate::transfer::{is_zero, Slots};
-
-/// Blocks at which leading and trailing zeros are trimmed.
-const TRIM_BLOCK: usize = 4096;
-
-/// The part of `buf` between its first and last non-zero 4 KiB blocks, as
-/// (offset, length); `buf` is not all zeros.
-fn trim_zeros(buf: &[u8]) -> (usize, usize) {
-    let blocks = buf.len().div_ceil(TRIM_BLOCK);
-    let block = |i: usize| &buf[i * TRIM_BLOCK..((i + 1) * TRIM_BLOCK).min(buf.len())];
-    let first = (0..blocks).find(|&i| !is_zero(block(i))).unwrap_or(0);
-    let last = (first..blocks)
-        .rev()
-        .find(|&i| !is_zero(block(i)))
-        .unwrap_or(first);
-    let start = first * TRIM_BLOCK;
-    let end = ((last + 1) * TRIM_BLOCK).min(buf.len());
-    (start, end - start)
-}
+use crate::transfer::Slots;
+use sheepdog_core::sparse::{self, is_zero, trim_zeros, Action, Under};
 
 /// Fill `buf` from `r` until it is full or the input ends.
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -365,29 +348,33 @@ fn pump(
             let whole_object = offset % os == 0 && offset + len == obj_end;
             slot.start = 0;
             let (mut sent_at, mut sent_len) = (offset, len);
-            let submitted = if !zero {
-                // Into an unallocated object the CREATE zeroes what it is
-                // not given: send only the part between the first and last
-                // non-zero blocks. (Allocated or shared objects need every
-                // byte, zeros included.)
-                let (skip, keep) = if allocated || slot.in_file {
-                    (0, n)
-                } else {
-                    trim_zeros(&slot.buf[..n])
-                };
-                slot.start = skip;
-                (sent_at, sent_len) = (offset + skip as u64, keep as u64);
-                Some(client.engine.write(token, sent_at, sent_len))
-            } else if !allocated {
-                None
-            } else if whole_object {
-                Some(client.engine.discard(token, offset, len))
-            } else {
-                if hole {
-                    // A hole was not copied into the buffer.
-                    slot.buf[..n].fill(0);
+            let under = Under {
+                allocated,
+                whole_object,
+            };
+            let submitted = match sparse::decide(zero, under) {
+                Action::Write { trim } => {
+                    // Into an unallocated object the CREATE zeroes what it
+                    // is not given. (A chunk sent from the file as it is
+                    // was not looked at.)
+                    let (skip, keep) = if trim && !slot.in_file {
+                        trim_zeros(&slot.buf[..n])
+                    } else {
+                        (0, n)
+                    };
+                    slot.start = skip;
+                    (sent_at, sent_len) = (offset + skip as u64, keep as u64);
+                    Some(client.engine.write(token, sent_at, sent_len))
                 }
-                Some(client.engine.write(token, offset, len))
+                Action::Skip => None,
+                Action::Release => Some(client.engine.discard(token, offset, len)),
+                Action::WriteZeros => {
+                    if hole {
+                        // A hole was not copied into the buffer.
+                        slot.buf[..n].fill(0);
+                    }
+                    Some(client.engine.write(token, offset, len))
+                }
             };
             match submitted {
                 None => progress.add(len),

@@ -9,8 +9,7 @@ use std::fs::File;
 use std::io;
 use std::net::TcpStream;
 
-/// Blocks at which import trims leading and trailing zeros.
-pub const BLOCK: usize = 4096;
+use sheepdog_core::sparse::BLOCK;
 
 /// A regular input file whose dense chunks can be sent straight from it.
 pub struct Source {
@@ -72,7 +71,7 @@ impl Source {
                 Err(e) => return Err(e),
             }
         }
-        Ok(!crate::transfer::is_zero(buf))
+        Ok(!sheepdog_core::sparse::is_zero(buf))
     }
 }
 

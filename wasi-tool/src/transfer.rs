@@ -110,28 +110,3 @@ impl Buffers for Slots {
         }
     }
 }
-
-/// Whether every byte is zero (16 bytes at a time).
-pub fn is_zero(buf: &[u8]) -> bool {
-    let chunks = buf.chunks_exact(16);
-    let tail = chunks.remainder();
-    chunks
-        .map(|c| u128::from_ne_bytes(c.try_into().unwrap_or([1; 16])))
-        .all(|w| w == 0)
-        && tail.iter().all(|&b| b == 0)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn zero_detection() {
-        assert!(super::is_zero(&[0; 100]));
-        assert!(super::is_zero(&[]));
-        let mut b = vec![0u8; 4099];
-        b[4098] = 1;
-        assert!(!super::is_zero(&b));
-        b[4098] = 0;
-        b[17] = 1;
-        assert!(!super::is_zero(&b));
-    }
-}
