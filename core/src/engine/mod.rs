@@ -74,7 +74,7 @@
 //! | `data.rs` | reads, writes, discards planned from the cached index; reclaim probes | §9.4, §9.7, §12.5-6 |
 //! | `writeback.rs` | index entries to the inode in runs, checks, copies, writability probes | §8, §9.4, §12.6 |
 //! | `readonly.rs` | READONLY: look the working VDI up again, adopt it | §9.3, §9.5, §12.6.4 |
-//! | `control.rs` | control operations, one at a time | §9.3, §9.6, §9.7, §9.8, §12.4, §12.7 |
+//! | `control/` | control operations, one at a time, one file each with its step enum (`create.rs`, `open.rs`, `snapshot.rs`, `clone.rs`, `resize.rs`, `delete.rs`, `cluster_default.rs`; `sync.rs` and `exist.rs` shared) | §9.2, §9.3, §9.6, §9.7, §9.8, §12.4, §12.7 |
 //! | `request.rs` | every request built in one place | §2, §12.1-2 |
 //! | `dispatch.rs` | replies matched, retried, handed to their concern; lost connections | §1, §12.2-3, §12.9 |
 //! | `reply.rs` | each reply checked against its request | §1, §2.4, §8 |
