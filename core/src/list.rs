@@ -145,7 +145,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
     fn expected(&self) -> Option<(u32, Receive)> {
         match self.step {
             Step::InUse | Step::Deleted => {
-                Some((VDI_BITMAP_LEN as u32, Receive::Index(0..VDI_BITMAP_LEN)))
+                Some((VDI_BITMAP_LEN as u32, Receive::Own(0..VDI_BITMAP_LEN)))
             }
             Step::Header(_) => Some((inode::HEADER_LEN as u32, Receive::Scratch)),
             Step::Index { next, count } => {
@@ -155,7 +155,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
         }
     }
 
-    /// A response header arrived: where its payload goes. `Receive::Index`
+    /// A response header arrived: where its payload goes. `Receive::Own`
     /// here means the bitmap buffer given by [`Lister::bitmap_mut`]. An
     /// error means the connection is out of step (the listing has ended
     /// with it): drop the connection without reading the payload.
@@ -195,7 +195,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
         self.done = Some(ListEvent::Done(result));
     }
 
-    /// The bitmap that a `Receive::Index` payload goes into.
+    /// The bitmap that a `Receive::Own` payload goes into.
     pub fn bitmap_mut(&mut self) -> &mut [u8] {
         match self.step {
             Step::Deleted => self.deleted.as_mut(),

@@ -23,9 +23,36 @@
 //! assert_eq!(rx.buffer(&mut engine, &mut NoBuffers, &mut scratch).len(), 48);
 //! ```
 
-use crate::engine::{Engine, Error, Incoming, Receive, Token};
+use core::ops::Range;
+
+use crate::engine::{DataRange, Engine, Error, Token};
 use crate::list::Lister;
 use crate::wire::HEADER_LEN;
+
+/// Where the payload of a reply goes: what
+/// [`Engine::handle_header`] and [`Lister::handle_header`] answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Receive {
+    /// Into the buffer of the read `token`, at this range.
+    Data(DataRange),
+    /// Into the receiver's own buffer ([`Replies::own_bytes_mut`]) at this
+    /// byte range: the engine's index cache, or the bitmap the lister is
+    /// reading.
+    Own(Range<usize>),
+    /// Into the caller's scratch buffer, then to `handle_payload`.
+    Scratch,
+    /// Read and drop.
+    Discard,
+}
+
+/// What to do with the payload that follows a reply header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    /// Payload bytes that follow the header.
+    pub len: u32,
+    /// Where they go.
+    pub into: Receive,
+}
 
 /// What reads replies: the [`Engine`], or the [`Lister`].
 pub trait Replies {
@@ -34,7 +61,7 @@ pub trait Replies {
     /// See [`Engine::handle_payload`]; `scratch` holds the payload when it
     /// went to [`Receive::Scratch`].
     fn handle_payload(&mut self, now: u64, scratch: &[u8]);
-    /// The buffer of [`Receive::Index`]: the engine's index cache, or the
+    /// The buffer of [`Receive::Own`]: the engine's index cache, or the
     /// bitmap the lister is reading.
     fn own_bytes_mut(&mut self) -> &mut [u8];
 }
@@ -159,7 +186,7 @@ impl Receiver {
                     }
                 }
             }
-            Receive::Index(r) => {
+            Receive::Own(r) => {
                 if r.len() == len {
                     if let Some(b) = replies.own_bytes_mut().get_mut(r) {
                         return &mut b[have..];

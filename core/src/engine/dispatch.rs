@@ -86,7 +86,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             Sent::Probe { .. } => (Want::Exact(1), Receive::Discard),
             Sent::Control => match self.control_expect() {
                 Expect::Scratch(n) => scratch(n),
-                Expect::Index(range) => (Want::Exact(range.len() as u32), Receive::Index(range)),
+                Expect::Index(range) => (Want::Exact(range.len() as u32), Receive::Own(range)),
                 Expect::Nothing => (Want::Ignored, Receive::Discard),
             },
             _ => (Want::Ignored, Receive::Discard),

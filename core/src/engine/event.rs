@@ -35,29 +35,6 @@ pub struct DataRange {
     pub range: Range<u64>,
 }
 
-/// Where the payload of a response goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Receive {
-    /// Into the buffer of the read `token`, at this range.
-    Data(DataRange),
-    /// Into [`super::Engine::index_bytes_mut`] at this byte range.
-    Index(Range<usize>),
-    /// Into a scratch buffer of the caller's, then to
-    /// [`super::Engine::handle_payload`].
-    Scratch,
-    /// Read and drop.
-    Discard,
-}
-
-/// What to do with the payload that follows a response header.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Incoming {
-    /// Payload bytes that follow the header.
-    pub len: u32,
-    /// Where they go.
-    pub into: Receive,
-}
-
 /// The facts about an open VDI that callers need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VolumeInfo {

@@ -103,13 +103,13 @@ use crate::object_size::ObjectSize;
 use crate::oid::Oid;
 use crate::wire::{HEADER_LEN, NAME_LEN};
 
+pub use crate::receive::{Incoming, Receive};
 use control::Control;
 pub use control::{CreateOptions, SnapshotSelector};
 use dirty::{Dirty, DIRTY_CAP, MAX_RUN};
 use dispatch::Expect;
 pub use event::{
-    BadReply, ControlDone, DataRange, Error, Event, Incoming, Problem, Receive, Target, Token,
-    Transmit, VolumeInfo,
+    BadReply, ControlDone, DataRange, Error, Event, Problem, Target, Token, Transmit, VolumeInfo,
 };
 use flight::{Due, Inflight, Receiving};
 use io::{DataDone, Io};
@@ -279,7 +279,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     }
 
     /// The index cache, for reading index payloads into
-    /// ([`Receive::Index`]).
+    /// ([`Receive::Own`]).
     pub fn index_bytes_mut(&mut self) -> &mut [u8] {
         self.index.as_mut()
     }
