@@ -296,13 +296,16 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             && self.resolve == Resolve::Idle
     }
 
-    /// Requests sent and not yet answered.
+    /// Requests sent and not yet answered (a reply whose header came but
+    /// whose payload is still on its way counts as not yet answered).
     pub fn in_flight(&self) -> usize {
-        self.flights
+        let on_wire = self
+            .flights
             .iter()
             .chain(self.resolving.as_ref())
             .filter(|f| f.due.on_wire())
-            .count()
+            .count();
+        on_wire + usize::from(self.receiving.is_some())
     }
 
     pub(super) fn index_unsettled(&self) -> bool {
