@@ -1,10 +1,14 @@
 //! One connection to a gateway and the engine that runs over it: sending
 //! what the engine asks, reading replies where it says, waiting for retry
-//! deadlines.
+//! deadlines. The socket is non-blocking and every wait goes through the
+//! readiness loop ([`crate::readiness`]), so a request half written or a
+//! reply half read never holds the process, natively and under WASI.
 
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::ops::Range;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use sheepdog_core::engine::{
@@ -13,6 +17,7 @@ use sheepdog_core::engine::{
 use sheepdog_core::receive::{ReadBuffers, Receiver};
 
 use crate::error::{self, CliError};
+use crate::readiness::{self, Want};
 use crate::sendfile;
 
 /// The most requests in flight the tool allows.
@@ -48,7 +53,9 @@ fn open_stream(addr: &str) -> Result<(TcpStream, String), CliError> {
         match TcpStream::connect(a) {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                let _ = stream.set_read_timeout(Some(REPLY_TIMEOUT));
+                // Where non-blocking mode is not to be had, every wait
+                // still goes through poll, so reads never block; writes may.
+                let _ = stream.set_nonblocking(true);
                 return Ok((stream, shown));
             }
             Err(e) => last = e,
@@ -103,6 +110,12 @@ pub struct Client {
     tx: Vec<u8>,
     scratch: Vec<u8>,
     rx: Receiver,
+    /// The request being written, when the socket took only part of it.
+    out: Option<Outgoing>,
+    /// When the last byte arrived, or the last request went out with
+    /// nothing in flight before it: the reply timeout counts from there.
+    heard: Instant,
+    ready: Vec<readiness::Ready>,
     start: Instant,
     /// HOST[:PORT] as given, to connect again.
     target: String,
@@ -125,6 +138,9 @@ impl Client {
             tx: vec![0u8; TRANSMIT_BUF_LEN],
             scratch: vec![0u8; SCRATCH_LEN],
             rx: Receiver::new(),
+            out: None,
+            heard: Instant::now(),
+            ready: Vec::new(),
             start: Instant::now(),
             reconnects: 0,
         })
@@ -149,6 +165,9 @@ impl Client {
                 Ok((stream, _)) => {
                     self.stream = stream;
                     self.rx.reset();
+                    // What was being written goes out again, with the rest.
+                    self.out = None;
+                    self.heard = Instant::now();
                     self.engine.handle_connection_lost();
                     return Ok(());
                 }
@@ -177,101 +196,163 @@ impl Client {
         self.start.elapsed().as_nanos() as u64
     }
 
-    /// Send every request the engine has ready, without waiting.
-    pub fn transmit(&mut self, bufs: &dyn Buffers) -> Result<(), CliError> {
-        while let Some(t) = self
-            .engine
-            .poll_transmit(&mut self.tx)
-            .map_err(|e| CliError::msg(format!("internal error: {e}")))?
-        {
-            let head = &self.tx[..t.header_len];
-            let res = match &t.data {
-                Some(d) => match bufs.file_data(d.token) {
-                    Some((f, at)) => {
-                        let len = (d.range.end - d.range.start) as usize;
-                        let from = at + d.range.start;
-                        match self.stream.write_all(head) {
-                            Ok(()) => match sendfile::send(&self.stream, f, from, len) {
-                                // The file got shorter: resending cannot help.
-                                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                                    return Err(CliError::msg(
-                                        "cannot read the input: the file got shorter during the import",
-                                    ))
-                                }
-                                r => r,
-                            },
-                            Err(e) => Err(e),
-                        }
-                    }
-                    None => {
-                        let data =
-                            &bufs.data(d.token)[d.range.start as usize..d.range.end as usize];
-                        write_both(&mut self.stream, head, data)
-                    }
-                },
-                None => self.stream.write_all(head),
+    /// Send every request the engine has ready, as far as the socket
+    /// takes them without waiting; true when all went out.
+    pub fn transmit(&mut self, bufs: &dyn Buffers) -> Result<bool, CliError> {
+        loop {
+            if self.out.is_none() {
+                let Some(t) = self
+                    .engine
+                    .poll_transmit(&mut self.tx)
+                    .map_err(|e| CliError::msg(format!("internal error: {e}")))?
+                else {
+                    return Ok(true);
+                };
+                if self.engine.in_flight() == 1 {
+                    // The first request in flight: its reply is awaited
+                    // from now on.
+                    self.heard = Instant::now();
+                }
+                self.out = Some(Outgoing {
+                    head: self.tx[..t.header_len].to_vec(),
+                    data: t
+                        .data
+                        .map(|d| (d.token, d.range.start as usize..d.range.end as usize)),
+                    sent: 0,
+                });
+            }
+            let Some(out) = self.out.as_mut() else {
+                continue;
             };
-            if let Err(e) = res {
-                return self.recover(e);
+            match out.write(&mut self.stream, bufs) {
+                Ok(true) => self.out = None,
+                Ok(false) => return Ok(false),
+                // The file got shorter: resending cannot help.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(CliError::msg(
+                        "cannot read the input: the file got shorter during the import",
+                    ))
+                }
+                Err(e) => {
+                    self.recover(e)?;
+                }
             }
         }
-        Ok(())
     }
 
-    /// Send what can be sent, hand over events, and then wait for one
-    /// reply (or a retry deadline). Returns after at most one reply.
+    /// Send what can be sent, hand over events, read what has arrived,
+    /// and wait (for the socket, or a retry's time) only when none of
+    /// that can go on. Returns once events are there or a wait ended.
     pub fn step(
         &mut self,
         bufs: &mut dyn Buffers,
         events: &mut Vec<Event>,
     ) -> Result<(), CliError> {
-        self.transmit(bufs)?;
-        while let Some(ev) = self.engine.poll_event() {
-            events.push(ev);
-        }
-        if !events.is_empty() {
-            return Ok(());
-        }
-        if self.engine.in_flight() > 0 {
-            return self.receive(bufs);
-        }
-        if let Some(deadline) = self.engine.poll_timeout() {
-            let now = self.now();
-            if deadline > now {
-                std::thread::sleep(Duration::from_nanos(deadline - now));
+        loop {
+            let sent_all = self.transmit(bufs)?;
+            while let Some(ev) = self.engine.poll_event() {
+                events.push(ev);
             }
-            let now = self.now();
-            self.engine.handle_timeout(now);
-        } else if !self.engine.is_idle() {
-            // The engine promises this cannot happen; never spin on it.
-            return Err(CliError::msg(
-                "internal error: the engine has nothing to send, receive or wait for",
-            ));
+            if !events.is_empty() {
+                return Ok(());
+            }
+            let waiting = self.engine.in_flight() > 0;
+            if waiting && self.read_available(bufs)? {
+                // Replies came: they may have made events or requests.
+                continue;
+            }
+            if !waiting && sent_all {
+                return self.wait_for_retry();
+            }
+            self.wait(waiting, !sent_all)?;
         }
+    }
+
+    /// Nothing on the wire: sleep until the engine's next retry is due.
+    fn wait_for_retry(&mut self) -> Result<(), CliError> {
+        match self.engine.poll_timeout() {
+            Some(deadline) => {
+                let now = self.now();
+                if deadline > now {
+                    std::thread::sleep(Duration::from_nanos(deadline - now));
+                }
+                let now = self.now();
+                self.engine.handle_timeout(now);
+                Ok(())
+            }
+            None if self.engine.is_idle() => Ok(()),
+            // The engine promises this cannot happen; never spin on it.
+            None => Err(CliError::msg(
+                "internal error: the engine has nothing to send, receive or wait for",
+            )),
+        }
+    }
+
+    /// Wait until the socket can be read (`read`) or written (`write`), or
+    /// a retry is due; a reply that takes longer than the reply timeout
+    /// means the node stopped answering.
+    fn wait(&mut self, read: bool, write: bool) -> Result<(), CliError> {
+        let silent = self.heard.elapsed();
+        if read && silent >= REPLY_TIMEOUT {
+            return Err(error::lost(&self.addr, &io::ErrorKind::TimedOut.into()));
+        }
+        let mut limit = REPLY_TIMEOUT - silent;
+        if let Some(deadline) = self.engine.poll_timeout() {
+            limit = limit.min(Duration::from_nanos(deadline.saturating_sub(self.now())));
+        }
+        let want = [Want {
+            fd: self.stream.as_raw_fd(),
+            read,
+            write,
+        }];
+        let mut ready = std::mem::take(&mut self.ready);
+        let res = readiness::wait(&want, Some(limit), &mut ready);
+        self.ready = ready;
+        if let Err(e) = res {
+            return self.recover(e);
+        }
+        let now = self.now();
+        self.engine.handle_timeout(now);
         Ok(())
     }
 
-    /// Read one whole reply into where the engine says.
-    fn receive(&mut self, bufs: &mut dyn Buffers) -> Result<(), CliError> {
+    /// Read whatever has arrived into where the engine says, handing over
+    /// each whole reply; true if any bytes came.
+    fn read_available(&mut self, bufs: &mut dyn Buffers) -> Result<bool, CliError> {
         let mut reads = Reads(bufs);
+        let mut got = false;
         loop {
             let buf = self
                 .rx
                 .buffer(&mut *self.engine, &mut reads, &mut self.scratch);
             let n = match self.stream.read(buf) {
-                Ok(0) => return self.recover(io::ErrorKind::UnexpectedEof.into()),
+                Ok(0) => {
+                    self.recover(io::ErrorKind::UnexpectedEof.into())?;
+                    return Ok(true);
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.recover(e),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(got),
+                Err(e) => {
+                    self.recover(e)?;
+                    return Ok(true);
+                }
             };
+            got = true;
+            self.heard = Instant::now();
             let now = self.now();
             match self.rx.advance(&mut *self.engine, n, &self.scratch, now) {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
+                // Hand the reply's consequences over before reading on,
+                // unless more of this one is already there.
+                Ok(true) if !self.rx.in_reply() && self.engine.in_flight() == 0 => return Ok(true),
+                Ok(_) => {}
                 // The stream is out of step: the operation that owned the
                 // reply has failed with the reason; the rest goes out again
                 // on a new connection.
-                Err(e) => return self.resync(e),
+                Err(e) => {
+                    self.resync(e)?;
+                    return Ok(true);
+                }
             }
         }
     }
@@ -294,27 +375,58 @@ impl Client {
         }
     }
 
-    /// Send raw requests and read raw replies (used by `list`).
+    /// The socket in blocking mode, for raw requests and replies (used by
+    /// `list`).
     pub fn stream(&mut self) -> &mut TcpStream {
+        let _ = self.stream.set_nonblocking(false);
+        let _ = self.stream.set_read_timeout(Some(REPLY_TIMEOUT));
         &mut self.stream
     }
 }
 
-/// Write a header and a data slice, in as few system calls as the socket
-/// allows.
-fn write_both(stream: &mut TcpStream, head: &[u8], data: &[u8]) -> io::Result<()> {
-    let total = head.len() + data.len();
-    let mut done = 0;
-    while done < total {
-        let n = if done < head.len() {
-            stream.write_vectored(&[IoSlice::new(&head[done..]), IoSlice::new(data)])?
-        } else {
-            stream.write(&data[done - head.len()..])?
-        };
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+/// A request on its way out: the header (and small payload) the engine
+/// wrote, then the range of the caller's data for a write, from memory or
+/// straight from the input file.
+struct Outgoing {
+    head: Vec<u8>,
+    data: Option<(Token, Range<usize>)>,
+    /// Bytes of head and data written so far.
+    sent: usize,
+}
+
+impl Outgoing {
+    /// Write as much as the socket takes now; true when all is out.
+    fn write(&mut self, stream: &mut TcpStream, bufs: &dyn Buffers) -> io::Result<bool> {
+        let total = self.head.len() + self.data.as_ref().map_or(0, |(_, r)| r.len());
+        while self.sent < total {
+            let res = match (&self.data, self.sent < self.head.len()) {
+                (_, true) | (None, _) => {
+                    let data = match &self.data {
+                        Some((t, r)) if bufs.file_data(*t).is_none() => &bufs.data(*t)[r.clone()],
+                        _ => &[][..],
+                    };
+                    let head = &self.head[self.sent..];
+                    stream.write_vectored(&[IoSlice::new(head), IoSlice::new(data)])
+                }
+                (Some((t, r)), false) => {
+                    let at = self.sent - self.head.len();
+                    match bufs.file_data(*t) {
+                        Some((f, from)) => {
+                            let start = from + (r.start + at) as u64;
+                            sendfile::send_some(stream, f, start, r.len() - at)
+                        }
+                        None => stream.write(&bufs.data(*t)[r.start + at..r.end]),
+                    }
+                }
+            };
+            match res {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
         }
-        done += n;
+        Ok(true)
     }
-    Ok(())
 }

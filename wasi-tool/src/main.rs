@@ -11,6 +11,7 @@ mod import;
 mod list;
 mod outfile;
 mod progress;
+mod readiness;
 mod requests;
 mod sendfile;
 mod session;

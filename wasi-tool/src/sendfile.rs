@@ -85,18 +85,18 @@ fn read_at(_: &File, _: &mut [u8], _: u64) -> io::Result<usize> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
-/// Send `len` bytes of `file` from `offset` to `sock`. A file that ends
-/// early is `UnexpectedEof`.
+/// Send up to `len` bytes of `file` from `offset` to `sock` with one
+/// `sendfile(2)`; how many went. A non-blocking socket that is full gives
+/// `WouldBlock`; a file that ends early is `UnexpectedEof`.
 #[cfg(target_os = "linux")]
-pub fn send(sock: &TcpStream, file: &File, offset: u64, len: usize) -> io::Result<()> {
+pub fn send_some(sock: &TcpStream, file: &File, offset: u64, len: usize) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
     let mut off = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-    let mut left = len;
-    while left > 0 {
+    loop {
         // SAFETY: both descriptors stay open for the call (they are
         // borrowed), and `off` is a valid, exclusively borrowed off_t that
         // sendfile advances.
-        let r = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, left) };
+        let r = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, len) };
         if r < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -104,17 +104,26 @@ pub fn send(sock: &TcpStream, file: &File, offset: u64, len: usize) -> io::Resul
             }
             return Err(e);
         }
-        if r == 0 {
+        if r == 0 && len > 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        left -= r as usize;
+        return Ok(r as usize);
+    }
+}
+
+/// Send `len` bytes of `file` from `offset` to a blocking `sock`.
+#[cfg(all(test, target_os = "linux"))]
+pub fn send(sock: &TcpStream, file: &File, offset: u64, len: usize) -> io::Result<()> {
+    let mut done = 0;
+    while done < len {
+        done += send_some(sock, file, offset + done as u64, len - done)?;
     }
     Ok(())
 }
 
 /// Never called: `Source::of` is `None` off Linux.
 #[cfg(not(target_os = "linux"))]
-pub fn send(_: &TcpStream, _: &File, _: u64, _: usize) -> io::Result<()> {
+pub fn send_some(_: &TcpStream, _: &File, _: u64, _: usize) -> io::Result<usize> {
     Err(io::ErrorKind::Unsupported.into())
 }
 

@@ -1,0 +1,103 @@
+//! One readiness loop over non-blocking sockets, natively and as a WASI
+//! component: `poll(2)` on the sockets' descriptors. Under WASI 0.2,
+//! wasi-libc's `poll` waits on the sockets' `wasi:io/poll` pollables, so
+//! the same code serves both (and, with threads absent there, one process
+//! can wait on many connections at once).
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// What to wait for on one descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Want {
+    /// The descriptor.
+    pub fd: RawFd,
+    /// Until bytes can be read (or the peer closed).
+    pub read: bool,
+    /// Until bytes can be written.
+    pub write: bool,
+}
+
+/// What one descriptor is ready for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// A read will not block (it may return 0: the peer closed).
+    pub read: bool,
+    /// A write will not block.
+    pub write: bool,
+}
+
+/// Wait until one of `wants` is ready or `timeout` has passed (`None`:
+/// no limit); `ready` gets their readiness, in order (all false after a
+/// timeout).
+pub fn wait(wants: &[Want], timeout: Option<Duration>, ready: &mut Vec<Ready>) -> io::Result<()> {
+    let mut fds: Vec<libc::pollfd> = wants
+        .iter()
+        .map(|w| libc::pollfd {
+            fd: w.fd,
+            events: if w.read { libc::POLLIN } else { 0 } | if w.write { libc::POLLOUT } else { 0 },
+            revents: 0,
+        })
+        .collect();
+    // Milliseconds, rounded up so that a wait never ends early.
+    let ms = match timeout {
+        None => -1,
+        Some(t) => i32::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX),
+    };
+    loop {
+        // SAFETY: `fds` is a valid, exclusively borrowed array of
+        // `fds.len()` pollfd structures for the duration of the call.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if r >= 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    let gone = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+    ready.clear();
+    ready.extend(fds.iter().map(|p| Ready {
+        read: p.revents & (libc::POLLIN | gone) != 0,
+        write: p.revents & (libc::POLLOUT | gone) != 0,
+    }));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    use std::time::Instant;
+
+    #[test]
+    fn waits_for_bytes_and_says_when_they_are_there() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut b, _) = l.accept().unwrap();
+        let want = [Want {
+            fd: a.as_raw_fd(),
+            read: true,
+            write: false,
+        }];
+        let mut ready = Vec::new();
+        let start = Instant::now();
+        wait(&want, Some(Duration::from_millis(30)), &mut ready).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(30), "not early");
+        assert_eq!(ready, [Ready::default()], "nothing to read yet");
+        b.write_all(b"x").unwrap();
+        wait(&want, None, &mut ready).unwrap();
+        assert!(ready[0].read);
+        let want = [Want {
+            fd: a.as_raw_fd(),
+            read: false,
+            write: true,
+        }];
+        wait(&want, None, &mut ready).unwrap();
+        assert!(ready[0].write, "an empty send buffer takes bytes");
+    }
+}
