@@ -15,7 +15,7 @@ use crate::progress::Progress;
 use crate::requests;
 use crate::session::{self, close, open};
 use crate::target::Target;
-use crate::transfer::Slots;
+use crate::transfer::{self, Side, Slots};
 use sheepdog_core::sparse::is_zero;
 
 enum Output {
@@ -111,115 +111,160 @@ fn pump(
     let chunk = requests::part_len(os, request);
     let mut slots = Slots::new(qd, chunk as usize);
     let mut progress = Progress::new("export", size, cli.progress, cli.quiet);
-    let mut order: VecDeque<Pending> = VecDeque::new();
-    let mut offset = 0u64;
-    let mut failure: Option<CliError> = None;
-    let mut events = Vec::new();
-    let werr = |e: io::Error| error::file(file, "write", &e);
-    loop {
-        while offset < size && failure.is_none() {
+    let mut side = Reading {
+        out,
+        file,
+        name,
+        size,
+        os,
+        chunk,
+        offset: 0,
+        order: VecDeque::new(),
+    };
+    let res = transfer::run(client, &mut slots, &mut progress, &mut side);
+    if let (Output::Stream(w), Ok(())) = (&mut *side.out, &res) {
+        w.flush().map_err(|e| error::file(file, "write", &e))?;
+    }
+    res
+}
+
+/// The export side of a transfer: reads of allocated objects into slots,
+/// written out sparse to a file, or in order (with zeros for holes) to a
+/// stream.
+struct Reading<'a> {
+    out: &'a mut Output,
+    file: &'a str,
+    name: &'a str,
+    size: u64,
+    os: u64,
+    chunk: u64,
+    /// Where the next read starts.
+    offset: u64,
+    /// What a stream gets next, in order.
+    order: VecDeque<Pending>,
+}
+
+impl Reading<'_> {
+    fn werr(&self, e: io::Error) -> CliError {
+        error::file(self.file, "write", &e)
+    }
+}
+
+impl Side for Reading<'_> {
+    fn submit(
+        &mut self,
+        client: &mut Client,
+        slots: &mut Slots,
+        progress: &mut Progress,
+    ) -> Result<(), CliError> {
+        let os = self.os;
+        while self.offset < self.size {
             // Up to a chunk, never across an object's end.
-            let obj_end = ((offset / os + 1) * os).min(size);
-            let idx = (offset / os) as u32;
+            let obj_end = ((self.offset / os + 1) * os).min(self.size);
+            let idx = (self.offset / os) as u32;
             if client.engine.entry(idx).unwrap_or(0) == 0 {
-                let n = obj_end - offset;
+                let n = obj_end - self.offset;
                 // Unallocated: a hole, or zeros in a stream.
-                if let Output::Stream(_) = out {
-                    order.push_back(Pending::Zeros(n));
+                if let Output::Stream(_) = self.out {
+                    self.order.push_back(Pending::Zeros(n));
                 } else {
                     progress.add(n);
                 }
-                offset += n;
+                self.offset += n;
                 continue;
             }
-            let n = chunk.min(obj_end - offset);
+            let n = self.chunk.min(obj_end - self.offset);
             let Some(i) = slots.free() else { break };
-            match client.engine.read(i as u64, offset, n) {
-                Ok(()) => {
-                    let slot = &mut slots.slots[i];
-                    slot.busy = true;
-                    slot.token = i as u64;
-                    slot.len = n as usize;
-                    slot.offset = offset;
-                    if let Output::Stream(_) = out {
-                        order.push_back(Pending::Slot(i));
-                    }
-                }
-                Err(e) => failure = Some(error::engine(name, e)),
+            client
+                .engine
+                .read(i as u64, self.offset, n)
+                .map_err(|e| error::engine(self.name, e))?;
+            let slot = &mut slots.slots[i];
+            slot.busy = true;
+            slot.token = i as u64;
+            slot.len = n as usize;
+            slot.offset = self.offset;
+            if let Output::Stream(_) = self.out {
+                self.order.push_back(Pending::Slot(i));
             }
-            offset += n;
+            self.offset += n;
         }
-        // Write out what is ready, in order for streams.
-        if let Output::Stream(w) = out {
-            while let Some(p) = order.front() {
-                let written = match *p {
-                    Pending::Zeros(n) => {
-                        progress.add(n);
-                        io::copy(&mut io::Read::take(io::repeat(0), n), w).map(|_| ())
-                    }
-                    Pending::Slot(i) if slots.slots[i].ready => {
-                        let s = &mut slots.slots[i];
-                        s.ready = false;
-                        progress.add(s.len as u64);
-                        w.write_all(&s.buf[..s.len])
-                    }
-                    Pending::Slot(_) => break,
-                };
-                order.pop_front();
-                if let Err(e) = written {
-                    // Stop reading; what is in flight drains below.
-                    failure.get_or_insert_with(|| werr(e));
-                    order.clear();
-                    offset = size;
+        Ok(())
+    }
+
+    fn exhausted(&self) -> bool {
+        self.offset >= self.size
+    }
+
+    /// A stream gets what is ready, in order.
+    fn flush(&mut self, slots: &mut Slots, progress: &mut Progress) -> Result<(), CliError> {
+        let Output::Stream(w) = &mut *self.out else {
+            return Ok(());
+        };
+        while let Some(p) = self.order.front() {
+            let written = match *p {
+                Pending::Zeros(n) => {
+                    progress.add(n);
+                    io::copy(&mut io::Read::take(io::repeat(0), n), w).map(|_| ())
                 }
+                Pending::Slot(i) if slots.slots[i].ready => {
+                    let s = &mut slots.slots[i];
+                    s.ready = false;
+                    progress.add(s.len as u64);
+                    w.write_all(&s.buf[..s.len])
+                }
+                Pending::Slot(_) => break,
+            };
+            self.order.pop_front();
+            if let Err(e) = written {
+                // Stop reading; what is in flight drains.
+                self.order.clear();
+                self.offset = self.size;
+                return Err(self.werr(e));
             }
         }
-        if !slots.any_busy() && order.is_empty() && (offset >= size || failure.is_some()) {
-            break;
-        }
-        if !slots.any_busy() {
-            if failure.is_some() {
-                break;
+        Ok(())
+    }
+
+    fn backlog(&self) -> bool {
+        !self.order.is_empty()
+    }
+
+    fn open(&self, slots: &Slots) -> usize {
+        // A read holds its slot until it is Done.
+        slots.slots.iter().filter(|s| s.busy).count()
+    }
+
+    fn event(
+        &mut self,
+        ev: Event,
+        slots: &mut Slots,
+        progress: &mut Progress,
+    ) -> Result<(), CliError> {
+        match ev {
+            Event::Zeros(z) => {
+                let s = &mut slots.slots[z.token as usize];
+                s.buf[z.range.start as usize..z.range.end as usize].fill(0);
             }
-            continue;
-        }
-        client.step(&mut slots, &mut events)?;
-        for ev in events.drain(..) {
-            match ev {
-                Event::Zeros(z) => {
-                    let s = &mut slots.slots[z.token as usize];
-                    s.buf[z.range.start as usize..z.range.end as usize].fill(0);
-                }
-                Event::Done { token, result } => {
-                    let i = token as usize;
-                    slots.slots[i].busy = false;
-                    if let Err(e) = result {
-                        failure.get_or_insert_with(|| error::engine(name, e));
-                        continue;
-                    }
-                    match out {
-                        Output::Stream(_) => slots.slots[i].ready = true,
-                        Output::File(f) => {
-                            let s = &slots.slots[i];
-                            if let Err(e) = write_sparse(f, s.offset, &s.buf[..s.len]) {
-                                failure.get_or_insert_with(|| werr(e));
-                                offset = size;
-                            }
-                            progress.add(s.len as u64);
+            Event::Done { token, result } => {
+                let i = token as usize;
+                slots.slots[i].busy = false;
+                result.map_err(|e| error::engine(self.name, e))?;
+                match &mut *self.out {
+                    Output::Stream(_) => slots.slots[i].ready = true,
+                    Output::File(f) => {
+                        let s = &slots.slots[i];
+                        if let Err(e) = write_sparse(f, s.offset, &s.buf[..s.len]) {
+                            self.offset = self.size;
+                            return Err(self.werr(e));
                         }
+                        progress.add(s.len as u64);
                     }
                 }
-                Event::Control(_) | Event::DataDone { .. } => {}
             }
+            Event::Control(_) | Event::DataDone { .. } => {}
         }
-    }
-    if let (Output::Stream(w), None) = (&mut *out, &failure) {
-        w.flush().map_err(werr)?;
-    }
-    progress.finish();
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
+        Ok(())
     }
 }
 

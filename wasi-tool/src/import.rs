@@ -22,7 +22,7 @@ use crate::sendfile::Source;
 use crate::session::{self, close, open, run, unexpected};
 use crate::size::parse_size;
 use crate::target::Target;
-use crate::transfer::Slots;
+use crate::transfer::{self, Side, Slots};
 use sheepdog_core::sparse::{self, is_zero, trim_zeros, Action, Under};
 
 /// Fill `buf` from `r` until it is full or the input ends.
@@ -260,94 +260,130 @@ fn pump(
 ) -> Result<(), CliError> {
     let os = u64::from(object_size);
     let chunk = requests::part_len(os, request);
-    let mut input = Input {
-        read: input,
-        ahead: VecDeque::new(),
-        holes,
-        source,
-        took_dense: false,
-    };
     let mut slots = Slots::new(qd, chunk as usize);
     slots.source = source.and_then(|s| s.file().try_clone().ok());
     let mut progress = Progress::new("import", total, cli.progress, cli.quiet);
-    let mut offset = 0u64;
-    let mut eof = false;
-    let mut failure: Option<CliError> = None;
-    let mut events = Vec::new();
-    // Writes not yet Done, some of them past their data and only waiting
-    // for their index entries (their slots are free again).
-    let mut open_ops = 0usize;
-    let mut next_token: u64 = 0;
-    loop {
-        while !eof && failure.is_none() && open_ops < QUEUE_MAX {
+    let mut side = Writing {
+        input: Input {
+            read: input,
+            ahead: VecDeque::new(),
+            holes,
+            source,
+            took_dense: false,
+        },
+        file,
+        name,
+        vdi_size,
+        os,
+        chunk,
+        offset: 0,
+        eof: false,
+        open_ops: 0,
+        next_token: 0,
+    };
+    transfer::run(client, &mut slots, &mut progress, &mut side)
+}
+
+/// The import side of a transfer: chunks of the input into slots, each
+/// written, released or skipped as the sparse rule says.
+struct Writing<'a, 'r> {
+    input: Input<'r>,
+    file: &'a str,
+    name: &'a str,
+    vdi_size: u64,
+    os: u64,
+    chunk: u64,
+    /// Where the next chunk goes in the VDI.
+    offset: u64,
+    /// The input ended.
+    eof: bool,
+    /// Writes not yet Done, some of them past their data and only waiting
+    /// for their index entries (their slots are free again).
+    open_ops: usize,
+    next_token: u64,
+}
+
+impl Side for Writing<'_, '_> {
+    fn submit(
+        &mut self,
+        client: &mut Client,
+        slots: &mut Slots,
+        progress: &mut Progress,
+    ) -> Result<(), CliError> {
+        while !self.eof && self.open_ops < QUEUE_MAX {
             let Some(i) = slots.free() else { break };
             let slot = &mut slots.slots[i];
-            // Up to a chunk, never across an object's end.
-            let obj_end = ((offset / os + 1) * os).min(vdi_size);
-            let want = chunk.min(obj_end.saturating_sub(offset)) as usize;
+            // Up to a self.chunk, never across an object's end.
+            let obj_end = ((self.offset / self.os + 1) * self.os).min(self.vdi_size);
+            let want = self.chunk.min(obj_end.saturating_sub(self.offset)) as usize;
             let n = if want == 0 {
-                // The VDI is full: anything more in the input is too much.
+                // The VDI is full: anything more in the self.input is too much.
                 let mut probe = [0u8; 1];
-                match input.fill(&mut probe) {
+                match self.input.fill(&mut probe) {
                     Ok((0, _)) => (0, false),
                     Ok(_) => {
-                        failure = Some(CliError::msg(format!(
-                            "VDI too small for the input: {name} is {vdi_size} bytes"
+                        return Err(CliError::msg(format!(
+                            "VDI too small for the input: {} is {} bytes",
+                            self.name, self.vdi_size
                         )));
-                        break;
                     }
                     Err(e) => {
-                        failure = Some(error::file(file, "read", &e));
-                        break;
+                        return Err(error::file(self.file, "read", &e));
                     }
                 }
             } else {
-                let got = match input.take_dense(offset, want) {
+                let got = match self.input.take_dense(self.offset, want) {
                     Ok(Some(n)) => Ok((n, false)),
-                    Ok(None) => input.fill(&mut slot.buf[..want]),
+                    Ok(None) => self.input.fill(&mut slot.buf[..want]),
                     Err(e) => Err(e),
                 };
                 match got {
                     Ok(got) => got,
                     Err(e) => {
-                        failure = Some(error::file(file, "read", &e));
-                        break;
+                        return Err(error::file(self.file, "read", &e));
                     }
                 }
             };
             let (n, hole) = n;
             // Dense, and still in the file: sent from there as it is.
-            slot.in_file = input.took_dense;
+            slot.in_file = self.input.took_dense;
             if n == 0 {
-                eof = true;
+                self.eof = true;
                 break;
             }
             if n < want {
-                eof = true;
+                self.eof = true;
             }
-            let token = next_token;
-            let idx = (offset / os) as u32;
+            let token = self.next_token;
+            let idx = (self.offset / self.os) as u32;
             let mut len = n as u64;
             let zero = !slot.in_file && (hole || is_zero(&slot.buf[..n]));
             let allocated = client.engine.entry(idx).is_some_and(|e| e != 0);
-            // A zero chunk at the start of an allocated object larger than a
+            // A zero self.chunk at the start of an allocated object larger than a
             // chunk: look ahead to see whether the whole object is zeros.
-            if zero && allocated && offset % os == 0 && len < obj_end - offset && !eof {
-                match input.zeros_ahead(obj_end - offset - len, chunk) {
-                    Ok(more) if offset + len + more == obj_end => {
-                        input.ahead.clear();
+            if zero
+                && allocated
+                && self.offset % self.os == 0
+                && len < obj_end - self.offset
+                && !self.eof
+            {
+                match self
+                    .input
+                    .zeros_ahead(obj_end - self.offset - len, self.chunk)
+                {
+                    Ok(more) if self.offset + len + more == obj_end => {
+                        self.input.ahead.clear();
                         len += more;
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        failure = Some(error::file(file, "read", &e));
-                        break;
+                        return Err(error::file(self.file, "read", &e));
                     }
                 }
             }
-            let whole_object = offset % os == 0 && offset + len == obj_end;
+            let whole_object = self.offset % self.os == 0 && self.offset + len == obj_end;
             slot.start = 0;
-            let (mut sent_at, mut sent_len) = (offset, len);
+            let (mut sent_at, mut sent_len) = (self.offset, len);
             let under = Under {
                 allocated,
                 whole_object,
@@ -355,7 +391,7 @@ fn pump(
             let submitted = match sparse::decide(zero, under) {
                 Action::Write { trim } => {
                     // Into an unallocated object the CREATE zeroes what it
-                    // is not given. (A chunk sent from the file as it is
+                    // is not given. (A self.chunk sent from the self.file as it is
                     // was not looked at.)
                     let (skip, keep) = if trim && !slot.in_file {
                         trim_zeros(&slot.buf[..n])
@@ -363,17 +399,17 @@ fn pump(
                         (0, n)
                     };
                     slot.start = skip;
-                    (sent_at, sent_len) = (offset + skip as u64, keep as u64);
+                    (sent_at, sent_len) = (self.offset + skip as u64, keep as u64);
                     Some(client.engine.write(token, sent_at, sent_len))
                 }
                 Action::Skip => None,
-                Action::Release => Some(client.engine.discard(token, offset, len)),
+                Action::Release => Some(client.engine.discard(token, self.offset, len)),
                 Action::WriteZeros => {
                     if hole {
                         // A hole was not copied into the buffer.
                         slot.buf[..n].fill(0);
                     }
-                    Some(client.engine.write(token, offset, len))
+                    Some(client.engine.write(token, self.offset, len))
                 }
             };
             match submitted {
@@ -383,52 +419,56 @@ fn pump(
                     slot.len = sent_len as usize;
                     slot.offset = sent_at;
                     slot.token = token;
-                    next_token += 1;
-                    open_ops += 1;
+                    self.next_token += 1;
+                    self.open_ops += 1;
                     // Discarded zeros count as done now; what is sent counts
                     // when it is on the cluster.
                     progress.add(len - sent_len.min(len));
                     // Send it now rather than after every slot is full.
-                    client.transmit(&slots)?;
+                    client.transmit(slots)?;
                 }
                 Some(Err(e)) => {
-                    failure = Some(error::engine(name, e));
-                    break;
+                    return Err(error::engine(self.name, e));
                 }
             }
-            offset += len;
+            self.offset += len;
         }
-        if open_ops == 0 && (eof || failure.is_some()) {
-            break;
-        }
-        client.step(&mut slots, &mut events)?;
-        for ev in events.drain(..) {
-            match ev {
-                // The data is on the cluster: the buffer can take the next
-                // chunk while the index entries follow.
-                Event::DataDone { token } => {
-                    if let Some(slot) = slots.of(token) {
-                        slot.busy = false;
-                        progress.add(slot.len as u64);
-                    }
-                }
-                Event::Done { token, result } => {
-                    open_ops -= 1;
-                    if let Some(slot) = slots.of(token) {
-                        slot.busy = false;
-                        progress.add(slot.len as u64);
-                    }
-                    if let Err(e) = result {
-                        failure.get_or_insert_with(|| error::engine(name, e));
-                    }
-                }
-                Event::Zeros(_) | Event::Control(_) => {}
-            }
-        }
+        Ok(())
     }
-    progress.finish();
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
+
+    fn exhausted(&self) -> bool {
+        self.eof
+    }
+
+    fn open(&self, _slots: &Slots) -> usize {
+        self.open_ops
+    }
+
+    fn event(
+        &mut self,
+        ev: Event,
+        slots: &mut Slots,
+        progress: &mut Progress,
+    ) -> Result<(), CliError> {
+        match ev {
+            // The data is on the cluster: the buffer can take the next
+            // chunk while the index entries follow.
+            Event::DataDone { token } => {
+                if let Some(slot) = slots.of(token) {
+                    slot.busy = false;
+                    progress.add(slot.len as u64);
+                }
+            }
+            Event::Done { token, result } => {
+                self.open_ops -= 1;
+                if let Some(slot) = slots.of(token) {
+                    slot.busy = false;
+                    progress.add(slot.len as u64);
+                }
+                result.map_err(|e| error::engine(self.name, e))?;
+            }
+            Event::Zeros(_) | Event::Control(_) => {}
+        }
+        Ok(())
     }
 }

@@ -1,13 +1,16 @@
-//! Buffers of the reads and writes in flight during import and export:
-//! one slot per request, each as large as a chunk. A slot carries the token
+//! The pipeline import and export share: buffers of the reads and writes
+//! in flight, one slot per request, each as large as a chunk, and the loop
+//! that runs a transfer ([`run`] over a [`Side`]). A slot carries the token
 //! of the operation using it; a write gives its slot back as soon as its
 //! data is on the cluster, while its index entries are still on their way.
 
-use sheepdog_core::engine::Token;
+use sheepdog_core::engine::{Event, Token};
 
 use std::fs::File;
 
-use crate::client::Buffers;
+use crate::client::{Buffers, Client};
+use crate::error::CliError;
+use crate::progress::Progress;
 
 /// A chunk's buffer and where it belongs in the VDI.
 pub struct Slot {
@@ -69,11 +72,6 @@ impl Slots {
         }
         Some(i)
     }
-
-    /// Whether any slot is in flight.
-    pub fn any_busy(&self) -> bool {
-        self.slots.iter().any(|s| s.busy)
-    }
 }
 
 impl Slots {
@@ -108,5 +106,81 @@ impl Buffers for Slots {
             Some(s) => &mut s.buf[..s.len],
             None => &mut [],
         }
+    }
+}
+
+/// One direction of a transfer, run by [`run`]: what goes into free
+/// slots, what is written out as it becomes ready, and what each event of
+/// a slot's operation does.
+pub trait Side {
+    /// Submit operations into free slots, as many as there is room for.
+    /// An error stops submitting; what is in flight drains first.
+    fn submit(
+        &mut self,
+        client: &mut Client,
+        slots: &mut Slots,
+        progress: &mut Progress,
+    ) -> Result<(), CliError>;
+    /// Nothing is left to submit.
+    fn exhausted(&self) -> bool;
+    /// Write out what is ready; an error stops the transfer.
+    fn flush(&mut self, _slots: &mut Slots, _progress: &mut Progress) -> Result<(), CliError> {
+        Ok(())
+    }
+    /// Something is still to be written out.
+    fn backlog(&self) -> bool {
+        false
+    }
+    /// Operations submitted and not yet Done.
+    fn open(&self, slots: &Slots) -> usize;
+    /// An event of an operation; an error stops the transfer.
+    fn event(
+        &mut self,
+        ev: Event,
+        slots: &mut Slots,
+        progress: &mut Progress,
+    ) -> Result<(), CliError>;
+}
+
+/// Run a transfer to its end: submit, write out, wait, hand events over,
+/// until everything is done or, after the first failure, everything in
+/// flight has drained; then the first failure, if any.
+pub fn run(
+    client: &mut Client,
+    slots: &mut Slots,
+    progress: &mut Progress,
+    side: &mut dyn Side,
+) -> Result<(), CliError> {
+    let mut failure: Option<CliError> = None;
+    let mut events = Vec::new();
+    loop {
+        if failure.is_none() {
+            if let Err(e) = side.submit(client, slots, progress) {
+                failure = Some(e);
+            }
+        }
+        if failure.is_none() {
+            if let Err(e) = side.flush(slots, progress) {
+                failure = Some(e);
+            }
+        }
+        if side.open(slots) == 0 {
+            if failure.is_some() || (side.exhausted() && !side.backlog()) {
+                break;
+            }
+            // Nothing in flight, but more to submit or write out.
+            continue;
+        }
+        client.step(slots, &mut events)?;
+        for ev in events.drain(..) {
+            if let Err(e) = side.event(ev, slots, progress) {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    progress.finish();
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
