@@ -342,10 +342,11 @@ impl Client {
             self.heard = Instant::now();
             let now = self.now();
             match self.rx.advance(&mut *self.engine, n, &self.scratch, now) {
-                // Hand the reply's consequences over before reading on,
-                // unless more of this one is already there.
-                Ok(true) if !self.rx.in_reply() && self.engine.in_flight() == 0 => return Ok(true),
-                Ok(_) => {}
+                // Hand each whole reply's consequences over at once: the
+                // caller refills the pipeline before more replies are read,
+                // so the cluster never waits for a batch to be handled.
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
                 // The stream is out of step: the operation that owned the
                 // reply has failed with the reason; the rest goes out again
                 // on a new connection.
