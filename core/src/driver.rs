@@ -261,15 +261,10 @@ where
     /// Any failure of the connection, or a reply the engine refused,
     /// leaves the stream out of step: the driver then refuses to go on.
     fn drive(&mut self, data: Data<'_>) -> Result<Event, DriverError<T::Error>> {
-        self.ready()?;
         let r = self.drive_inner(data);
-        if matches!(
-            r,
-            Err(DriverError::Io(_) | DriverError::Closed)
-                | Err(DriverError::Engine(
-                    Error::BadReply(_) | Error::UnexpectedReply { .. } | Error::Decode(_)
-                ))
-        ) {
+        if let Err(DriverError::Io(_) | DriverError::Closed) = r {
+            // A write failed: the stream is out of step (receive() marks
+            // its own failures).
             self.broken = true;
         }
         r
@@ -316,20 +311,23 @@ where
     }
 
     fn receive(&mut self, data: &mut Data<'_>) -> Result<(), DriverError<T::Error>> {
-        let now = self.clock.now();
-        self.rx
-            .receive(
-                &mut self.engine,
-                &mut self.conn,
-                data,
-                &mut self.scratch,
-                now,
-            )
-            .map_err(|e| match e {
+        let clock = &mut self.clock;
+        let res = self.rx.receive(
+            &mut self.engine,
+            &mut self.conn,
+            data,
+            &mut self.scratch,
+            &mut || clock.now(),
+        );
+        // Whatever went wrong, the stream is out of step now.
+        res.map_err(|e| {
+            self.broken = true;
+            match e {
                 ReceiveError::Reply(e) => DriverError::Engine(e),
                 ReceiveError::Io(e) => DriverError::Io(e),
                 ReceiveError::Closed => DriverError::Closed,
-            })
+            }
+        })
     }
 }
 

@@ -78,7 +78,7 @@
 //!         //    next retry. Any receive error: reconnect, then call
 //!         //    `engine.handle_connection_lost()` and `rx.reset()`.
 //!         if engine.in_flight() > 0 {
-//!             match rx.receive(&mut engine, conn, &mut NoBuffers, &mut scratch, now()) {
+//!             match rx.receive(&mut engine, conn, &mut NoBuffers, &mut scratch, &mut || now()) {
 //!                 Ok(()) => {}
 //!                 Err(ReceiveError::Reply(e)) => return Err(e),
 //!                 Err(_) => return Err(Error::ConnectionLost),

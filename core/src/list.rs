@@ -72,6 +72,8 @@ pub struct Lister<B> {
     done: Option<ListEvent>,
     /// The last reply failed: its payload is dropped, not consumed.
     skip_payload: bool,
+    /// Bytes the scratch payload of the reply being read must have.
+    want: Option<u32>,
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
@@ -102,6 +104,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
             pending: None,
             done: None,
             skip_payload: false,
+            want: None,
         })
     }
 
@@ -167,6 +170,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
         };
         self.in_flight = None;
         let (len, into) = self.expected().unwrap_or((0, Receive::Discard));
+        self.want = (into == Receive::Scratch).then_some(len);
         if let Err(p) = reply::check_header(&asked, &rsp, Want::Exact(len)) {
             let e = Error::BadReply(asked.bad(p));
             self.finish(Err(e));
@@ -219,6 +223,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
                 self.entry = None;
                 self.advance_from(vid + 1);
             }
+            // Deleted between its header and its index: skipped too.
+            Step::Index { .. } if gone => {
+                let vid = self.entry.take().map_or(0, |e| e.header.vdi_id);
+                self.advance_from(vid + 1);
+            }
             _ => self.finish(Err(e)),
         }
     }
@@ -256,35 +265,43 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
         match self.step {
             Step::InUse if self.done.is_none() => self.step = Step::Deleted,
             Step::Deleted if self.done.is_none() => self.advance_from(1),
+            Step::Header(_) | Step::Index { .. } if Some(scratch.len() as u32) != self.want => {
+                // The caller's scratch could not hold the payload: nothing
+                // of this VDI is known, so the listing cannot claim to be
+                // whole.
+                let need = self.want.unwrap_or(0) as usize;
+                self.finish(Err(Error::BufferTooSmall { need }));
+            }
             Step::Header(vid) => match InodeHeader::parse(scratch) {
-                Ok(h) if !h.is_deleted() => {
-                    if let Err(p) = reply::inode_header(scratch, vid) {
+                Ok(h) if h.is_deleted() => self.advance_from(vid + 1),
+                _ => match reply::inode_header(scratch, vid) {
+                    Err(p) => {
                         let asked = Asked {
                             opcode: crate::wire::Opcode::ReadObj,
                             len: inode::HEADER_LEN as u32,
                             target: crate::engine::Target::Vdi(vid),
                         };
-                        return self.finish(Err(Error::BadReply(asked.bad(p))));
+                        self.finish(Err(Error::BadReply(asked.bad(p))))
                     }
-                    let header = h;
-                    let count = if h.is_hyper() {
-                        0
-                    } else {
-                        h.index_len().unwrap_or(0)
-                    };
-                    self.entry = Some(ListEntry {
-                        header,
-                        used: 0,
-                        shared: 0,
-                    });
-                    if count == 0 {
-                        self.pending = self.entry.take().map(ListEvent::Vdi);
-                        self.advance_from(vid + 1);
-                    } else {
-                        self.step = Step::Index { next: 0, count };
+                    Ok(header) => {
+                        let count = if header.is_hyper() {
+                            0
+                        } else {
+                            header.index_len().unwrap_or(0)
+                        };
+                        self.entry = Some(ListEntry {
+                            header,
+                            used: 0,
+                            shared: 0,
+                        });
+                        if count == 0 {
+                            self.pending = self.entry.take().map(ListEvent::Vdi);
+                            self.advance_from(vid + 1);
+                        } else {
+                            self.step = Step::Index { next: 0, count };
+                        }
                     }
-                }
-                _ => self.advance_from(vid + 1),
+                },
             },
             Step::Index { next, count } => {
                 let Some(entry) = self.entry.as_mut() else {

@@ -116,6 +116,9 @@ enum State {
         into: Receive,
         len: usize,
         have: usize,
+        /// The buffer they had to go into was not there (too small, out of
+        /// range): the reply cannot be handed over.
+        lost: bool,
     },
 }
 
@@ -165,8 +168,10 @@ impl Receiver {
     }
 
     /// Where the next bytes from the connection go: never empty. `scratch`
-    /// should hold [`crate::engine::SCRATCH_LEN`] bytes (a smaller one drops what it
-    /// cannot hold, and the operation that needed it fails).
+    /// must hold what the replies ask for ([`crate::engine::SCRATCH_LEN`]
+    /// for the engine, the lister's `scratch_len`); a payload whose buffer
+    /// is missing or too small is read and dropped, and
+    /// [`Receiver::advance`] then fails instead of handing it over.
     pub fn buffer<'a, R: Replies>(
         &'a mut self,
         replies: &'a mut R,
@@ -175,15 +180,20 @@ impl Receiver {
     ) -> &'a mut [u8] {
         let (into, len, have) = match &self.state {
             State::Header { have } => return &mut self.header[*have..],
-            State::Payload { into, len, have } => (into.clone(), *len, *have),
+            State::Payload {
+                into, len, have, ..
+            } => (into.clone(), *len, *have),
         };
-        match into {
+        let lost = match into {
             Receive::Data(d) => {
                 let range = d.range.start as usize..d.range.end as usize;
-                if let Some(b) = bufs.read_buffer(d.token) {
-                    if b.len() >= range.end && range.len() == len {
+                // None: the read was given up, its bytes are dropped.
+                match bufs.read_buffer(d.token) {
+                    Some(b) if b.len() >= range.end && range.len() == len => {
                         return &mut b[range][have..];
                     }
+                    Some(_) => true,
+                    None => false,
                 }
             }
             Receive::Own(r) => {
@@ -192,9 +202,14 @@ impl Receiver {
                         return &mut b[have..];
                     }
                 }
+                true
             }
             Receive::Scratch if len <= scratch.len() => return &mut scratch[have..len],
-            Receive::Scratch | Receive::Discard => {}
+            Receive::Scratch => true,
+            Receive::Discard => false,
+        };
+        if let State::Payload { lost: l, .. } = &mut self.state {
+            *l |= lost;
         }
         // Bytes nobody keeps: through the scratch buffer (or, if there is
         // none, the header's, which a payload does not need).
@@ -210,8 +225,8 @@ impl Receiver {
 
     /// `n` bytes were read into the last [`Receiver::buffer`]; true when
     /// that made a reply whole and it was handed over to `replies`. An
-    /// error means the header was refused: drop the connection (and
-    /// [`Receiver::reset`]).
+    /// error means the header was refused, or the payload had nowhere to
+    /// go: drop the connection (and [`Receiver::reset`]).
     pub fn advance<R: Replies>(
         &mut self,
         replies: &mut R,
@@ -233,15 +248,27 @@ impl Receiver {
                         into: incoming.into,
                         len,
                         have: 0,
+                        lost: false,
                     };
                     return Ok(false);
                 }
                 replies.handle_payload(now, &[]);
             }
-            State::Payload { into, len, have } => {
+            State::Payload {
+                into,
+                len,
+                have,
+                lost,
+            } => {
                 *have += n;
                 if *have < *len {
                     return Ok(false);
+                }
+                if *lost {
+                    // Never handed over as if it had arrived: drop the
+                    // connection, and the request goes out again.
+                    self.state = State::Header { have: 0 };
+                    return Err(Error::Internal("a reply's payload had nowhere to go"));
                 }
                 let payload = match into {
                     Receive::Scratch if *len <= scratch.len() => &scratch[..*len],
@@ -254,14 +281,16 @@ impl Receiver {
         Ok(true)
     }
 
-    /// Read one whole reply from a blocking `conn` and hand it over.
+    /// Read one whole reply from a blocking `conn` and hand it over, with
+    /// the time `now` gives once its bytes are in (retry pauses count from
+    /// then).
     pub fn receive<R: Replies, C: embedded_io::Read>(
         &mut self,
         replies: &mut R,
         conn: &mut C,
         bufs: &mut dyn ReadBuffers,
         scratch: &mut [u8],
-        now: u64,
+        now: &mut dyn FnMut() -> u64,
     ) -> Result<(), ReceiveError<C::Error>> {
         loop {
             let buf = self.buffer(replies, bufs, scratch);
@@ -271,7 +300,7 @@ impl Receiver {
                 return Err(ReceiveError::Closed);
             }
             if self
-                .advance(replies, n, scratch, now)
+                .advance(replies, n, scratch, now())
                 .map_err(ReceiveError::Reply)?
             {
                 return Ok(());

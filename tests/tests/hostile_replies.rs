@@ -741,3 +741,47 @@ fn a_delete_and_a_rollback_whose_del_vdi_reply_was_lost_succeed() {
         "rolled back",
     );
 }
+
+#[test]
+fn a_listing_handed_a_short_payload_ends_in_an_error() {
+    // A caller whose scratch could not hold an inode header hands over
+    // fewer bytes: the lister must not take that VDI for deleted and
+    // finish as if the listing were whole.
+    use sheepdog_core::list::{ListEvent, Lister};
+    use sheepdog_core::wire::VDI_BITMAP_LEN;
+    let mut w = wire();
+    create(&mut w, "a", OBJ);
+    let mut lister = Lister::new(
+        vec![0u8; VDI_BITMAP_LEN],
+        vec![0u8; VDI_BITMAP_LEN],
+        1 << 16,
+    )
+    .unwrap();
+    let mut buf = [0u8; HEADER_LEN];
+    for _ in 0..10 {
+        if let Some(ev) = lister.poll_event() {
+            assert_eq!(
+                ev,
+                ListEvent::Done(Err(Error::BufferTooSmall {
+                    need: inode::HEADER_LEN
+                }))
+            );
+            return;
+        }
+        let n = lister.poll_transmit(&mut buf).unwrap().expect("a request");
+        let req = Request::parse_bytes(&buf[..n]).unwrap();
+        let bytes = w.cluster.handle(0, &req, &[]).to_bytes();
+        let incoming = lister.handle_header(&bytes[..HEADER_LEN]).unwrap();
+        let payload = &bytes[HEADER_LEN..];
+        match incoming.into {
+            Receive::Own(r) => {
+                lister.bitmap_mut()[r].copy_from_slice(payload);
+                lister.handle_payload(&[]);
+            }
+            // Only part of the header.
+            Receive::Scratch => lister.handle_payload(&payload[..100]),
+            _ => lister.handle_payload(&[]),
+        }
+    }
+    panic!("the listing did not end");
+}
