@@ -117,6 +117,8 @@ pub fn tamper(
         Kind::Length => {
             let len = u32_at(&bytes, DATA_LENGTH);
             let new = match rng.below(3) {
+                // (Nothing to take from an empty payload: grow it.)
+                _ if len == 0 => 1 + rng.below(4096) as u32,
                 0 => len / 2,
                 1 => len + 1 + rng.below(4096) as u32,
                 _ => len.saturating_sub(1 + rng.below(u64::from(len.max(1))) as u32),

@@ -294,7 +294,13 @@ impl Wire {
         }
         if self.engine.in_flight() > 0 {
             // Requests the server never answered: the client's reply
-            // timeout drops the connection.
+            // timeout drops the connection. Only a hostile server leaves
+            // any: otherwise every request was answered at once, and a
+            // request in flight with no reply is the engine's bug.
+            assert!(
+                self.faults.hostile > 0 || self.tamper.is_some(),
+                "requests in flight that no reply answers"
+            );
             self.now += 1_000_000_000;
             self.disconnect();
             return true;
