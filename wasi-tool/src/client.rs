@@ -1,8 +1,10 @@
 //! One connection to a gateway and the engine that runs over it: sending
 //! what the engine asks, reading replies where it says, waiting for retry
 //! deadlines. The socket is non-blocking and every wait goes through the
-//! readiness loop ([`crate::readiness`]), so a request half written or a
-//! reply half read never holds the process, natively and under WASI.
+//! readiness loop ([`crate::readiness`]): a reply half read never holds
+//! the process, natively and under WASI. Only a request with a large
+//! payload is written in one blocking call (see [`BLOCKING_WRITE`]),
+//! bounded by the write timeout.
 
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
@@ -92,7 +94,8 @@ impl ReadBuffers for Reads<'_> {
     fn read_buffer(&mut self, token: Token) -> Option<&mut [u8]> {
         // An empty buffer is one given up (the transfer is failing): the
         // receiver drops its bytes.
-        Some(self.0.data_mut(token))
+        let buf = self.0.data_mut(token);
+        (!buf.is_empty()).then_some(buf)
     }
 }
 
@@ -123,7 +126,6 @@ pub struct Client {
     /// When the last byte arrived, or the last request went out with
     /// nothing in flight before it: the reply timeout counts from there.
     heard: Instant,
-    ready: Vec<readiness::Ready>,
     start: Instant,
     /// HOST[:PORT] as given, to connect again.
     target: String,
@@ -148,7 +150,6 @@ impl Client {
             rx: Receiver::new(),
             out: None,
             heard: Instant::now(),
-            ready: Vec::new(),
             start: Instant::now(),
             reconnects: 0,
         })
@@ -165,7 +166,7 @@ impl Client {
         if timeout || self.reconnects >= MAX_RECONNECTS {
             return Err(error::lost(&self.addr, &e));
         }
-        let mut last = e;
+        let mut again = None;
         while self.reconnects < MAX_RECONNECTS {
             std::thread::sleep(Duration::from_millis(200 << self.reconnects));
             self.reconnects += 1;
@@ -179,12 +180,14 @@ impl Client {
                     self.engine.handle_connection_lost();
                     return Ok(());
                 }
-                Err(_) => {
-                    last = io::Error::new(io::ErrorKind::ConnectionRefused, "reconnect failed")
-                }
+                Err(e) => again = Some(e),
             }
         }
-        Err(error::lost(&self.addr, &last))
+        let lost = error::lost(&self.addr, &e);
+        Err(match again {
+            Some(again) => lost.with_detail(&format!("connecting again: {again}")),
+            None => lost,
+        })
     }
 
     /// The server sent a reply the engine refused: drop the connection and
@@ -258,7 +261,8 @@ impl Client {
 
     /// Send what can be sent, hand over events, read what has arrived,
     /// and wait (for the socket, or a retry's time) only when none of
-    /// that can go on. Returns once events are there or a wait ended.
+    /// that can go on. Returns once events are there, or after a wait for
+    /// a retry's time.
     pub fn step(
         &mut self,
         bufs: &mut dyn Buffers,
@@ -309,10 +313,11 @@ impl Client {
     /// means the node stopped answering.
     fn wait(&mut self, read: bool, write: bool) -> Result<(), CliError> {
         let silent = self.heard.elapsed();
-        if read && silent >= REPLY_TIMEOUT {
+        if silent >= REPLY_TIMEOUT {
+            // Nothing heard, and nothing taken, for the whole timeout.
             return Err(error::lost(&self.addr, &io::ErrorKind::TimedOut.into()));
         }
-        let mut limit = REPLY_TIMEOUT - silent;
+        let mut limit = REPLY_TIMEOUT.saturating_sub(silent);
         if let Some(deadline) = self.engine.poll_timeout() {
             limit = limit.min(Duration::from_nanos(deadline.saturating_sub(self.now())));
         }
@@ -321,10 +326,9 @@ impl Client {
             read,
             write,
         }];
-        let mut ready = std::mem::take(&mut self.ready);
-        let res = readiness::wait(&want, Some(limit), &mut ready);
-        self.ready = ready;
-        if let Err(e) = res {
+        // Which of them it is does not matter: the loop tries both.
+        let mut ready = Vec::with_capacity(1);
+        if let Err(e) = readiness::wait(&want, Some(limit), &mut ready) {
             return self.recover(e);
         }
         let now = self.now();
@@ -361,7 +365,12 @@ impl Client {
                 // Hand each whole reply's consequences over at once: the
                 // caller refills the pipeline before more replies are read,
                 // so the cluster never waits for a batch to be handled.
-                Ok(true) => return Ok(true),
+                Ok(true) => {
+                    // The connection works again: a later loss gets the
+                    // whole reconnect budget.
+                    self.reconnects = 0;
+                    return Ok(true);
+                }
                 Ok(false) => {}
                 // The stream is out of step: the operation that owned the
                 // reply has failed with the reason; the rest goes out again
@@ -424,7 +433,7 @@ impl Outgoing {
             let res = match (&self.data, self.sent < self.head.len()) {
                 (_, true) | (None, _) => {
                     let data = match &self.data {
-                        Some((t, r)) if bufs.file_data(*t).is_none() => &bufs.data(*t)[r.clone()],
+                        Some((t, r)) if bufs.file_data(*t).is_none() => data_of(bufs, *t, r)?,
                         _ => &[][..],
                     };
                     let head = &self.head[self.sent..];
@@ -437,7 +446,7 @@ impl Outgoing {
                             let start = from + (r.start + at) as u64;
                             sendfile::send_some(stream, f, start, r.len() - at)
                         }
-                        None => stream.write(&bufs.data(*t)[r.start + at..r.end]),
+                        None => stream.write(&data_of(bufs, *t, r)?[at..]),
                     }
                 }
             };
@@ -451,4 +460,16 @@ impl Outgoing {
         }
         Ok(true)
     }
+}
+
+/// The bytes of write `token` at `range`. They are gone only if the write
+/// was answered before it was all sent, which a server that reads each
+/// request whole cannot do: the stream is out of step.
+fn data_of<'a>(bufs: &'a dyn Buffers, token: Token, range: &Range<usize>) -> io::Result<&'a [u8]> {
+    bufs.data(token).get(range.clone()).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the server answered a write before it was all sent",
+        )
+    })
 }

@@ -46,6 +46,14 @@ impl CliError {
         self.kind
     }
 
+    /// The same failure, with `detail` after it in parentheses.
+    pub fn with_detail(self, detail: &str) -> CliError {
+        CliError {
+            msg: format!("{} ({detail})", self.msg),
+            kind: self.kind,
+        }
+    }
+
     /// The connection was lost during `what` (`import of vm1`): say so,
     /// and what to do (`advice`).
     pub fn during(self, what: &str, advice: &str) -> CliError {

@@ -217,9 +217,8 @@ impl Side for Reading<'_> {
             };
             self.order.pop_front();
             if let Err(e) = written {
-                // Stop reading; what is in flight drains.
+                // The transfer stops submitting; what is in flight drains.
                 self.order.clear();
-                self.offset = self.size;
                 return Err(self.werr(e));
             }
         }
@@ -255,7 +254,6 @@ impl Side for Reading<'_> {
                     Output::File(f) => {
                         let s = &slots.slots[i];
                         if let Err(e) = write_sparse(f, s.offset, &s.buf[..s.len]) {
-                            self.offset = self.size;
                             return Err(self.werr(e));
                         }
                         progress.add(s.len as u64);

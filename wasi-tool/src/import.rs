@@ -313,11 +313,11 @@ impl Side for Writing<'_, '_> {
         while !self.eof && self.open_ops < QUEUE_MAX {
             let Some(i) = slots.free() else { break };
             let slot = &mut slots.slots[i];
-            // Up to a self.chunk, never across an object's end.
+            // Up to a chunk, never across an object's end.
             let obj_end = ((self.offset / self.os + 1) * self.os).min(self.vdi_size);
             let want = self.chunk.min(obj_end.saturating_sub(self.offset)) as usize;
             let n = if want == 0 {
-                // The VDI is full: anything more in the self.input is too much.
+                // The VDI is full: anything more in the input is too much.
                 let mut probe = [0u8; 1];
                 match self.input.fill(&mut probe) {
                     Ok((0, _)) => (0, false),
@@ -359,7 +359,7 @@ impl Side for Writing<'_, '_> {
             let mut len = n as u64;
             let zero = !slot.in_file && (hole || is_zero(&slot.buf[..n]));
             let allocated = client.engine.entry(idx).is_some_and(|e| e != 0);
-            // A zero self.chunk at the start of an allocated object larger than a
+            // A zero chunk at the start of an allocated object larger than a
             // chunk: look ahead to see whether the whole object is zeros.
             if zero
                 && allocated
@@ -391,7 +391,7 @@ impl Side for Writing<'_, '_> {
             let submitted = match sparse::decide(zero, under) {
                 Action::Write { trim } => {
                     // Into an unallocated object the CREATE zeroes what it
-                    // is not given. (A self.chunk sent from the self.file as it is
+                    // is not given. (A chunk sent from the file as it is
                     // was not looked at.)
                     let (skip, keep) = if trim && !slot.in_file {
                         trim_zeros(&slot.buf[..n])
@@ -421,8 +421,8 @@ impl Side for Writing<'_, '_> {
                     slot.token = token;
                     self.next_token += 1;
                     self.open_ops += 1;
-                    // Discarded zeros count as done now; what is sent counts
-                    // when it is on the cluster.
+                    // Zeros trimmed off count as done now; what is sent
+                    // counts when it is on the cluster.
                     progress.add(len - sent_len.min(len));
                     // Send it now rather than after every slot is full.
                     client.transmit(slots)?;

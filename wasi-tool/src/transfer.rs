@@ -171,7 +171,20 @@ pub fn run(
             // Nothing in flight, but more to submit or write out.
             continue;
         }
-        client.step(slots, &mut events)?;
+        if let Err(e) = client.step(slots, &mut events) {
+            // The connection is gone for good; a failure before it is the
+            // one to report.
+            failure.get_or_insert(e);
+            break;
+        }
+        if events.is_empty() && client.engine.is_idle() {
+            // Operations counted as open that the engine does not have:
+            // never spin on that.
+            failure.get_or_insert(CliError::msg(
+                "internal error: the transfer waits for operations the engine does not have",
+            ));
+            break;
+        }
         for ev in events.drain(..) {
             if let Err(e) = side.event(ev, slots, progress) {
                 failure.get_or_insert(e);
