@@ -354,13 +354,7 @@ impl Books<'_> {
         };
         if earlier.is_empty() {
             if let Some(at) = first_mismatch(expected, got, off, unknown) {
-                let i = (at - off) as usize;
-                panic!(
-                    "read {token} differs from the model at byte {:?} (model {:#04x}, read {:#04x})",
-                    Some(at - off),
-                    expected[i],
-                    got[i]
-                );
+                wrong_read(token, at - off, expected, got);
             }
             return;
         }
@@ -384,13 +378,7 @@ impl Books<'_> {
                 continue;
             };
             if covering.is_empty() {
-                let i = (at - off) as usize;
-                panic!(
-                    "read {token} differs from the model at byte {:?} (model {:#04x}, read {:#04x})",
-                    Some(at - off),
-                    expected[i],
-                    got[i]
-                );
+                wrong_read(token, at - off, expected, got);
             }
             covering.sort_unstable();
             self.log.push(format!(
@@ -429,6 +417,17 @@ pub struct Workload {
     seq: u64,
     /// The last operations.
     pub log: Log,
+}
+
+/// A read that does not match the model at `i` of its bytes.
+fn wrong_read(token: Token, i: u64, expected: &[u8], got: &[u8]) -> ! {
+    let at = i as usize;
+    panic!(
+        "read {token} differs from the model at byte {:?} (model {:#04x}, read {:#04x})",
+        Some(i),
+        expected[at],
+        got[at]
+    )
 }
 
 fn fail(what: &str, e: impl std::fmt::Debug) -> ! {
