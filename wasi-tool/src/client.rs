@@ -225,7 +225,7 @@ impl Client {
                     self.heard = Instant::now();
                 }
                 self.out = Some(Outgoing {
-                    head: self.tx[..t.header_len].to_vec(),
+                    head_len: t.header_len,
                     data: t
                         .data
                         .map(|d| (d.token, d.range.start as usize..d.range.end as usize)),
@@ -239,7 +239,7 @@ impl Client {
             if large {
                 let _ = self.stream.set_nonblocking(false);
             }
-            let written = out.write(&mut self.stream, bufs);
+            let written = out.write(&mut self.stream, &self.tx, bufs);
             if large {
                 let _ = self.stream.set_nonblocking(true);
             }
@@ -411,10 +411,11 @@ impl Client {
 }
 
 /// A request on its way out: the header (and small payload) the engine
-/// wrote, then the range of the caller's data for a write, from memory or
-/// straight from the input file.
+/// wrote into the transmit buffer, which stays as it is until this request
+/// is all out (nothing else is polled meanwhile), then the range of the
+/// caller's data for a write, from memory or straight from the input file.
 struct Outgoing {
-    head: Vec<u8>,
+    head_len: usize,
     data: Option<(Token, Range<usize>)>,
     /// Bytes of head and data written so far.
     sent: usize,
@@ -423,24 +424,25 @@ struct Outgoing {
 impl Outgoing {
     /// Header and data bytes in all.
     fn len(&self) -> usize {
-        self.head.len() + self.data.as_ref().map_or(0, |(_, r)| r.len())
+        self.head_len + self.data.as_ref().map_or(0, |(_, r)| r.len())
     }
 
     /// Write as much as the socket takes now; true when all is out.
-    fn write(&mut self, stream: &mut TcpStream, bufs: &dyn Buffers) -> io::Result<bool> {
+    fn write(&mut self, stream: &mut TcpStream, tx: &[u8], bufs: &dyn Buffers) -> io::Result<bool> {
+        let head = &tx[..self.head_len];
         let total = self.len();
         while self.sent < total {
-            let res = match (&self.data, self.sent < self.head.len()) {
+            let res = match (&self.data, self.sent < self.head_len) {
                 (_, true) | (None, _) => {
                     let data = match &self.data {
                         Some((t, r)) if bufs.file_data(*t).is_none() => data_of(bufs, *t, r)?,
                         _ => &[][..],
                     };
-                    let head = &self.head[self.sent..];
-                    stream.write_vectored(&[IoSlice::new(head), IoSlice::new(data)])
+                    let rest = &head[self.sent..];
+                    stream.write_vectored(&[IoSlice::new(rest), IoSlice::new(data)])
                 }
                 (Some((t, r)), false) => {
-                    let at = self.sent - self.head.len();
+                    let at = self.sent - self.head_len;
                     match bufs.file_data(*t) {
                         Some((f, from)) => {
                             let start = from + (r.start + at) as u64;

@@ -6,7 +6,7 @@
 
 use super::flight::{Due, Inflight, Sent};
 use super::reply::{self, Asked};
-use super::{Engine, Error, Problem, Target, Transmit, Volume};
+use super::{Engine, Error, Target, Transmit, Volume};
 use crate::inode;
 use crate::wire::{Response, ResultCode};
 
@@ -106,23 +106,16 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     len: inode::HEADER_LEN as u32,
                     target: Target::Vdi(vid),
                 };
-                let header = match reply::inode_header(payload, vid) {
+                let shift = self
+                    .volume
+                    .as_ref()
+                    .map_or(0, |v| v.header.block_size_shift);
+                let header = match reply::successor_header(payload, vid, shift) {
                     Ok(h) => h,
                     Err(problem) => {
                         return self.resolve_failed(Error::BadReply(asked.bad(problem)));
                     }
                 };
-                let shift = self.volume.as_ref().map(|v| v.header.block_size_shift);
-                if header.is_hyper() || Some(header.block_size_shift) != shift {
-                    // The new working VDI started as a copy of ours: it
-                    // cannot have another layout.
-                    let problem = Problem::Field {
-                        name: "block_size_shift",
-                        got: header.block_size_shift.into(),
-                        expected: shift.unwrap_or(0).into(),
-                    };
-                    return self.resolve_failed(Error::BadReply(asked.bad(problem)));
-                }
                 if header.is_snapshot() {
                     // Snapshotted again since the lookup: look again, a
                     // bounded number of times.

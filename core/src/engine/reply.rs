@@ -142,6 +142,26 @@ pub(crate) fn inode_header(payload: &[u8], vid: u32) -> Result<InodeHeader, Prob
     Ok(header)
 }
 
+/// The header of `vid`, the working VDI that replaced an open one whose
+/// object size shift is `shift`: as [`inode_header`], and it cannot be a
+/// hyper volume or have another layout, for it started as a copy of the
+/// open one's inode.
+pub(crate) fn successor_header(
+    payload: &[u8],
+    vid: u32,
+    shift: u8,
+) -> Result<InodeHeader, Problem> {
+    let header = inode_header(payload, vid)?;
+    if header.is_hyper() || header.block_size_shift != shift {
+        return Err(Problem::Field {
+            name: "block_size_shift",
+            got: header.block_size_shift.into(),
+            expected: shift.into(),
+        });
+    }
+    Ok(header)
+}
+
 /// Index entries as read from an inode: each 0 or a VID below 2^24.
 pub(crate) fn index_entries(entries: &[u8]) -> Result<(), Problem> {
     match entries

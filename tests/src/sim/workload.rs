@@ -797,14 +797,7 @@ impl Workload {
             }
             self.data_of(open).put(off, &data);
             self.wire.bufs.insert(token, data);
-            self.pending.insert(
-                token,
-                Pending::Write {
-                    disk: open.disk,
-                    range: off..off + len,
-                    taint: Vec::new(),
-                },
-            );
+            self.pending_write(token, open.disk, off..off + len);
             self.stats.bytes_written += len;
         } else if writable && kind < 50 {
             // Discard whole objects.
@@ -819,20 +812,20 @@ impl Workload {
             }
             self.data_of(open).zero(off..off + len);
             self.wire.bufs.insert(token, Vec::new());
-            self.pending.insert(
-                token,
-                Pending::Write {
-                    disk: open.disk,
-                    range: off..off + len,
-                    taint: Vec::new(),
-                },
-            );
+            self.pending_write(token, open.disk, off..off + len);
         } else {
             let (off, len) = self.random_range(size);
             self.log.push(format!("{token}: read {off}+{len}"));
             self.submit_read(open, token, off, len, 0xA5);
         }
         self.stats.ops += 1;
+    }
+
+    /// Write or discard `token` of `disk`'s `range` is under way.
+    fn pending_write(&mut self, token: Token, disk: usize, range: Range<u64>) {
+        let taint = Vec::new();
+        self.pending
+            .insert(token, Pending::Write { disk, range, taint });
     }
 
     /// Let the wire make a little progress, handling events.

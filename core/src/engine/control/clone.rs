@@ -2,9 +2,9 @@
 //! objects (NEW_VDI with the snapshot as base, PROTOCOL.md §9.3).
 
 use super::super::{ControlDone, Engine, Error, Expect, Inline, Name};
-use super::exist::Exist;
-use super::{current, is, Next};
-use crate::wire::{Request, Response, ResultCode};
+use super::exist::{self, Exist};
+use super::{current, Next};
+use crate::wire::{Request, Response};
 
 /// The steps of a clone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +37,7 @@ impl Clone {
     }
 
     pub(super) fn failed(&mut self, lost: bool, e: Error) -> Next {
-        if lost && self.step == Step::NewVdi && is(&e, ResultCode::VdiExist) {
+        if self.step == Step::NewVdi && exist::after_lost_reply(lost, &e) {
             self.step = Step::Exist(Exist::Lookup);
             return Next::Send;
         }

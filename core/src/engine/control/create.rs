@@ -4,12 +4,12 @@
 
 use super::super::reply;
 use super::super::{ControlDone, CreateOptions, Engine, Error, Expect, Inline, Name, Target};
-use super::exist::Exist;
-use super::{fill_run, is, vid, Next};
+use super::exist::{self, Exist};
+use super::{fill_run, vid, Next};
 use crate::inode::InodeHeader;
 use crate::object_size::{ObjectSize, DEFAULT_BLOCK_SIZE_SHIFT};
 use crate::oid::Oid;
-use crate::wire::{NewVdi, Request, Response, ResponseArgs, ResultCode};
+use crate::wire::{NewVdi, Request, Response, ResponseArgs};
 
 /// The steps of a create.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,8 +123,7 @@ impl Create {
     }
 
     pub(super) fn failed(&mut self, lost: bool, e: Error) -> Next {
-        if lost && self.step == Step::NewVdi && is(&e, ResultCode::VdiExist) {
-            // Maybe the NEW_VDI whose reply was lost made it.
+        if self.step == Step::NewVdi && exist::after_lost_reply(lost, &e) {
             self.step = Step::Exist(Exist::Lookup);
             return Next::Send;
         }

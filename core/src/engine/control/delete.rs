@@ -8,7 +8,7 @@
 
 use super::super::reply;
 use super::super::{ControlDone, Engine, Error, Expect, Inline, Name, Target};
-use super::exist::Exist;
+use super::exist::{self, Exist};
 use super::{fill_run, header_read, is, lookup, Next};
 use crate::wire::{Request, Response, ResultCode};
 
@@ -84,7 +84,7 @@ impl Delete {
             // The DEL_VDI whose reply was lost deleted it: go on.
             Step::DelVdi if lost && is(&e, ResultCode::NoVdi) => self.deleted(),
             // Maybe the NEW_VDI whose reply was lost made the clone.
-            Step::Clone if lost && is(&e, ResultCode::VdiExist) => {
+            Step::Clone if exist::after_lost_reply(lost, &e) => {
                 self.step = Step::Exist(Exist::Lookup);
                 Next::Send
             }

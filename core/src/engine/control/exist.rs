@@ -18,6 +18,18 @@ pub(super) enum Exist {
     Header(u32),
 }
 
+/// Whether `e`, the failure of a NEW_VDI, is the VDI_EXIST a resend gets
+/// after a lost reply (`lost`): then look for what the first one made.
+pub(super) fn after_lost_reply(lost: bool, e: &Error) -> bool {
+    lost && matches!(
+        e,
+        Error::Server {
+            result: ResultCode::VdiExist,
+            ..
+        }
+    )
+}
+
 /// The error when the VDI found is not ours.
 pub(super) const EXISTS: Error = Error::Server {
     opcode: Opcode::NewVdi,

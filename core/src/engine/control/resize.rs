@@ -5,7 +5,7 @@
 //! means look the working VDI up and write it again.
 
 use super::super::{ControlDone, Engine, Error, Expect, Inline};
-use super::sync::{Sync, Synced};
+use super::sync::Sync;
 use super::{is, vid, Next};
 use crate::inode::InodeRange;
 use crate::oid::Oid;
@@ -66,19 +66,14 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     ) -> Next {
         match r.step {
             Step::Sync(mut sync) => match self.sync_advance(&mut sync, rsp, payload) {
-                Ok(Synced::Done) => {
+                None => {
                     r.step = Step::WriteSize;
                     Next::Send
                 }
-                Ok(Synced::Continue) => {
+                Some(next) => {
                     r.step = Step::Sync(sync);
-                    Next::Send
+                    next
                 }
-                Ok(Synced::Again) => {
-                    r.step = Step::Sync(sync);
-                    Next::Resync
-                }
-                Err(e) => Next::Fail(e),
             },
             Step::WriteSize => {
                 r.step = Step::Probe;

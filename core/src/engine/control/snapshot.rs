@@ -9,7 +9,7 @@
 
 use super::super::reply;
 use super::super::{ControlDone, Engine, Error, Expect, Inline, Name, Target};
-use super::sync::{Sync, Synced};
+use super::sync::Sync;
 use super::{current, header_read, is, lookup, Next};
 use crate::inode::InodeRange;
 use crate::wire::{Request, Response, ResultCode, TAG_LEN};
@@ -109,16 +109,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         let here = current(self.volume.as_ref());
         match s.step {
             Step::Sync(mut sync) => match self.sync_advance(&mut sync, rsp, payload) {
-                Ok(Synced::Done) => s.first(),
-                Ok(Synced::Continue) => {
+                None => s.first(),
+                Some(next) => {
                     s.step = Step::Sync(sync);
-                    Next::Send
+                    next
                 }
-                Ok(Synced::Again) => {
-                    s.step = Step::Sync(sync);
-                    Next::Resync
-                }
-                Err(e) => Next::Fail(e),
             },
             // The tag names a VDI already.
             Step::TagFree => Next::Fail(Error::TagExists),

@@ -5,8 +5,8 @@
 //! was written since (the operation quiesces).
 
 use super::super::reply;
-use super::super::{Engine, Error, Inline, Name, Problem, Target};
-use super::{current, header_read, lookup};
+use super::super::{Engine, Error, Inline, Name, Target};
+use super::{current, header_read, lookup, Next};
 use crate::wire::{Request, Response};
 
 /// The step of the sync.
@@ -18,16 +18,6 @@ pub(super) enum Sync {
     Header(u32),
 }
 
-/// What a sync step's answer leads to.
-pub(super) enum Synced {
-    /// Send the next sync step.
-    Continue,
-    /// Snapshotted again since the lookup: look again.
-    Again,
-    /// The open VDI is the working one: go on with the operation.
-    Done,
-}
-
 impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     pub(super) fn sync_request(&self, s: Sync, id: u32) -> Option<(Request, Inline)> {
         match s {
@@ -36,44 +26,46 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         }
     }
 
+    /// The answer to sync step `s`: `None` when the open VDI is the working
+    /// one (the operation goes on with its first step), else what comes
+    /// next, with `s` moved on.
     pub(super) fn sync_advance(
         &mut self,
         s: &mut Sync,
         rsp: &Response,
         payload: &[u8],
-    ) -> Result<Synced, Error> {
+    ) -> Option<Next> {
         let vid = match *s {
             Sync::Lookup => {
                 let rsp_vid = rsp.vdi_id().unwrap_or(0);
                 if rsp_vid == current(self.volume.as_ref()) {
-                    return Ok(Synced::Done);
+                    return None;
                 }
                 *s = Sync::Header(rsp_vid);
-                return Ok(Synced::Continue);
+                return Some(Next::Send);
             }
             Sync::Header(v) => v,
         };
-        let bad = |e: &Self, p| Error::BadReply(e.asked_of_step(rsp, Target::Vdi(vid)).bad(p));
-        let header = reply::inode_header(payload, vid).map_err(|p| bad(self, p))?;
-        let shift = self.volume.as_ref().map(|v| v.header.block_size_shift);
-        if header.is_hyper() || Some(header.block_size_shift) != shift {
-            // The working VDI started as a copy of ours: it cannot have
-            // another layout.
-            let p = Problem::Field {
-                name: "block_size_shift",
-                got: header.block_size_shift.into(),
-                expected: shift.unwrap_or(0).into(),
-            };
-            return Err(bad(self, p));
-        }
+        let shift = self
+            .volume
+            .as_ref()
+            .map_or(0, |v| v.header.block_size_shift);
+        let header = match reply::successor_header(payload, vid, shift) {
+            Ok(h) => h,
+            Err(p) => {
+                let asked = self.asked_of_step(rsp, Target::Vdi(vid));
+                return Some(Next::Fail(Error::BadReply(asked.bad(p))));
+            }
+        };
         if header.is_snapshot() {
+            // Snapshotted again since the lookup: look again.
             *s = Sync::Lookup;
-            return Ok(Synced::Again);
+            return Some(Next::Resync);
         }
         if let Some(vol) = self.volume.as_mut() {
             vol.header = header;
             vol.header.vdi_id = vid;
         }
-        Ok(Synced::Done)
+        None
     }
 }
