@@ -26,6 +26,8 @@
 //!   copy-on-write, batched index updates, READONLY re-resolution and
 //!   bounded retries. Its module docs teach the run loop.
 //! - [`list`]: listing every VDI and snapshot from the VID bitmaps.
+//! - [`nbd`]: the server side of NBD, for serving volumes to QEMU, the
+//!   kernel and qemu-img: handshake, requests and replies, sans-IO too.
 //! - [`sparse`]: the sparse rule: write, write zeros, release or skip.
 //! - [`receive`]: the one receive path: replies read off a byte stream
 //!   straight into the buffers they belong in, blocking or not.
@@ -122,6 +124,7 @@ pub mod hash;
 pub mod index;
 pub mod inode;
 pub mod list;
+pub mod nbd;
 pub mod object_size;
 pub mod oid;
 pub mod receive;

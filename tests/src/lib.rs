@@ -2,6 +2,7 @@
 //! simulation and fuzzing support for sheepdog-core.
 
 pub mod fuzz_checks;
+pub mod nbd_fuzz;
 pub mod server;
 pub mod sim;
 pub mod trace;

@@ -1,13 +1,15 @@
 //! A deterministic stand-in for the fuzz targets in `tests/fuzz`, for CI:
 //! runs [`decode`] and [`roundtrip`] on pseudo-random inputs from a
 //! fixed-seed xorshift generator and on mutated copies of every header and
-//! payload in the recorded traces, and [`engine`] (the engine against a
-//! hostile server) on pseudo-random inputs. A failure names the input that broke a
+//! payload in the recorded traces, [`engine`] (the engine against a
+//! hostile server) and [`nbd`] (the NBD codec against an arbitrary client)
+//! on pseudo-random inputs. A failure names the input that broke a
 //! property, so it can be replayed by hand or added to the fuzz corpus.
 
 use std::panic::{catch_unwind, resume_unwind};
 
 use sheepdog_tests::fuzz_checks::{decode, roundtrip};
+use sheepdog_tests::nbd_fuzz::nbd;
 use sheepdog_tests::sim::fuzz::engine;
 use sheepdog_tests::trace::load_all;
 
@@ -20,6 +22,8 @@ const ROUNDTRIP_INPUTS: usize = 200_000;
 const MAX_LEN: usize = 600;
 /// Inputs for the engine target (each runs a short hostile simulation).
 const ENGINE_INPUTS: usize = 200;
+/// Inputs for the NBD codec target.
+const NBD_INPUTS: usize = 20_000;
 /// Mutants made from each recorded header or payload.
 const MUTANTS_PER_SEED: usize = 8;
 
@@ -125,5 +129,13 @@ fn engine_against_a_hostile_server_on_random_inputs() {
     let mut rng = XorShift(0x0e46_1e5e_ed00_0009);
     for _ in 0..ENGINE_INPUTS {
         run(engine, "engine", &rng.input());
+    }
+}
+
+#[test]
+fn nbd_codec_against_random_clients() {
+    let mut rng = XorShift(0x00bd_5e4e_c0de_0809);
+    for _ in 0..NBD_INPUTS {
+        run(nbd, "nbd", &rng.input());
     }
 }
