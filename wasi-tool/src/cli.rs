@@ -94,6 +94,8 @@ pub enum Command {
         /// VDI[@SNAP]
         vdi: String,
     },
+    /// Serve VDIs and snapshots over NBD (to QEMU, qemu-img, nbdcopy, the kernel)
+    Serve(ServeArgs),
     /// Grow a VDI
     Resize {
         /// VDI name
@@ -147,4 +149,27 @@ pub struct IoOpts {
     /// Take the VDI lock (LOCK_VDI) for the duration; released on exit
     #[arg(long)]
     pub lock: bool,
+}
+
+/// Options of serve.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Exports (VDI or VDI@SNAP); the first is the default export. Without
+    /// any, every VDI of the cluster can be opened by name
+    pub vdis: Vec<String>,
+    /// Listen on HOST:PORT (default 127.0.0.1:10809, unless --socket is given)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Listen on a Unix socket (nbd+unix:///VDI?socket=PATH)
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<String>,
+    /// Serve every export read-only (snapshots always are)
+    #[arg(long)]
+    pub read_only: bool,
+    /// Requests in flight to the cluster per export
+    #[arg(long, default_value_t = crate::client::QUEUE_MAX)]
+    pub queue_depth: usize,
+    /// Do not take the VDI lock (LOCK_VDI) for writable exports
+    #[arg(long)]
+    pub no_lock: bool,
 }

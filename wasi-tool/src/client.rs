@@ -338,7 +338,7 @@ impl Client {
 
     /// Read whatever has arrived into where the engine says, handing over
     /// each whole reply; true if any bytes came.
-    fn read_available(&mut self, bufs: &mut dyn Buffers) -> Result<bool, CliError> {
+    pub fn read_available(&mut self, bufs: &mut dyn Buffers) -> Result<bool, CliError> {
         let mut reads = Reads(bufs);
         let mut got = false;
         loop {
@@ -399,6 +399,48 @@ impl Client {
                 ));
             }
         }
+    }
+
+    /// The socket's descriptor, for a readiness loop of the caller's own.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// Whether a request is partly written and waits for the socket.
+    pub fn wants_write(&self) -> bool {
+        self.out.is_some()
+    }
+
+    /// Whether replies are awaited.
+    pub fn awaiting(&self) -> bool {
+        self.engine.in_flight() > 0
+    }
+
+    /// How long the loop may wait before [`Client::tick`] must run: the
+    /// engine's next retry, or the end of the reply timeout.
+    pub fn next_wake(&self) -> Option<Duration> {
+        let retry = self
+            .engine
+            .poll_timeout()
+            .map(|d| Duration::from_nanos(d.saturating_sub(self.now())));
+        let silence = self
+            .awaiting()
+            .then(|| REPLY_TIMEOUT.saturating_sub(self.heard.elapsed()));
+        match (retry, silence) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Tell the engine the time; a reply awaited for longer than the reply
+    /// timeout means the node stopped answering.
+    pub fn tick(&mut self) -> Result<(), CliError> {
+        if self.awaiting() && self.heard.elapsed() >= REPLY_TIMEOUT {
+            return Err(error::lost(&self.addr, &io::ErrorKind::TimedOut.into()));
+        }
+        let now = self.now();
+        self.engine.handle_timeout(now);
+        Ok(())
     }
 
     /// The socket in blocking mode, for raw requests and replies (used by

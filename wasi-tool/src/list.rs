@@ -61,6 +61,16 @@ impl VdiRow {
         }
     }
 
+    /// How an NBD client names it: `vdi` for a working VDI, `vdi@tag`
+    /// (or `vdi@id` without a tag) for a snapshot.
+    pub fn export_name(&self) -> String {
+        match (self.kind, self.tag.is_empty()) {
+            ('s', false) => format!("{}@{}", self.name, self.tag),
+            ('s', true) => format!("{}@{}", self.name, self.snap_id),
+            _ => self.name.clone(),
+        }
+    }
+
     /// The row as a JSON object (`list --json` prints an array of these).
     pub fn json(&self) -> serde_json::Value {
         json!({

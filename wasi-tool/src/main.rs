@@ -1,5 +1,5 @@
-//! sheep-tool: import, export, snapshot and clone Sheepdog volumes, natively
-//! or as a WASI 0.2 component under wasmtime.
+//! sheep-tool: import, export, snapshot and clone Sheepdog volumes, and
+//! serve them over NBD, natively or as a WASI 0.2 component under wasmtime.
 
 mod cli;
 mod client;
@@ -14,6 +14,7 @@ mod progress;
 mod readiness;
 mod requests;
 mod sendfile;
+mod serve;
 mod session;
 mod size;
 mod target;
@@ -64,6 +65,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Info { vdi, json } => commands::info(cli, vdi, *json),
         Command::Delete { vdi } => commands::delete(cli, vdi, false),
         Command::Resize { vdi, size } => commands::resize(cli, vdi, size),
+        Command::Serve(args) => serve::serve(cli, args),
     }
 }
 

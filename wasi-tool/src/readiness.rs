@@ -32,6 +32,17 @@ pub struct Ready {
 /// no limit); `ready` gets their readiness, in order (all false after a
 /// timeout).
 pub fn wait(wants: &[Want], timeout: Option<Duration>, ready: &mut Vec<Ready>) -> io::Result<()> {
+    wait_or_signal(wants, timeout, ready, false)
+}
+
+/// As [`wait`], but a signal ends the wait too (all false), so that a loop
+/// can act on what its handler set.
+pub fn wait_or_signal(
+    wants: &[Want],
+    timeout: Option<Duration>,
+    ready: &mut Vec<Ready>,
+    interrupted_returns: bool,
+) -> io::Result<()> {
     let mut fds: Vec<libc::pollfd> = wants
         .iter()
         .map(|w| libc::pollfd {
@@ -55,6 +66,12 @@ pub fn wait(wants: &[Want], timeout: Option<Duration>, ready: &mut Vec<Ready>) -
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
+        }
+        if interrupted_returns {
+            // A signal: let the caller look at what it set.
+            ready.clear();
+            ready.extend(wants.iter().map(|_| Ready::default()));
+            return Ok(());
         }
     }
     let gone = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;

@@ -1,0 +1,538 @@
+//! One exported volume: its gateway connection and engine, shared by every
+//! NBD connection to it, so that the engine's ordering (one CREATE per
+//! object, data before index, conflicting requests in arrival order) holds
+//! across connections, which is what makes CAN_MULTI_CONN true.
+//!
+//! An NBD request becomes one or more engine operations ("parts"): a read
+//! or a write is one; a TRIM or WRITE_ZEROES releases the whole objects it
+//! covers (one discard) and writes zeros over the parts of objects that
+//! hold data, skipping parts of unallocated objects, which read as zeros
+//! already (the sparse rule import follows).
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use sheepdog_core::engine::{ControlDone, Error as EngineError, Event, Token, VolumeInfo};
+use sheepdog_core::nbd::request::{Command, Request as NbdRequest};
+use sheepdog_core::nbd::{cmd_flags, Errno};
+use sheepdog_core::wire::ResultCode;
+
+use crate::client::{Buffers, Client};
+use crate::error::{self, CliError};
+use crate::readiness::Want;
+use crate::target::Target;
+
+/// A client connection, by number.
+pub type ConnId = u64;
+
+/// The largest zero write, and the zero buffer it comes from.
+const ZERO_CHUNK: u64 = 4 << 20;
+
+/// Where the export is in its life.
+#[derive(Debug)]
+pub enum State {
+    /// The VDI is being opened (and locked).
+    Opening,
+    /// Open.
+    Open(VolumeInfo),
+    /// Being closed (its lock released).
+    Closing,
+    /// Closed: remove it.
+    Closed,
+    /// It could not be opened, or its gateway failed: the reason.
+    Failed(CliError),
+}
+
+/// An NBD request being carried out.
+pub struct Pending {
+    /// The connection it came on.
+    pub conn: ConnId,
+    /// The request.
+    pub req: NbdRequest,
+    /// A write's payload, or a read's buffer (zeros where holes are).
+    pub buf: Vec<u8>,
+    /// Ranges of a read (relative to its offset) that are holes.
+    pub holes: Vec<Range<u64>>,
+    /// The first failure.
+    pub error: Option<(Errno, String)>,
+    parts_left: usize,
+    seq: u64,
+}
+
+/// What an engine operation does for its request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PartKind {
+    Read,
+    Write,
+    /// A write of zeros from the shared zero buffer.
+    Zeros,
+    Discard,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Part {
+    /// The request (its sequence number).
+    seq: u64,
+    kind: PartKind,
+    /// Offset in the volume.
+    offset: u64,
+    len: u64,
+    /// Offset of the part within its request's range.
+    rel: u64,
+}
+
+/// One exported VDI or snapshot.
+pub struct Export {
+    /// The export name (`vm1`, `vm1@snap`).
+    pub name: String,
+    /// Whether clients may write.
+    pub writable: bool,
+    /// Where it is in its life.
+    pub state: State,
+    /// Connections in transmission on it.
+    pub users: usize,
+    /// Since when nothing uses it (it is closed after a while).
+    pub idle_since: Option<Instant>,
+    client: Client,
+    pending: HashMap<u64, Pending>,
+    parts: HashMap<Token, Part>,
+    /// Parts not yet given to the engine, in arrival order.
+    queue: VecDeque<Token>,
+    /// Flushes, waiting for the writes that came before them.
+    flushes: Vec<u64>,
+    next: u64,
+    submitted: usize,
+    depth: usize,
+    zeros: Vec<u8>,
+    /// Buffer bytes held by requests.
+    pub held: usize,
+    finished: Vec<Pending>,
+}
+
+impl Export {
+    /// Connect to `address` and start opening `target` (locked if `lock`).
+    pub fn open(
+        name: String,
+        target: Target,
+        writable: bool,
+        lock: bool,
+        depth: usize,
+        address: &str,
+    ) -> Result<Export, CliError> {
+        let mut client = crate::session::connect(&target, address)?;
+        client
+            .engine
+            .open(&target.name, target.selector(), lock)
+            .map_err(|e| error::engine(&name, e))?;
+        Ok(Export {
+            name,
+            writable,
+            state: State::Opening,
+            users: 0,
+            idle_since: None,
+            client,
+            pending: HashMap::new(),
+            parts: HashMap::new(),
+            queue: VecDeque::new(),
+            flushes: Vec::new(),
+            next: 1,
+            submitted: 0,
+            depth: depth.clamp(1, crate::client::QUEUE_MAX),
+            zeros: Vec::new(),
+            held: 0,
+            finished: Vec::new(),
+        })
+    }
+
+    /// The open volume.
+    pub fn info(&self) -> Option<VolumeInfo> {
+        match self.state {
+            State::Open(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// The cached index entry of object `idx` is non-zero.
+    pub fn allocated(&self, idx: u32) -> bool {
+        self.client.engine.entry(idx).is_some_and(|e| e != 0)
+    }
+
+    /// Nothing is in flight or waiting.
+    pub fn quiet(&self) -> bool {
+        self.pending.is_empty() && self.finished.is_empty()
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let s = self.next;
+        self.next += 1;
+        s
+    }
+
+    /// Carry out a checked READ, WRITE, TRIM, WRITE_ZEROES or FLUSH of
+    /// connection `conn`; `buf` is a write's payload (empty otherwise).
+    pub fn start(&mut self, conn: ConnId, req: NbdRequest, buf: Vec<u8>) {
+        let seq = self.take_seq();
+        let buf = match req.command {
+            Command::Read => vec![0u8; req.len as usize],
+            _ => buf,
+        };
+        self.held += buf.len();
+        let mut p = Pending {
+            conn,
+            req,
+            buf,
+            holes: Vec::new(),
+            error: None,
+            parts_left: 0,
+            seq,
+        };
+        let (offset, len) = (req.offset, u64::from(req.len));
+        let plan = match req.command {
+            Command::Flush => {
+                self.flushes.push(seq);
+                Ok(Vec::new())
+            }
+            _ if len == 0 => Ok(Vec::new()),
+            Command::Read => Ok(vec![(PartKind::Read, offset, len)]),
+            Command::Write => Ok(vec![(PartKind::Write, offset, len)]),
+            Command::Trim | Command::WriteZeroes => self.plan_zero(&req),
+            _ => Err(Errno::Inval),
+        };
+        match plan {
+            Ok(parts) => {
+                for (kind, at, n) in parts {
+                    let token = self.take_seq();
+                    let part = Part {
+                        seq,
+                        kind,
+                        offset: at,
+                        len: n,
+                        rel: at - offset,
+                    };
+                    self.parts.insert(token, part);
+                    self.queue.push_back(token);
+                    p.parts_left += 1;
+                }
+            }
+            Err(errno) => {
+                p.error = Some((errno, "zeroing would write data (not fast)".into()));
+            }
+        }
+        let idle = p.parts_left == 0 && req.command != Command::Flush;
+        self.pending.insert(seq, p);
+        if idle {
+            self.finish(seq);
+        }
+        self.settle_flushes();
+    }
+
+    /// The parts of a TRIM or WRITE_ZEROES: whole objects released, the
+    /// parts of objects with data (or about to get some) zeroed; with
+    /// NO_HOLE everything zeroed; with FAST_ZERO ENOTSUP if a write is
+    /// needed.
+    fn plan_zero(&self, req: &NbdRequest) -> Result<Vec<(PartKind, u64, u64)>, Errno> {
+        let Some(info) = self.info() else {
+            return Err(Errno::Io);
+        };
+        let zeroes = req.command == Command::WriteZeroes;
+        let no_hole = zeroes && req.flags & cmd_flags::NO_HOLE != 0;
+        let fast = zeroes && req.flags & cmd_flags::FAST_ZERO != 0;
+        let os = u64::from(info.object_size);
+        let end = req.offset + u64::from(req.len);
+        let mut parts: Vec<(PartKind, u64, u64)> = Vec::new();
+        let mut pos = req.offset;
+        while pos < end {
+            let idx = pos / os;
+            let obj_start = idx * os;
+            let obj_end = (obj_start + os).min(info.size);
+            let piece_end = obj_end.min(end);
+            let whole = pos == obj_start && piece_end == obj_end;
+            if whole && !no_hole {
+                match parts.last_mut() {
+                    Some((PartKind::Discard, at, n)) if *at + *n == pos => *n += piece_end - pos,
+                    _ => parts.push((PartKind::Discard, pos, piece_end - pos)),
+                }
+            } else if no_hole || self.holds_data(idx as u32) {
+                if fast {
+                    return Err(Errno::NotSup);
+                }
+                let mut at = pos;
+                while at < piece_end {
+                    let n = (piece_end - at).min(ZERO_CHUNK);
+                    parts.push((PartKind::Zeros, at, n));
+                    at += n;
+                }
+            }
+            pos = piece_end;
+        }
+        Ok(parts)
+    }
+
+    /// Object `idx` has data, or a write queued or in flight will give it
+    /// some.
+    fn holds_data(&self, idx: u32) -> bool {
+        if self.allocated(idx) {
+            return true;
+        }
+        let Some(info) = self.info() else {
+            return true;
+        };
+        let os = u64::from(info.object_size);
+        let (start, end) = (u64::from(idx) * os, (u64::from(idx) + 1) * os);
+        self.parts.values().any(|p| {
+            matches!(p.kind, PartKind::Write | PartKind::Zeros)
+                && p.offset < end
+                && start < p.offset + p.len
+        })
+    }
+
+    /// Flushes whose writes are all done reply now: every write replied to
+    /// before is on the cluster already (a write is acknowledged only
+    /// after its data and index are), so a flush waits only for the writes
+    /// that arrived before it and are still running.
+    fn settle_flushes(&mut self) {
+        let mut i = 0;
+        while i < self.flushes.len() {
+            let seq = self.flushes[i];
+            let blocked = self
+                .pending
+                .values()
+                .any(|p| p.seq < seq && p.req.command.writes());
+            if blocked {
+                i += 1;
+            } else {
+                self.flushes.swap_remove(i);
+                self.finish(seq);
+            }
+        }
+    }
+
+    fn finish(&mut self, seq: u64) {
+        if let Some(p) = self.pending.remove(&seq) {
+            self.finished.push(p);
+        }
+    }
+
+    /// Requests finished since the last call; their buffers are the
+    /// caller's to release.
+    pub fn take_finished(&mut self) -> Vec<Pending> {
+        let done = std::mem::take(&mut self.finished);
+        for p in &done {
+            self.held = self.held.saturating_sub(p.buf.len());
+        }
+        done
+    }
+
+    /// What to wait for on the gateway socket.
+    pub fn want(&self) -> Want {
+        Want {
+            fd: self.client.fd(),
+            read: self.client.awaiting(),
+            write: self.client.wants_write(),
+        }
+    }
+
+    /// How long the loop may sleep before [`Export::pump`] must run.
+    pub fn next_wake(&self) -> Option<Duration> {
+        self.client.next_wake()
+    }
+
+    /// Give queued parts to the engine, send, receive and hand events
+    /// over, as far as that goes without waiting. An error means the
+    /// gateway connection failed for good.
+    pub fn pump(&mut self) -> Result<(), CliError> {
+        self.client.tick()?;
+        // Bounded, so that one busy export cannot starve the others.
+        for _ in 0..256 {
+            self.submit();
+            let Export {
+                client,
+                pending,
+                parts,
+                zeros,
+                ..
+            } = self;
+            let mut bufs = Bufs {
+                pending,
+                parts,
+                zeros,
+            };
+            client.transmit(&bufs)?;
+            let got = client.awaiting() && client.read_available(&mut bufs)?;
+            let events = self.events();
+            if !got && !events {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self) {
+        while self.submitted < self.depth {
+            let Some(token) = self.queue.pop_front() else {
+                return;
+            };
+            let Some(part) = self.parts.get(&token).copied() else {
+                continue;
+            };
+            if part.kind == PartKind::Zeros && self.zeros.len() < part.len as usize {
+                self.zeros = vec![0u8; ZERO_CHUNK as usize];
+            }
+            let e = &mut self.client.engine;
+            let r = match part.kind {
+                PartKind::Read => e.read(token, part.offset, part.len),
+                PartKind::Write | PartKind::Zeros => e.write(token, part.offset, part.len),
+                PartKind::Discard => e.discard(token, part.offset, part.len),
+            };
+            match r {
+                Ok(()) => self.submitted += 1,
+                Err(EngineError::Busy) => {
+                    self.queue.push_front(token);
+                    return;
+                }
+                Err(err) => self.part_done(token, Err(err), false),
+            }
+        }
+    }
+
+    /// Hand the engine's events over; true if there were any.
+    fn events(&mut self) -> bool {
+        let mut any = false;
+        while let Some(ev) = self.client.engine.poll_event() {
+            any = true;
+            match ev {
+                Event::Zeros(z) => {
+                    if let Some(part) = self.parts.get(&z.token) {
+                        let rel = part.rel;
+                        if let Some(p) = self.pending.get_mut(&part.seq) {
+                            p.holes.push(z.range.start + rel..z.range.end + rel);
+                        }
+                    }
+                }
+                Event::DataDone { .. } => {}
+                Event::Done { token, result } => self.part_done(token, result, true),
+                Event::Control(done) => self.control(done),
+            }
+        }
+        any
+    }
+
+    fn part_done(&mut self, token: Token, result: Result<(), EngineError>, submitted: bool) {
+        if submitted {
+            self.submitted = self.submitted.saturating_sub(1);
+        }
+        let Some(part) = self.parts.remove(&token) else {
+            return;
+        };
+        let Some(p) = self.pending.get_mut(&part.seq) else {
+            return;
+        };
+        if let Err(e) = result {
+            if p.error.is_none() {
+                let why = error::engine(&self.name, e).to_string();
+                p.error = Some((errno(&e), why));
+            }
+        }
+        p.parts_left = p.parts_left.saturating_sub(1);
+        if p.parts_left == 0 {
+            self.finish(part.seq);
+            self.settle_flushes();
+        }
+    }
+
+    fn control(&mut self, done: ControlDone) {
+        self.state = match (&self.state, done) {
+            (State::Opening, ControlDone::Opened(info)) => State::Open(info),
+            (State::Opening, ControlDone::Failed(e)) => State::Failed(error::engine(&self.name, e)),
+            (State::Closing, _) => State::Closed,
+            // A control outcome nothing asked for: keep the state.
+            (_, _) => return,
+        };
+    }
+
+    /// Release the lock and close, once nothing is in flight.
+    pub fn start_close(&mut self) {
+        if matches!(self.state, State::Open(_))
+            && self.quiet()
+            && self.client.engine.close().is_ok()
+        {
+            self.state = State::Closing;
+        }
+    }
+
+    /// The gateway failed for good: every request fails with EIO.
+    pub fn fail_all(&mut self, why: CliError) {
+        let msg = why.to_string();
+        let seqs: Vec<u64> = self.pending.keys().copied().collect();
+        for seq in seqs {
+            if let Some(p) = self.pending.get_mut(&seq) {
+                p.error.get_or_insert((Errno::Io, msg.clone()));
+            }
+            self.finish(seq);
+        }
+        self.parts.clear();
+        self.queue.clear();
+        self.flushes.clear();
+        self.state = State::Failed(why);
+    }
+
+    /// Close now, waiting for the cluster (at shutdown).
+    pub fn close_now(&mut self) -> Result<(), CliError> {
+        if matches!(self.state, State::Open(_)) {
+            crate::session::close(&mut self.client, &self.name)?;
+        }
+        self.state = State::Closed;
+        Ok(())
+    }
+}
+
+/// The NBD errno for an engine error.
+fn errno(e: &EngineError) -> Errno {
+    match e {
+        EngineError::ReadOnly => Errno::Perm,
+        EngineError::OutOfRange { .. } => Errno::Inval,
+        EngineError::Server { result, .. } | EngineError::RetriesExhausted { result, .. }
+            if *result == ResultCode::NoSpace =>
+        {
+            Errno::NoSpc
+        }
+        _ => Errno::Io,
+    }
+}
+
+/// The buffers of an export's parts, for the client.
+struct Bufs<'a> {
+    pending: &'a mut HashMap<u64, Pending>,
+    parts: &'a HashMap<Token, Part>,
+    zeros: &'a [u8],
+}
+
+impl Buffers for Bufs<'_> {
+    fn data(&self, token: Token) -> &[u8] {
+        let Some(part) = self.parts.get(&token) else {
+            return &[];
+        };
+        let range = part.rel as usize..(part.rel + part.len) as usize;
+        match part.kind {
+            PartKind::Write => self
+                .pending
+                .get(&part.seq)
+                .and_then(|p| p.buf.get(range))
+                .unwrap_or(&[]),
+            PartKind::Zeros => self.zeros.get(..part.len as usize).unwrap_or(&[]),
+            PartKind::Read | PartKind::Discard => &[],
+        }
+    }
+
+    fn data_mut(&mut self, token: Token) -> &mut [u8] {
+        let Some(part) = self.parts.get(&token) else {
+            return &mut [];
+        };
+        let range = part.rel as usize..(part.rel + part.len) as usize;
+        match (part.kind, self.pending.get_mut(&part.seq)) {
+            (PartKind::Read, Some(p)) => p.buf.get_mut(range).unwrap_or(&mut []),
+            _ => &mut [],
+        }
+    }
+}
