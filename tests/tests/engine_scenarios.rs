@@ -476,6 +476,54 @@ fn snapshot_taken_behind_our_back_redirects_the_write_as_cow() {
     assert_same(&read(&mut w, 0, 4 * OBJ).unwrap(), &was, "snapshot");
 }
 
+#[test]
+fn a_locked_vdi_snapshotted_behind_our_back_moves_its_lock_to_the_new_working_vdi() {
+    let mut w = wire_on(ClusterConfig::default().with_locking(true));
+    let old = create(&mut w, "vm", 2 * OBJ);
+    assert!(matches!(
+        open_at(&mut w, "vm", None, true),
+        ControlDone::Opened(_)
+    ));
+    write(&mut w, 0, &pattern(21, 4096)).unwrap();
+    assert_eq!(w.cluster.vdi_state(old).unwrap().lock, LockState::Locked);
+    let now = w.now;
+    let new = w.cluster.snapshot_behind_back(now, "vm", "ext").unwrap();
+    // sheep leaves the lock on the VID that became the snapshot.
+    assert_eq!(w.cluster.vdi_state(new).unwrap().lock, LockState::Unlocked);
+
+    record(&mut w);
+    write(&mut w, 8192, &pattern(22, 4096)).unwrap();
+    let seen = recorded(&mut w);
+    assert_eq!(w.engine.volume().unwrap().vid, new);
+    let lock = seen.iter().position(|s| s.req.opcode == Opcode::LockVdi);
+    let release = seen.iter().position(|s| s.req.opcode == Opcode::ReleaseVdi);
+    let cow = seen
+        .iter()
+        .position(|s| s.writes_data() && s.oid().unwrap().vid_bits() == new);
+    assert!(
+        lock < release && release < cow,
+        "lock, release, then the write: {seen:?}"
+    );
+    assert_eq!(w.cluster.vdi_state(new).unwrap().lock, LockState::Locked);
+    assert_eq!(w.cluster.vdi_state(old).unwrap().lock, LockState::Unlocked);
+    close(&mut w);
+    assert_eq!(w.cluster.vdi_state(new).unwrap().lock, LockState::Unlocked);
+
+    // Unlocked, the re-resolution takes no lock.
+    let mut w = wire();
+    create(&mut w, "vm", 2 * OBJ);
+    open(&mut w, "vm");
+    write(&mut w, 0, &pattern(23, 4096)).unwrap();
+    let now = w.now;
+    w.cluster.snapshot_behind_back(now, "vm", "ext").unwrap();
+    record(&mut w);
+    write(&mut w, 8192, &pattern(24, 4096)).unwrap();
+    let seen = recorded(&mut w);
+    assert!(!seen
+        .iter()
+        .any(|s| matches!(s.req.opcode, Opcode::LockVdi | Opcode::ReleaseVdi)));
+}
+
 /// An 8 MiB VDI on small objects, its first half written, and eight random
 /// writes (from `rng_seed`) submitted but not yet sent.
 struct InFlight {

@@ -18,6 +18,20 @@ pub(super) enum Resolve {
     Lookup,
     /// READ_OBJ of the new inode header to send or in flight.
     Header(u32),
+    /// LOCK_VDI of the name: the old working VDI was locked, so the new
+    /// one must be too (sheep leaves the lock on the VID that became the
+    /// snapshot), or another client could write it.
+    Lock {
+        /// The VID adopted.
+        vid: u32,
+        /// The VID locked before, now a snapshot.
+        old: u32,
+    },
+    /// RELEASE_VDI of the old VID, so that the snapshot is not left locked.
+    Unlock {
+        /// The VID locked before.
+        old: u32,
+    },
 }
 
 impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
@@ -130,24 +144,46 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     self.resolve = Resolve::Lookup;
                     return;
                 }
+                let mut relock = None;
                 if let Some(vol) = self.volume.as_mut() {
                     // The cached index stays valid: the new working VDI
                     // started with a copy of ours; our own entries now name
                     // the snapshot's objects, so writes become COW.
                     let size = vol.header.vdi_size;
+                    let old = vol.vid();
                     vol.header = header;
                     vol.header.vdi_id = vid;
                     vol.header.vdi_size = size.max(header.vdi_size);
-                }
-                self.resolve = Resolve::Idle;
-                self.dirty.requeue_all();
-                for f in self.flights.iter_mut() {
-                    if f.due == Due::AfterResolve {
-                        f.due = Due::At(self.now);
+                    if vol.locked {
+                        relock = Some(Resolve::Lock { vid, old });
                     }
                 }
+                match relock {
+                    Some(lock) => self.resolve = lock,
+                    None => self.resolved(),
+                }
             }
+            Resolve::Lock { vid, old } => {
+                if response.vdi_id() != Some(vid) {
+                    // Snapshotted again meanwhile: find the newest one.
+                    self.resolve = Resolve::Lookup;
+                    return;
+                }
+                self.resolve = Resolve::Unlock { old };
+            }
+            Resolve::Unlock { .. } => self.resolved(),
             Resolve::Idle => {}
+        }
+    }
+
+    /// The new working VDI is adopted: the writes that waited for it go.
+    fn resolved(&mut self) {
+        self.resolve = Resolve::Idle;
+        self.dirty.requeue_all();
+        for f in self.flights.iter_mut() {
+            if f.due == Due::AfterResolve {
+                f.due = Due::At(self.now);
+            }
         }
     }
 

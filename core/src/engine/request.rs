@@ -13,7 +13,7 @@ use super::{DataRange, Engine, Error, Name, Transmit};
 use crate::address::{encode_name, encode_name_tag};
 use crate::inode::{self, InodeRange};
 use crate::oid::{Oid, Vid};
-use crate::wire::{Frame, Request, HEADER_LEN, NAME_LEN, NAME_TAG_LEN, TAG_LEN};
+use crate::wire::{Frame, LockType, Request, HEADER_LEN, NAME_LEN, NAME_TAG_LEN, TAG_LEN};
 
 /// Small payloads the engine writes after a header. Short-lived, so the
 /// size of the name variants does not matter.
@@ -163,6 +163,16 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                         );
                         (req, Inline::None, None)
                     }
+                    Resolve::Lock { .. } => (
+                        Request::lock_vdi(id, 0, LockType::Normal),
+                        Inline::NameTag(vol.name.clone(), Name::new()),
+                        None,
+                    ),
+                    Resolve::Unlock { old } => (
+                        Request::release_vdi(id, old, LockType::Normal),
+                        Inline::None,
+                        None,
+                    ),
                     Resolve::Idle => return None,
                 }
             }
