@@ -2,7 +2,10 @@
 //! parsed, a write's payload on its way in, and the replies on their way
 //! out.
 
-use std::io::{self, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::ops::Range;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use sheepdog_core::nbd::handshake::{Handshake, Negotiated, Question, Step};
@@ -63,8 +66,7 @@ pub struct Conn {
     /// A write's payload on its way in.
     pub incoming: Option<Incoming>,
     /// Replies not yet sent.
-    pub out: Vec<u8>,
-    sent: usize,
+    pub out: Output,
     /// Requests taken and not yet replied to.
     pub inflight: usize,
     /// Take no more requests; close once everything is replied to.
@@ -87,8 +89,7 @@ impl Conn {
             start: 0,
             end: 0,
             incoming: None,
-            out: Vec::new(),
-            sent: 0,
+            out: Output::default(),
             inflight: 0,
             closing: false,
             dead: false,
@@ -162,16 +163,13 @@ impl Conn {
     /// nothing for a long time, or a broken socket, marks the connection
     /// dead.
     pub fn flush(&mut self) {
-        while self.sent < self.out.len() {
-            match self.stream.write(&self.out[self.sent..]) {
+        while self.out.len > 0 {
+            match self.out.write_to(&mut self.stream) {
                 Ok(0) => {
                     self.dead = true;
                     return;
                 }
-                Ok(n) => {
-                    self.sent += n;
-                    self.stalled_since = None;
-                }
+                Ok(_) => self.stalled_since = None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let since = *self.stalled_since.get_or_insert_with(Instant::now);
@@ -186,8 +184,6 @@ impl Conn {
                 }
             }
         }
-        self.out.clear();
-        self.sent = 0;
         if self.closing && self.inflight == 0 && self.incoming.is_none() {
             self.dead = true;
         }
@@ -195,6 +191,94 @@ impl Conn {
 
     /// Bytes of replies not yet sent.
     pub fn unsent(&self) -> usize {
-        self.out.len() - self.sent
+        self.out.len
+    }
+}
+
+/// Replies on their way out: small bytes (headers, simple replies) copied
+/// into the queue, read data queued as the buffer it was read into, so
+/// that the data is never copied on its way to the socket.
+#[derive(Default)]
+pub struct Output {
+    segments: VecDeque<(Rc<Vec<u8>>, Range<usize>)>,
+    /// Small bytes not yet made a segment.
+    tail: Vec<u8>,
+    /// Bytes not yet sent, in all.
+    len: usize,
+}
+
+impl Output {
+    /// Queue `bytes` (copied).
+    pub fn put(&mut self, bytes: &[u8]) {
+        self.tail.extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Queue `range` of `data` (not copied).
+    pub fn data(&mut self, data: &Rc<Vec<u8>>, range: Range<usize>) {
+        self.seal();
+        self.len += range.len();
+        self.segments.push_back((Rc::clone(data), range));
+    }
+
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            let tail = std::mem::take(&mut self.tail);
+            let n = tail.len();
+            self.segments.push_back((Rc::new(tail), 0..n));
+        }
+    }
+
+    /// Write as much as one vectored write takes.
+    fn write_to(&mut self, w: &mut impl Write) -> io::Result<usize> {
+        self.seal();
+        let slices: Vec<IoSlice<'_>> = self
+            .segments
+            .iter()
+            .take(64)
+            .map(|(b, r)| IoSlice::new(&b[r.clone()]))
+            .collect();
+        let mut n = w.write_vectored(&slices)?;
+        drop(slices);
+        self.len -= n;
+        let written = n;
+        while n > 0 {
+            let Some((_, r)) = self.segments.front_mut() else {
+                break;
+            };
+            let take = n.min(r.len());
+            r.start += take;
+            n -= take;
+            if r.start >= r.end {
+                self.segments.pop_front();
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// Where reply bytes go (a connection's output, or a plain vector).
+pub trait Sink {
+    /// Copy `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+    /// `range` of `data`, copied or not.
+    fn data(&mut self, data: &Rc<Vec<u8>>, range: Range<usize>);
+}
+
+impl Sink for Output {
+    fn put(&mut self, bytes: &[u8]) {
+        Output::put(self, bytes);
+    }
+    fn data(&mut self, data: &Rc<Vec<u8>>, range: Range<usize>) {
+        Output::data(self, data, range);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    fn data(&mut self, data: &Rc<Vec<u8>>, range: Range<usize>) {
+        self.extend_from_slice(&data[range]);
     }
 }

@@ -194,7 +194,7 @@ impl Export {
                 Ok(Vec::new())
             }
             _ if len == 0 => Ok(Vec::new()),
-            Command::Read => Ok(vec![(PartKind::Read, offset, len)]),
+            Command::Read => Ok(self.plan_read(offset, len)),
             Command::Write => Ok(vec![(PartKind::Write, offset, len)]),
             Command::Trim | Command::WriteZeroes => self.plan_zero(&req),
             _ => Err(Errno::Inval),
@@ -225,6 +225,26 @@ impl Export {
             self.finish(seq);
         }
         self.settle_flushes();
+    }
+
+    /// The parts of a READ: each object cut in equal reads below sheep's
+    /// mmap threshold, as export cuts them (see
+    /// [`crate::requests::EXPORT_REQUEST`]), so that a client's large
+    /// reads cost the cluster what export's do.
+    fn plan_read(&self, offset: u64, len: u64) -> Vec<(PartKind, u64, u64)> {
+        let os = self.info().map_or(4 << 20, |i| u64::from(i.object_size));
+        let part = crate::requests::part_len(os, crate::requests::EXPORT_REQUEST);
+        let end = offset + len;
+        let mut parts = Vec::new();
+        let mut pos = offset;
+        while pos < end {
+            let obj = pos - pos % os;
+            let cut = (obj + ((pos - obj) / part + 1) * part).min(obj + os);
+            let next = cut.min(end);
+            parts.push((PartKind::Read, pos, next - pos));
+            pos = next;
+        }
+        parts
     }
 
     /// The parts of a TRIM or WRITE_ZEROES: whole objects released, the

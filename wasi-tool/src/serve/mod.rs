@@ -205,7 +205,7 @@ impl Server<'_> {
                     let mut c = Conn::new(id, stream, peer);
                     let mut g = [0u8; GREETING_LEN];
                     match c.hs.greeting(&mut g) {
-                        Ok(n) => c.out.extend_from_slice(&g[..n]),
+                        Ok(n) => c.out.put(&g[..n]),
                         Err(_) => c.dead = true,
                     }
                     self.conns.insert(id, c);
@@ -301,12 +301,12 @@ impl Server<'_> {
             Ok(Step::NeedMore { .. }) => false,
             Ok(Step::Answered { consumed, reply }) => {
                 c.consume(consumed);
-                c.out.extend_from_slice(&self.scratch[..reply]);
+                c.out.put(&self.scratch[..reply]);
                 true
             }
             Ok(Step::Close { consumed, reply }) => {
                 c.consume(consumed);
-                c.out.extend_from_slice(&self.scratch[..reply]);
+                c.out.put(&self.scratch[..reply]);
                 c.closing = true;
                 false
             }
@@ -411,7 +411,7 @@ impl Server<'_> {
                 let answer = c.hs.answer_export(&mut self.scratch, &q, Ok(&export));
                 match answer {
                     Ok(Answer { reply, outcome }) => {
-                        c.out.extend_from_slice(&self.scratch[..reply]);
+                        c.out.put(&self.scratch[..reply]);
                         match outcome {
                             Outcome::Continue => {}
                             Outcome::Close => c.closing = true,
@@ -453,7 +453,7 @@ impl Server<'_> {
         self.log(&format!("{}: refused: {msg}", c.peer));
         match c.hs.answer_export(&mut self.scratch, q, Err((why, msg))) {
             Ok(Answer { reply, outcome }) => {
-                c.out.extend_from_slice(&self.scratch[..reply]);
+                c.out.put(&self.scratch[..reply]);
                 if outcome == Outcome::Close {
                     c.closing = true;
                 }
@@ -503,17 +503,17 @@ impl Server<'_> {
             Ok(names) => {
                 for n in names {
                     if let Ok(len) = c.hs.answer_list_entry(&mut buf, n.as_bytes()) {
-                        c.out.extend_from_slice(&buf[..len]);
+                        c.out.put(&buf[..len]);
                     }
                 }
                 if let Ok(len) = c.hs.answer_list_end(&mut buf) {
-                    c.out.extend_from_slice(&buf[..len]);
+                    c.out.put(&buf[..len]);
                 }
             }
             Err(e) => {
                 self.log(&format!("{}: cannot list: {e}", c.peer));
                 if let Ok(len) = c.hs.answer_list_error(&mut buf, &e.to_string()) {
-                    c.out.extend_from_slice(&buf[..len]);
+                    c.out.put(&buf[..len]);
                 }
             }
         }
@@ -685,7 +685,7 @@ impl Server<'_> {
                         Err((*errno, msg.as_str()))
                     }
                     None if r.command == Command::Read => Ok(reply::Payload::Read {
-                        data: &p.buf,
+                        data: std::rc::Rc::new(std::mem::take(&mut p.buf)),
                         holes: &mut p.holes,
                     }),
                     None => Ok(reply::Payload::None),

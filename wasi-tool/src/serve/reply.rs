@@ -3,12 +3,15 @@
 //! (holes are never sent as zeros), BLOCK_STATUS, and ERROR chunks.
 
 use std::ops::Range;
+use std::rc::Rc;
 
 use sheepdog_core::nbd::base_allocation;
 use sheepdog_core::nbd::handshake::Negotiated;
 use sheepdog_core::nbd::reply;
 use sheepdog_core::nbd::request::Command;
 use sheepdog_core::nbd::{cmd_flags, Errno, MAX_STRING};
+
+use super::conn::Sink;
 
 /// What a successful request hands back.
 pub enum Payload<'a> {
@@ -17,7 +20,7 @@ pub enum Payload<'a> {
     /// Read data, with the ranges (relative to the request) that are holes:
     /// zeros in `data` as well.
     Read {
-        data: &'a [u8],
+        data: Rc<Vec<u8>>,
         holes: &'a mut [Range<u64>],
     },
     /// Block status extents.
@@ -27,7 +30,7 @@ pub enum Payload<'a> {
 /// Append the reply to request `cookie` (a `command` with `flags` at
 /// `offset`) to `out`.
 pub fn encode(
-    out: &mut Vec<u8>,
+    out: &mut impl Sink,
     neg: &Negotiated,
     cookie: u64,
     command: Command,
@@ -41,45 +44,51 @@ pub fn encode(
             let mut b = [0u8; reply::CHUNK_LEN + 6 + MAX_STRING];
             // The buffer holds any message, which is cut to MAX_STRING.
             if let Ok(n) = reply::error(&mut b, cookie, errno, message) {
-                out.extend_from_slice(&b[..n]);
+                out.put(&b[..n]);
             }
         }
-        Err((errno, _)) => out.extend_from_slice(&reply::simple(cookie, Some(errno))),
-        Ok(Payload::Read { data, holes }) if neg.structured => {
-            read_chunks(out, cookie, offset, data, holes, flags & cmd_flags::DF != 0)
-        }
+        Err((errno, _)) => out.put(&reply::simple(cookie, Some(errno))),
+        Ok(Payload::Read { data, holes }) if neg.structured => read_chunks(
+            out,
+            cookie,
+            offset,
+            &data,
+            holes,
+            flags & cmd_flags::DF != 0,
+        ),
         Ok(Payload::Read { data, .. }) => {
-            out.extend_from_slice(&reply::simple(cookie, None));
-            out.extend_from_slice(data);
+            out.put(&reply::simple(cookie, None));
+            let n = data.len();
+            out.data(&data, 0..n);
         }
         Ok(Payload::Status(extents)) => {
             let mut b = vec![0u8; reply::CHUNK_LEN + 4 + extents.len() * reply::EXTENT_LEN];
             if let Ok(n) = reply::block_status(&mut b, cookie, base_allocation::ID, extents) {
-                out.extend_from_slice(&b[..n]);
+                out.put(&b[..n]);
             }
         }
-        Ok(Payload::None) => out.extend_from_slice(&reply::simple(cookie, None)),
+        Ok(Payload::None) => out.put(&reply::simple(cookie, None)),
     }
 }
 
 /// A read as chunks: data between the holes, a hole chunk for each hole
 /// (one data chunk for all with DF, which forbids fragments).
 fn read_chunks(
-    out: &mut Vec<u8>,
+    out: &mut impl Sink,
     cookie: u64,
     offset: u64,
-    data: &[u8],
+    data: &Rc<Vec<u8>>,
     holes: &mut [Range<u64>],
     df: bool,
 ) {
     let len = data.len() as u64;
     if len == 0 {
-        out.extend_from_slice(&reply::none(cookie));
+        out.put(&reply::none(cookie));
         return;
     }
     if df || holes.is_empty() {
-        out.extend_from_slice(&reply::offset_data(cookie, true, offset, len as u32));
-        out.extend_from_slice(data);
+        out.put(&reply::offset_data(cookie, true, offset, len as u32));
+        out.data(data, 0..len as usize);
         return;
     }
     holes.sort_by_key(|h| h.start);
@@ -107,10 +116,10 @@ fn read_chunks(
     for (i, &(start, end, hole)) in pieces.iter().enumerate() {
         let n = (end - start) as u32;
         if hole {
-            out.extend_from_slice(&reply::offset_hole(cookie, i == last, offset + start, n));
+            out.put(&reply::offset_hole(cookie, i == last, offset + start, n));
         } else {
-            out.extend_from_slice(&reply::offset_data(cookie, i == last, offset + start, n));
-            out.extend_from_slice(&data[start as usize..end as usize]);
+            out.put(&reply::offset_data(cookie, i == last, offset + start, n));
+            out.data(data, start as usize..end as usize);
         }
     }
 }
@@ -134,7 +143,7 @@ mod tests {
         let mut holes = vec![4..6, 6..8];
         let mut out = Vec::new();
         let p = Payload::Read {
-            data: &data,
+            data: Rc::new(data.clone()),
             holes: &mut holes,
         };
         encode(&mut out, &neg(), 9, Command::Read, 0, 100, Ok(p));
@@ -156,7 +165,7 @@ mod tests {
         }];
         let mut out = Vec::new();
         let p = Payload::Read {
-            data: &data,
+            data: Rc::new(data.clone()),
             holes: &mut holes,
         };
         encode(&mut out, &neg(), 1, Command::Read, 0, 0, Ok(p));
@@ -168,7 +177,7 @@ mod tests {
         let data = vec![0u8; 8];
         let mut out = Vec::new();
         let p = Payload::Read {
-            data: &data,
+            data: Rc::new(data.clone()),
             holes: &mut [Range { start: 0, end: 8 }],
         };
         encode(&mut out, &neg(), 1, Command::Read, cmd_flags::DF, 0, Ok(p));
@@ -179,7 +188,7 @@ mod tests {
         };
         let mut out = Vec::new();
         let p = Payload::Read {
-            data: &data,
+            data: Rc::new(data.clone()),
             holes: &mut [Range { start: 0, end: 8 }],
         };
         encode(&mut out, &simple, 1, Command::Read, 0, 0, Ok(p));
