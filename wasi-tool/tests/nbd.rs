@@ -599,3 +599,49 @@ fn bad_arguments_are_one_line_errors() {
     let r = sheep(&h, &["serve", "vm1", "--listen", "256.0.0.1:1"]);
     assert_error(&r, &["cannot listen on 256.0.0.1:1"]);
 }
+
+#[test]
+fn small_sequential_writes_reach_the_cluster_as_whole_objects() {
+    use sheepdog_core::wire::Opcode;
+    use sheepdog_tests::server::Matcher;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    let h = server();
+    create(&h, "vm1", "16M");
+    let writes = Arc::new(AtomicU32::new(0));
+    let w = Arc::clone(&writes);
+    h.cluster().inject(
+        Matcher::custom(move |req| {
+            if matches!(req.opcode, Opcode::WriteObj | Opcode::CreateAndWriteObj) {
+                w.fetch_add(1, Ordering::SeqCst);
+                // A cluster slower than the client, so that writes queue.
+                thread::sleep(Duration::from_millis(5));
+            }
+            false
+        }),
+        sheepdog_tests::server::FaultAction::Fail(sheepdog_core::wire::ResultCode::SystemError),
+        u32::MAX,
+    );
+    let srv = serve(&h, &["vm1"]);
+    // 64 writes of 256 KiB, all in flight at once.
+    let mut c = client("qemu-io");
+    c.args(["-f", "raw"]);
+    let mut want = vec![0u8; 16 * MIB];
+    for i in 0..64usize {
+        c.args([
+            "-c",
+            &format!("aio_write -P {} {} 256k", i + 1, i * 256 * 1024),
+        ]);
+        want[i * 256 * 1024..(i + 1) * 256 * 1024].fill(i as u8 + 1);
+    }
+    c.args(["-c", "aio_flush", &srv.uri("vm1")]);
+    ok(c);
+    drop(srv);
+    assert!(export_bytes(&h, "vm1") == want);
+    let n = writes.load(Ordering::SeqCst);
+    assert!(
+        n < 32,
+        "{n} write requests for 64 NBD writes into 4 objects"
+    );
+}

@@ -82,6 +82,12 @@ struct Part {
     rel: u64,
 }
 
+/// Contiguous writes sent as one.
+struct Merged {
+    members: Vec<Token>,
+    buf: Vec<u8>,
+}
+
 /// One exported VDI or snapshot.
 pub struct Export {
     /// The export name (`vm1`, `vm1@snap`).
@@ -105,6 +111,11 @@ pub struct Export {
     submitted: usize,
     depth: usize,
     zeros: Vec<u8>,
+    /// Parts given to the engine: the objects they touch, and whether
+    /// they write.
+    flying: HashMap<Token, (u64, u64, bool)>,
+    /// Writes joined into one engine write: the parts, and the data.
+    merged: HashMap<Token, Merged>,
     /// Buffer bytes held by requests.
     pub held: usize,
     finished: Vec<Pending>,
@@ -140,6 +151,8 @@ impl Export {
             submitted: 0,
             depth: depth.clamp(1, crate::client::QUEUE_MAX),
             zeros: Vec::new(),
+            flying: HashMap::new(),
+            merged: HashMap::new(),
             held: 0,
             finished: Vec::new(),
         })
@@ -370,12 +383,14 @@ impl Export {
                 client,
                 pending,
                 parts,
+                merged,
                 zeros,
                 ..
             } = self;
             let mut bufs = Bufs {
                 pending,
                 parts,
+                merged,
                 zeros,
             };
             client.transmit(&bufs)?;
@@ -388,13 +403,41 @@ impl Export {
         Ok(())
     }
 
+    /// The objects a part touches, and whether it changes them.
+    fn footprint(&self, part: &Part) -> (u64, u64, bool) {
+        let os = self.info().map_or(4 << 20, |i| u64::from(i.object_size));
+        let last = (part.offset + part.len.max(1) - 1) / os;
+        (part.offset / os, last, part.kind != PartKind::Read)
+    }
+
+    /// Give queued parts to the engine, in arrival order among those that
+    /// touch a common object (one of them writing): a part waits while an
+    /// earlier one on its objects is queued or in flight, which is what
+    /// the engine would make it do anyway. Meanwhile the writes queued
+    /// behind it pile up, and contiguous ones within one object go out as
+    /// one write, so that a client's 256 KiB writes reach the cluster as
+    /// whole objects where they can (one CREATE instead of sixteen
+    /// requests one after the other).
     fn submit(&mut self) {
-        while self.submitted < self.depth {
-            let Some(token) = self.queue.pop_front() else {
-                return;
-            };
+        let mut waiting: Vec<(u64, u64, bool)> = Vec::new();
+        let mut i = 0;
+        while self.submitted < self.depth && i < self.queue.len() && i < 1024 {
+            let token = self.queue[i];
             let Some(part) = self.parts.get(&token).copied() else {
+                self.queue.remove(i);
                 continue;
+            };
+            let (first, last, writes) = self.footprint(&part);
+            let meets = |&(f, l, w): &(u64, u64, bool)| f <= last && first <= l && (w || writes);
+            if waiting.iter().any(meets) || self.flying.values().any(meets) {
+                waiting.push((first, last, writes));
+                i += 1;
+                continue;
+            }
+            self.queue.remove(i);
+            let (token, part) = match part.kind {
+                PartKind::Write => self.merge_writes(token, part, i),
+                _ => (token, part),
             };
             if part.kind == PartKind::Zeros && self.zeros.len() < part.len as usize {
                 self.zeros = vec![0u8; ZERO_CHUNK as usize];
@@ -406,13 +449,104 @@ impl Export {
                 PartKind::Discard => e.discard(token, part.offset, part.len),
             };
             match r {
-                Ok(()) => self.submitted += 1,
+                Ok(()) => {
+                    self.submitted += 1;
+                    self.flying.insert(token, (first, last, writes));
+                }
                 Err(EngineError::Busy) => {
-                    self.queue.push_front(token);
+                    self.unmerge(token);
                     return;
                 }
-                Err(err) => self.part_done(token, Err(err), false),
+                Err(err) => self.engine_done(token, Err(err), false),
             }
+        }
+    }
+
+    /// An engine operation ended (or could not start): its part, or
+    /// every part of a merged write, is done.
+    fn engine_done(&mut self, token: Token, result: Result<(), EngineError>, submitted: bool) {
+        self.flying.remove(&token);
+        if submitted {
+            self.submitted = self.submitted.saturating_sub(1);
+        }
+        match self.merged.remove(&token) {
+            Some(m) => {
+                for t in m.members {
+                    self.part_done(t, result);
+                }
+            }
+            None => self.part_done(token, result),
+        }
+    }
+
+    /// Join to the write `token` (just taken off the queue, which went on
+    /// at `at`) the queued writes that continue it within its object, as
+    /// long as nothing else queued before them touches that object.
+    fn merge_writes(&mut self, token: Token, part: Part, at: usize) -> (Token, Part) {
+        let (obj, _, _) = self.footprint(&part);
+        let os = self.info().map_or(4 << 20, |i| u64::from(i.object_size));
+        let (obj_start, obj_end) = (obj * os, (obj + 1) * os);
+        let (mut start, mut end) = (part.offset, part.offset + part.len);
+        // (offset, token): clients send in any order (QEMU's coroutines
+        // often in reverse), so the run grows at either end.
+        let mut members = vec![(part.offset, token)];
+        let mut j = at;
+        while j < self.queue.len() && j < at + 256 && end - start < obj_end - obj_start {
+            let t = self.queue[j];
+            let Some(p) = self.parts.get(&t).copied() else {
+                j += 1;
+                continue;
+            };
+            let (f, l, _) = self.footprint(&p);
+            let write = p.kind == PartKind::Write && f == obj && l == obj;
+            if write && p.offset == end {
+                end += p.len;
+            } else if write && p.offset + p.len == start {
+                start = p.offset;
+            } else if f <= obj && obj <= l {
+                // Something else on this object came first: keep order.
+                break;
+            } else {
+                j += 1;
+                continue;
+            }
+            members.push((p.offset, t));
+            self.queue.remove(j);
+        }
+        if members.len() == 1 {
+            return (token, part);
+        }
+        members.sort_unstable();
+        let members: Vec<Token> = members.into_iter().map(|(_, t)| t).collect();
+        let mut buf = Vec::with_capacity((end - start) as usize);
+        for m in &members {
+            let Some(p) = self.parts.get(m) else { continue };
+            let range = p.rel as usize..(p.rel + p.len) as usize;
+            if let Some(src) = self.pending.get(&p.seq).and_then(|r| r.buf.get(range)) {
+                buf.extend_from_slice(src);
+            }
+        }
+        let merged = self.take_seq();
+        let whole = Part {
+            seq: 0,
+            kind: PartKind::Write,
+            offset: start,
+            len: end - start,
+            rel: 0,
+        };
+        self.merged.insert(merged, Merged { members, buf });
+        (merged, whole)
+    }
+
+    /// Put a merged write's members back at the front of the queue.
+    fn unmerge(&mut self, token: Token) {
+        match self.merged.remove(&token) {
+            Some(m) => {
+                for t in m.members.into_iter().rev() {
+                    self.queue.push_front(t);
+                }
+            }
+            None => self.queue.push_front(token),
         }
     }
 
@@ -431,17 +565,14 @@ impl Export {
                     }
                 }
                 Event::DataDone { .. } => {}
-                Event::Done { token, result } => self.part_done(token, result, true),
+                Event::Done { token, result } => self.engine_done(token, result, true),
                 Event::Control(done) => self.control(done),
             }
         }
         any
     }
 
-    fn part_done(&mut self, token: Token, result: Result<(), EngineError>, submitted: bool) {
-        if submitted {
-            self.submitted = self.submitted.saturating_sub(1);
-        }
+    fn part_done(&mut self, token: Token, result: Result<(), EngineError>) {
         let Some(part) = self.parts.remove(&token) else {
             return;
         };
@@ -492,6 +623,8 @@ impl Export {
             self.finish(seq);
         }
         self.parts.clear();
+        self.merged.clear();
+        self.flying.clear();
         self.queue.clear();
         self.flushes.clear();
         self.state = State::Failed(why);
@@ -525,11 +658,15 @@ fn errno(e: &EngineError) -> Errno {
 struct Bufs<'a> {
     pending: &'a mut HashMap<u64, Pending>,
     parts: &'a HashMap<Token, Part>,
+    merged: &'a HashMap<Token, Merged>,
     zeros: &'a [u8],
 }
 
 impl Buffers for Bufs<'_> {
     fn data(&self, token: Token) -> &[u8] {
+        if let Some(m) = self.merged.get(&token) {
+            return &m.buf;
+        }
         let Some(part) = self.parts.get(&token) else {
             return &[];
         };
