@@ -126,7 +126,7 @@ def bench(a, work):
 
     def fresh():
         n[0] += 1
-        name = f"nbdbench{n[0]}"
+        name = f"nbdbench{os.getpid()}-{n[0]}"
         run([TOOL, "-a", a.address, "-q", "create", name, str(size)])
         return name
 

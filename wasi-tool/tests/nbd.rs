@@ -645,3 +645,64 @@ fn small_sequential_writes_reach_the_cluster_as_whole_objects() {
         "{n} write requests for 64 NBD writes into 4 objects"
     );
 }
+
+#[test]
+fn zeros_written_where_nothing_is_allocate_nothing_and_over_data_are_written() {
+    use sheepdog_core::wire::Opcode;
+    use sheepdog_tests::server::{FaultAction, Matcher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let h = server();
+    create(&h, "vm1", "12M");
+    let bytes = Arc::new(AtomicU64::new(0));
+    let b = Arc::clone(&bytes);
+    h.cluster().inject(
+        Matcher::custom(move |req| {
+            let data = req
+                .obj()
+                .is_some_and(|a| a.oid.kind() == sheepdog_core::oid::OidKind::Data);
+            if data && matches!(req.opcode, Opcode::WriteObj | Opcode::CreateAndWriteObj) {
+                b.fetch_add(u64::from(req.data_length), Ordering::SeqCst);
+            }
+            false
+        }),
+        FaultAction::Fail(sheepdog_core::wire::ResultCode::SystemError),
+        u32::MAX,
+    );
+    let srv = serve(&h, &["vm1"]);
+    let mut c = client("qemu-io");
+    c.args([
+        "-f",
+        "raw",
+        // All zeros into a hole: nothing to write.
+        "-c",
+        "write -P 0 0 4M",
+        // 1 MiB of data then 3 MiB of zeros, as one write and as a write
+        // then zeros: the zeros of a new object are not sent.
+        "-c",
+        "write -P 9 4M 1M",
+        "-c",
+        "write -P 0 5M 3M",
+        // Zeros over data are written.
+        "-c",
+        "write -P 7 8M 4M",
+        "-c",
+        "write -P 0 8M 1M",
+        &srv.uri("vm1"),
+    ]);
+    ok(c);
+    drop(srv);
+    let mut want = vec![0u8; 12 * MIB];
+    want[4 * MIB..5 * MIB].fill(9);
+    want[9 * MIB..12 * MIB].fill(7);
+    assert!(export_bytes(&h, "vm1") == want);
+    let v = vid(&h, "vm1");
+    assert_eq!(entry(&h, v, 0), 0, "a write of zeros allocated object 0");
+    let sent = bytes.load(Ordering::SeqCst);
+    assert_eq!(
+        sent,
+        (MIB + 4 * MIB + MIB) as u64,
+        "bytes written to the cluster"
+    );
+}

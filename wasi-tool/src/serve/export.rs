@@ -116,6 +116,12 @@ pub struct Export {
     flying: HashMap<Token, (u64, u64, bool)>,
     /// Writes joined into one engine write: the parts, and the data.
     merged: HashMap<Token, Merged>,
+    /// Objects this export created, by index: bit `b` is set once block
+    /// `b` (1/64 of the object) may hold data. sheep creates an object
+    /// with zeros around what the CREATE writes, so zeroing the rest of
+    /// it needs no request (clients zero what follows their data, as
+    /// nbdcopy does).
+    fresh: HashMap<u32, u64>,
     /// Buffer bytes held by requests.
     pub held: usize,
     finished: Vec<Pending>,
@@ -153,6 +159,7 @@ impl Export {
             zeros: Vec::new(),
             flying: HashMap::new(),
             merged: HashMap::new(),
+            fresh: HashMap::new(),
             held: 0,
             finished: Vec::new(),
         })
@@ -208,10 +215,13 @@ impl Export {
             }
             _ if len == 0 => Ok(Vec::new()),
             Command::Read => Ok(self.plan_read(offset, len)),
-            Command::Write => Ok(vec![(PartKind::Write, offset, len)]),
+            Command::Write => Ok(self.plan_write(offset, len, &p.buf)),
             Command::Trim | Command::WriteZeroes => self.plan_zero(&req),
             _ => Err(Errno::Inval),
         };
+        if let Ok(parts) = &plan {
+            self.forget_zeroed(parts);
+        }
         match plan {
             Ok(parts) => {
                 for (kind, at, n) in parts {
@@ -240,22 +250,26 @@ impl Export {
         self.settle_flushes();
     }
 
-    /// The parts of a READ: each object cut in equal reads below sheep's
-    /// mmap threshold, as export cuts them (see
-    /// [`crate::requests::EXPORT_REQUEST`]), so that a client's large
-    /// reads cost the cluster what export's do.
+    /// The parts of a READ: cut at object boundaries, and a piece larger
+    /// than sheep's mmap threshold cut in equal reads below it, as export
+    /// cuts objects (see [`crate::requests::EXPORT_REQUEST`]), so that a
+    /// client's large reads cost the cluster what export's do. Smaller
+    /// pieces go as they are: each request costs sheep as much as a
+    /// larger one below the threshold.
     fn plan_read(&self, offset: u64, len: u64) -> Vec<(PartKind, u64, u64)> {
         let os = self.info().map_or(4 << 20, |i| u64::from(i.object_size));
-        let part = crate::requests::part_len(os, crate::requests::EXPORT_REQUEST);
         let end = offset + len;
         let mut parts = Vec::new();
         let mut pos = offset;
         while pos < end {
-            let obj = pos - pos % os;
-            let cut = (obj + ((pos - obj) / part + 1) * part).min(obj + os);
-            let next = cut.min(end);
-            parts.push((PartKind::Read, pos, next - pos));
-            pos = next;
+            let piece_end = ((pos / os + 1) * os).min(end);
+            let piece = piece_end - pos;
+            let part = crate::requests::part_len(piece, crate::requests::EXPORT_REQUEST);
+            while pos < piece_end {
+                let n = part.min(piece_end - pos);
+                parts.push((PartKind::Read, pos, n));
+                pos += n;
+            }
         }
         parts
     }
@@ -281,11 +295,16 @@ impl Export {
             let obj_end = (obj_start + os).min(info.size);
             let piece_end = obj_end.min(end);
             let whole = pos == obj_start && piece_end == obj_end;
+            let zero_already = self.fresh.get(&(idx as u32)).is_some_and(|&bits| {
+                bits & blocks(os, pos - obj_start, piece_end - pos, false) == 0
+            });
             if whole && !no_hole {
                 match parts.last_mut() {
                     Some((PartKind::Discard, at, n)) if *at + *n == pos => *n += piece_end - pos,
                     _ => parts.push((PartKind::Discard, pos, piece_end - pos)),
                 }
+            } else if zero_already {
+                // Created here and never written there: zeros already.
             } else if no_hole || self.holds_data(idx as u32) {
                 if fast {
                     return Err(Errno::NotSup);
@@ -300,6 +319,95 @@ impl Export {
             pos = piece_end;
         }
         Ok(parts)
+    }
+
+    /// The parts of a WRITE: where the object holds nothing there (never
+    /// allocated, or created here and not written there), all-zero blocks
+    /// at either end of each object's piece are left out and an all-zero
+    /// piece is not sent at all, as import does: clients write whole
+    /// blocks of zeros around their data (nbdcopy writes 4 MiB requests
+    /// with 1 MiB in them).
+    fn plan_write(&mut self, offset: u64, len: u64, buf: &[u8]) -> Vec<(PartKind, u64, u64)> {
+        let os = self.info().map_or(4 << 20, |i| u64::from(i.object_size));
+        let end = offset + len;
+        let mut parts: Vec<(PartKind, u64, u64)> = Vec::new();
+        let mut pos = offset;
+        while pos < end {
+            let idx = pos / os;
+            let obj_start = idx * os;
+            let piece_end = (obj_start + os).min(end);
+            let Some(piece) = buf.get((pos - offset) as usize..(piece_end - offset) as usize)
+            else {
+                break;
+            };
+            let zero_there = match u32::try_from(idx) {
+                Ok(i) => match self.fresh.get(&i) {
+                    Some(&bits) => bits & blocks(os, pos - obj_start, piece_end - pos, false) == 0,
+                    None => !self.holds_data(i),
+                },
+                Err(_) => false,
+            };
+            let (skip, n) = if zero_there {
+                sheepdog_core::sparse::trim_zeros(piece)
+            } else {
+                (0, piece.len())
+            };
+            if n > 0 {
+                let (at, n) = (pos + skip as u64, n as u64);
+                self.mark_written(at, n);
+                match parts.last_mut() {
+                    Some((_, a, l)) if *a + *l == at => *l += n,
+                    _ => parts.push((PartKind::Write, at, n)),
+                }
+            }
+            pos = piece_end;
+        }
+        parts
+    }
+
+    /// A write of `offset..offset + len` is planned: objects it creates
+    /// become fresh, and the blocks it writes may hold data from now on.
+    fn mark_written(&mut self, offset: u64, len: u64) {
+        let Some(info) = self.info() else { return };
+        let os = u64::from(info.object_size);
+        let mut pos = offset;
+        while pos < offset + len {
+            let idx = pos / os;
+            let obj_start = idx * os;
+            let piece_end = (obj_start + os).min(offset + len);
+            let Ok(i) = u32::try_from(idx) else { return };
+            if !self.fresh.contains_key(&i) && !self.holds_data(i) {
+                self.fresh.insert(i, 0);
+            }
+            if let Some(bits) = self.fresh.get_mut(&i) {
+                *bits |= blocks(os, pos - obj_start, piece_end - pos, false);
+            }
+            pos = piece_end;
+        }
+    }
+
+    /// Released objects are fresh no more; blocks zeroed whole hold no
+    /// data again.
+    fn forget_zeroed(&mut self, parts: &[(PartKind, u64, u64)]) {
+        let Some(info) = self.info() else { return };
+        let os = u64::from(info.object_size);
+        for &(kind, at, n) in parts {
+            let (first, last) = (at / os, (at + n.max(1) - 1) / os);
+            for idx in first..=last {
+                let Ok(i) = u32::try_from(idx) else { continue };
+                match kind {
+                    PartKind::Discard => {
+                        self.fresh.remove(&i);
+                    }
+                    PartKind::Zeros if first == last => {
+                        if let Some(bits) = self.fresh.get_mut(&i) {
+                            *bits &= !blocks(os, at - idx * os, n, true);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Object `idx` has data, or a write queued or in flight will give it
@@ -640,6 +748,22 @@ impl Export {
     }
 }
 
+/// The bits of the blocks (1/64 of an object of `os` bytes each) that
+/// `at..at + len` (within the object) touches, or with `whole` covers
+/// entirely.
+fn blocks(os: u64, at: u64, len: u64, whole: bool) -> u64 {
+    let block = (os / 64).max(1);
+    if len == 0 {
+        return 0;
+    }
+    let (first, last) = if whole {
+        (at.div_ceil(block), (at + len) / block)
+    } else {
+        (at / block, (at + len - 1) / block + 1)
+    };
+    (first.min(64)..last.min(64)).fold(0, |bits, b| bits | 1 << b)
+}
+
 /// The NBD errno for an engine error.
 fn errno(e: &EngineError) -> Errno {
     match e {
@@ -691,5 +815,25 @@ impl Buffers for Bufs<'_> {
             (PartKind::Read, Some(p)) => p.buf.get_mut(range).unwrap_or(&mut []),
             _ => &mut [],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blocks;
+
+    const OS: u64 = 4 << 20;
+    const B: u64 = OS / 64;
+
+    #[test]
+    fn blocks_touched_and_covered() {
+        assert_eq!(blocks(OS, 0, B, false), 1);
+        assert_eq!(blocks(OS, 0, B + 1, false), 0b11);
+        assert_eq!(blocks(OS, B - 1, 2, false), 0b11);
+        assert_eq!(blocks(OS, 0, OS, false), u64::MAX);
+        assert_eq!(blocks(OS, 1, B, true), 0, "covers no block whole");
+        assert_eq!(blocks(OS, 1, 2 * B, true), 0b10);
+        assert_eq!(blocks(OS, 0, OS, true), u64::MAX);
+        assert_eq!(blocks(OS, 5, 0, false), 0);
     }
 }
