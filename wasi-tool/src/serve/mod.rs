@@ -799,6 +799,17 @@ impl Server<'_> {
             });
         }
         let mut timeout = TICK;
+        // Requests read before the connection had to pause, which it may
+        // take now: no socket will say so.
+        let buffered = self.conns.values().any(|c| {
+            matches!(c.phase, Phase::Transmission { .. })
+                && c.incoming.is_none()
+                && self.may_take(c, held)
+                && matches!(Request::parse(c.input()), Ok(Parse::Complete(_)))
+        });
+        if buffered {
+            timeout = Duration::ZERO;
+        }
         for e in self.exports.values() {
             if matches!(e.state, State::Failed(_) | State::Closed) {
                 continue;
