@@ -154,8 +154,13 @@ impl Conn {
             // parser will have refused it. Read nothing more.
             return Err(io::ErrorKind::InvalidData.into());
         }
+        let room = self.input.len() - self.end;
         let n = self.stream.read(&mut self.input[self.end..])?;
         self.end += n;
+        if n > 0 && n < room {
+            // The socket is drained: say so without another read.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         Ok(n > 0)
     }
 

@@ -118,7 +118,9 @@ struct Server<'a> {
     /// The exports named on the command line (none: any VDI).
     allowed: Vec<(String, Target)>,
     listeners: Vec<Listener>,
-    conns: BTreeMap<ConnId, Conn>,
+    /// Boxed: a connection is taken out of the map while it is served,
+    /// and it holds kilobytes (the handshake keeps an export name).
+    conns: BTreeMap<ConnId, Box<Conn>>,
     exports: HashMap<String, Export>,
     next_conn: ConnId,
     /// When a stop was asked for.
@@ -202,7 +204,7 @@ impl Server<'_> {
                 Ok(Some((stream, peer))) => {
                     let id = self.next_conn;
                     self.next_conn += 1;
-                    let mut c = Conn::new(id, stream, peer);
+                    let mut c = Box::new(Conn::new(id, stream, peer));
                     let mut g = [0u8; GREETING_LEN];
                     match c.hs.greeting(&mut g) {
                         Ok(n) => c.out.put(&g[..n]),
