@@ -162,6 +162,9 @@ struct Volume {
     /// Index entries held in the cache.
     count: u32,
     locked: bool,
+    /// The VID whose lock is held (0: none). It stays that of the VDI
+    /// opened until a snapshot behind our back moves it (readonly.rs).
+    lock_vid: u32,
     /// An index write failed for good: the inode may differ from the
     /// cache, so writes are refused until the VDI is opened again.
     index_unsettled: bool,

@@ -27,10 +27,14 @@ pub(super) enum Resolve {
         /// The VID locked before, now a snapshot.
         old: u32,
     },
-    /// RELEASE_VDI of the old VID, so that the snapshot is not left locked.
+    /// RELEASE_VDI of a VID no longer ours to hold: the old one, so that
+    /// the snapshot is not left locked; or one the lock landed on that was
+    /// snapshotted meanwhile, then look again.
     Unlock {
-        /// The VID locked before.
+        /// The VID to release.
         old: u32,
+        /// Look the working VDI up again afterwards.
+        relookup: bool,
     },
 }
 
@@ -150,11 +154,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     // started with a copy of ours; our own entries now name
                     // the snapshot's objects, so writes become COW.
                     let size = vol.header.vdi_size;
-                    let old = vol.vid();
                     vol.header = header;
                     vol.header.vdi_id = vid;
                     vol.header.vdi_size = size.max(header.vdi_size);
-                    if vol.locked {
+                    if vol.locked && vol.lock_vid != vid {
+                        let old = vol.lock_vid;
                         relock = Some(Resolve::Lock { vid, old });
                     }
                 }
@@ -163,14 +167,27 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     None => self.resolved(),
                 }
             }
-            Resolve::Lock { vid, old } => {
-                if response.vdi_id() != Some(vid) {
-                    // Snapshotted again meanwhile: find the newest one.
-                    self.resolve = Resolve::Lookup;
-                    return;
+            Resolve::Lock { vid, old } => match response.vdi_id() {
+                Some(got) if got == vid => {
+                    if let Some(vol) = self.volume.as_mut() {
+                        vol.lock_vid = vid;
+                    }
+                    self.resolve = Resolve::Unlock {
+                        old,
+                        relookup: false,
+                    };
                 }
-                self.resolve = Resolve::Unlock { old };
-            }
+                // Snapshotted again meanwhile: the lock is on that VID,
+                // which is not ours to hold; release it and look again.
+                Some(got) => {
+                    self.resolve = Resolve::Unlock {
+                        old: got,
+                        relookup: true,
+                    }
+                }
+                None => self.resolve = Resolve::Lookup,
+            },
+            Resolve::Unlock { relookup: true, .. } => self.resolve = Resolve::Lookup,
             Resolve::Unlock { .. } => self.resolved(),
             Resolve::Idle => {}
         }

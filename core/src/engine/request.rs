@@ -168,7 +168,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                         Inline::NameTag(vol.name.clone(), Name::new()),
                         None,
                     ),
-                    Resolve::Unlock { old } => (
+                    Resolve::Unlock { old, .. } => (
                         Request::release_vdi(id, old, LockType::Normal),
                         Inline::None,
                         None,

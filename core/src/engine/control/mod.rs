@@ -323,7 +323,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             Op::Close => {
                 let vol = self.volume.as_ref()?;
                 if vol.locked {
-                    let req = Request::release_vdi(id, vol.vid(), LockType::Normal);
+                    let req = Request::release_vdi(id, vol.lock_vid, LockType::Normal);
                     Some((req, Inline::None))
                 } else {
                     self.volume = None;

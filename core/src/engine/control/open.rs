@@ -180,6 +180,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             object_size,
             count,
             locked,
+            lock_vid: if locked { v } else { 0 },
             index_unsettled: false,
         });
         self.readonly_vid = 0;
