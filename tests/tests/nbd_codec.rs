@@ -202,12 +202,41 @@ fn structured_replies_then_base_allocation_is_selected_for_that_export() {
 }
 
 #[test]
+fn a_failed_set_meta_context_clears_the_selection() {
+    let mut hs = negotiating("00000003");
+    send(&mut hs, &option(8, b"")).unwrap();
+    let set = option(
+        10,
+        &hex("00000003 766d31 00000001 0000000f 626173653a616c6c6f636174696f6e"),
+    );
+    send(&mut hs, &set).unwrap();
+    // Malformed: the query count does not fit.
+    let r = send(&mut hs, &option(10, &hex("00000003 766d31 00000002"))).unwrap();
+    assert_eq!(r[12..16].to_vec(), hex("80000003"));
+    let q = send(&mut hs, &option(7, &hex("00000003 766d31 0000"))).unwrap_err();
+    let mut out = vec![0u8; 8192];
+    let a = hs.answer_export(&mut out, &q, Ok(&export())).unwrap();
+    assert!(matches!(a.outcome, Outcome::Transmission(n) if !n.base_allocation));
+}
+
+#[test]
 fn a_context_chosen_for_another_export_does_not_count() {
     let mut hs = negotiating("00000003");
     send(&mut hs, &option(8, b"")).unwrap();
-    let set = option(10, &hex("00000001 78 00000001 00000005 626173653a"));
+    // LIST with `base:` lists it; SET with `base:` selects nothing.
+    let list = option(9, &hex("00000003 766d31 00000001 00000005 626173653a"));
+    let r = send(&mut hs, &list).unwrap();
+    assert_eq!(r[12..16].to_vec(), hex("00000004"), "base: lists it");
+    let set = option(10, &hex("00000003 766d31 00000001 00000005 626173653a"));
     let r = send(&mut hs, &set).unwrap();
-    assert_eq!(r[12..16].to_vec(), hex("00000004"), "base: matches");
+    assert_eq!(r[12..16].to_vec(), hex("00000001"), "only the ACK");
+    // Selected for another export.
+    let set = option(
+        10,
+        &hex("00000001 78 00000001 0000000f 626173653a616c6c6f636174696f6e"),
+    );
+    let r = send(&mut hs, &set).unwrap();
+    assert_eq!(r[12..16].to_vec(), hex("00000004"));
     let q = send(&mut hs, &option(7, &hex("00000003 766d31 0000"))).unwrap_err();
     let mut out = vec![0u8; 8192];
     let a = hs.answer_export(&mut out, &q, Ok(&export())).unwrap();

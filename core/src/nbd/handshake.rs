@@ -411,9 +411,14 @@ impl Handshake {
     }
 
     /// LIST_META_CONTEXT and SET_META_CONTEXT: this server knows one
-    /// context, `base:allocation`, matched by its name or by `base:`.
+    /// context, `base:allocation`, matched by its name (or, in LIST, by
+    /// `base:`).
     fn meta_context(&mut self, option: u32, data: &[u8], out: &mut [u8]) -> Result<usize, Error> {
         let set = option == opt::SET_META_CONTEXT;
+        if set {
+            // Every SET replaces the selection, also one that fails.
+            self.meta = None;
+        }
         if !self.structured {
             return error_reply(
                 out,
@@ -429,7 +434,9 @@ impl Handshake {
         let mut matched = !set && queries.count == 0;
         let mut rest = queries.bytes;
         while let Some((query, after)) = next_string(rest) {
-            matched |= query == base_allocation::NAME || query == b"base:";
+            // `base:` lists every context of the namespace; SET must
+            // ignore it.
+            matched |= query == base_allocation::NAME || (!set && query == b"base:");
             rest = after;
         }
         let mut at = 0;

@@ -69,6 +69,9 @@ pub struct Conn {
     pub out: Output,
     /// Requests taken and not yet replied to.
     pub inflight: usize,
+    /// Buffer bytes those requests hold (a read's buffer, a write's
+    /// payload) until their replies are queued.
+    pub held: usize,
     /// Take no more requests; close once everything is replied to.
     pub closing: bool,
     /// Close now.
@@ -91,6 +94,7 @@ impl Conn {
             incoming: None,
             out: Output::default(),
             inflight: 0,
+            held: 0,
             closing: false,
             dead: false,
             stalled_since: None,

@@ -386,6 +386,16 @@ impl Export {
         }
     }
 
+    /// The objects `offset..offset + len` touches are fresh no more.
+    fn forget_fresh(&mut self, offset: u64, len: u64) {
+        let os = self.info().map_or(4 << 20, |i| u64::from(i.object_size));
+        for idx in offset / os..=(offset + len.max(1) - 1) / os {
+            if let Ok(i) = u32::try_from(idx) {
+                self.fresh.remove(&i);
+            }
+        }
+    }
+
     /// Released objects are fresh no more; blocks zeroed whole hold no
     /// data again.
     fn forget_zeroed(&mut self, parts: &[(PartKind, u64, u64)]) {
@@ -684,6 +694,10 @@ impl Export {
         let Some(part) = self.parts.remove(&token) else {
             return;
         };
+        if result.is_err() && matches!(part.kind, PartKind::Write | PartKind::Zeros) {
+            // What the object holds there is not known any more.
+            self.forget_fresh(part.offset, part.len);
+        }
         let Some(p) = self.pending.get_mut(&part.seq) else {
             return;
         };

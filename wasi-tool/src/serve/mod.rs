@@ -99,6 +99,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), CliError> {
         exports: HashMap::new(),
         next_conn: 1,
         stopping: None,
+        accept_pause: None,
         scratch: vec![0u8; REPLY_BUF_LEN],
     };
     server.run()
@@ -125,6 +126,8 @@ struct Server<'a> {
     next_conn: ConnId,
     /// When a stop was asked for.
     stopping: Option<Instant>,
+    /// No accepting before then (after an accept failed).
+    accept_pause: Option<Instant>,
     scratch: Vec<u8>,
 }
 
@@ -156,16 +159,33 @@ impl Server<'_> {
                 self.service(id);
             }
             self.pump_exports();
+            // An export that opened just now answers its clients now.
+            self.answer_waiting();
             for c in self.conns.values_mut() {
                 c.flush();
             }
             self.reap();
-            let (wants, timeout) = self.wants();
+            let (wants, ids, timeout) = self.wants();
             readiness::wait_or_signal(&wants, Some(timeout), &mut ready, true)
                 .map_err(|e| CliError::msg(format!("cannot wait for sockets: {e}")))?;
-            for (i, r) in ready.iter().enumerate().take(self.listeners.len()) {
-                if r.read {
+            let nl = self.listeners.len();
+            for (i, r) in ready.iter().enumerate().take(nl) {
+                if r.read && wants[i].read {
                     self.accept(i);
+                }
+            }
+            // A connection waited on for nothing that poll still reports
+            // hung up or failed: its client is gone (and would make poll
+            // return at once, forever).
+            for (k, id) in ids.iter().enumerate() {
+                let (w, r) = (
+                    wants[nl + k],
+                    ready.get(nl + k).copied().unwrap_or_default(),
+                );
+                if !w.read && !w.write && (r.read || r.write) {
+                    if let Some(c) = self.conns.get_mut(id) {
+                        c.dead = true;
+                    }
                 }
             }
         }
@@ -214,7 +234,10 @@ impl Server<'_> {
                 }
                 Ok(None) => return,
                 Err(e) => {
+                    // Out of descriptors, say: the listener stays
+                    // readable, so wait a little before trying again.
                     self.log(&format!("accept: {e}"));
+                    self.accept_pause = Some(Instant::now() + Duration::from_millis(100));
                     return;
                 }
             }
@@ -233,7 +256,7 @@ impl Server<'_> {
 
     /// Whether connection `c` may take another request now.
     fn may_take(&self, c: &Conn, held: usize) -> bool {
-        let own = c.unsent() + c.incoming.as_ref().map_or(0, |i| i.buf.len());
+        let own = c.unsent() + c.incoming.as_ref().map_or(0, |i| i.buf.len()) + c.held;
         !c.closing && !c.dead && c.inflight < CONN_INFLIGHT && own < CONN_HELD && held < SERVER_HELD
     }
 
@@ -407,7 +430,8 @@ impl Server<'_> {
                     size: info.size,
                     flags,
                     min_block: 1,
-                    preferred_block: info.object_size,
+                    // The spec wants it no larger than the maximum.
+                    preferred_block: info.object_size.min(MAX_PAYLOAD),
                     max_block: MAX_PAYLOAD,
                 };
                 let answer = c.hs.answer_export(&mut self.scratch, &q, Ok(&export));
@@ -554,6 +578,11 @@ impl Server<'_> {
                     });
                     return true;
                 }
+                if req.command == Command::Read {
+                    // Its buffer is allocated now: count it before the
+                    // next request is looked at.
+                    *held += req.len as usize;
+                }
                 self.dispatch(c, req, Vec::new());
                 true
             }
@@ -647,6 +676,9 @@ impl Server<'_> {
             }
             _ => {
                 c.inflight += 1;
+                if matches!(req.command, Command::Read | Command::Write) {
+                    c.held += req.len as usize;
+                }
                 e.start(c.id, req, buf);
             }
         }
@@ -668,6 +700,9 @@ impl Server<'_> {
                     continue;
                 };
                 c.inflight = c.inflight.saturating_sub(1);
+                if matches!(p.req.command, Command::Read | Command::Write) {
+                    c.held = c.held.saturating_sub(p.req.len as usize);
+                }
                 let Phase::Transmission { neg, .. } = &c.phase else {
                     continue;
                 };
@@ -777,16 +812,23 @@ impl Server<'_> {
         });
     }
 
-    /// What the loop waits for, and for how long at most.
-    fn wants(&self) -> (Vec<Want>, Duration) {
+    /// What the loop waits for (listeners, then the connections named,
+    /// then the gateways), and for how long at most.
+    fn wants(&self) -> (Vec<Want>, Vec<ConnId>, Duration) {
         let mut wants = Vec::new();
+        let mut timeout = TICK;
+        let paused = self.accept_pause.filter(|&t| t > Instant::now());
+        if let Some(t) = paused {
+            timeout = timeout.min(t - Instant::now());
+        }
         for l in &self.listeners {
             wants.push(Want {
                 fd: l.fd(),
-                read: true,
+                read: paused.is_none(),
                 write: false,
             });
         }
+        let mut ids = Vec::new();
         let held = self.held();
         for c in self.conns.values() {
             let read = match c.phase {
@@ -799,8 +841,8 @@ impl Server<'_> {
                 read,
                 write: c.unsent() > 0,
             });
+            ids.push(c.id);
         }
-        let mut timeout = TICK;
         // Requests read before the connection had to pause, which it may
         // take now: no socket will say so.
         let buffered = self.conns.values().any(|c| {
@@ -821,6 +863,6 @@ impl Server<'_> {
                 timeout = timeout.min(w);
             }
         }
-        (wants, timeout)
+        (wants, ids, timeout)
     }
 }
