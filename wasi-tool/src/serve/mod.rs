@@ -615,15 +615,7 @@ impl Server<'_> {
                 }
             );
             self.log(&format!("{}: {export}: {msg} ({errno})", c.peer));
-            reply::encode(
-                &mut c.out,
-                &neg,
-                req.cookie,
-                req.command,
-                req.flags,
-                req.offset,
-                Err((errno, &msg)),
-            );
+            reply::answer(&mut c.out, &neg, &req, Err((errno, &msg)));
             return;
         }
         let Some(e) = self.exports.get_mut(export.as_str()) else {
@@ -651,27 +643,11 @@ impl Server<'_> {
                 } else {
                     Ok(reply::Payload::Status(&extents))
                 };
-                reply::encode(
-                    &mut c.out,
-                    &neg,
-                    req.cookie,
-                    req.command,
-                    req.flags,
-                    req.offset,
-                    result,
-                );
+                reply::answer(&mut c.out, &neg, &req, result);
             }
             _ if !matches!(e.state, State::Open(_)) => {
                 let msg = "the export's gateway connection failed";
-                reply::encode(
-                    &mut c.out,
-                    &neg,
-                    req.cookie,
-                    req.command,
-                    req.flags,
-                    req.offset,
-                    Err((Errno::Io, msg)),
-                );
+                reply::answer(&mut c.out, &neg, &req, Err((Errno::Io, msg)));
                 c.closing = true;
             }
             _ => {
@@ -727,9 +703,7 @@ impl Server<'_> {
                     }),
                     None => Ok(reply::Payload::None),
                 };
-                reply::encode(
-                    &mut c.out, neg, r.cookie, r.command, r.flags, r.offset, result,
-                );
+                reply::answer(&mut c.out, neg, r, result);
             }
         }
     }

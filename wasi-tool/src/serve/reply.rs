@@ -8,7 +8,7 @@ use std::rc::Rc;
 use sheepdog_core::nbd::base_allocation;
 use sheepdog_core::nbd::handshake::Negotiated;
 use sheepdog_core::nbd::reply;
-use sheepdog_core::nbd::request::Command;
+use sheepdog_core::nbd::request::{Command, Request};
 use sheepdog_core::nbd::{cmd_flags, Errno, MAX_STRING};
 
 use super::conn::Sink;
@@ -25,6 +25,24 @@ pub enum Payload<'a> {
     },
     /// Block status extents.
     Status(&'a [(u32, u32)]),
+}
+
+/// Append the reply to `req` to `out`.
+pub fn answer(
+    out: &mut impl Sink,
+    neg: &Negotiated,
+    req: &Request,
+    result: Result<Payload<'_>, (Errno, &str)>,
+) {
+    encode(
+        out,
+        neg,
+        req.cookie,
+        req.command,
+        req.flags,
+        req.offset,
+        result,
+    );
 }
 
 /// Append the reply to request `cookie` (a `command` with `flags` at
