@@ -706,3 +706,68 @@ fn zeros_written_where_nothing_is_allocate_nothing_and_over_data_are_written() {
         "bytes written to the cluster"
     );
 }
+
+#[test]
+fn a_misbehaving_gateway_gives_the_client_an_error_or_the_right_bytes_never_a_hang() {
+    use sheepdog_core::wire::Opcode;
+    use sheepdog_tests::server::{FaultAction, Matcher};
+
+    let h = server();
+    let dir = TempDir::new();
+    let img = random(8, 8 * MIB);
+    import(&h, &dir, "vm1", &img);
+    let srv = serve(&h, &["vm1"]);
+    let uri = srv.uri("vm1");
+    let is_data_read = |req: &sheepdog_core::wire::Request| {
+        req.opcode == Opcode::ReadObj
+            && req
+                .obj()
+                .is_some_and(|a| a.oid.kind() == sheepdog_core::oid::OidKind::Data)
+    };
+    // A reply of the wrong length: that read fails with EIO, the
+    // connection to the gateway is made again, and the next read works.
+    h.cluster().inject(
+        Matcher::custom(is_data_read),
+        FaultAction::ApplyThenLength(100),
+        1,
+    );
+    let mut c = client("qemu-io");
+    c.args(["-f", "raw", "-c", "read 0 64k", &uri]);
+    let o = output(c);
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(text.contains("Input/output error"), "{text}");
+    let mut c = client("qemu-io");
+    c.args(["-f", "raw", "-c", "read -v 0 16", &uri]);
+    let out = ok(c);
+    let first: String = img[..4].iter().map(|b| format!("{b:02x} ")).collect();
+    assert!(out.contains(first.trim_end()), "{out}");
+    // A connection cut in the middle of a reply's payload, and one cut
+    // after a write was applied: both are resent, and the bytes are right.
+    h.cluster().inject(
+        Matcher::custom(is_data_read),
+        FaultAction::ApplyThenCutShort,
+        1,
+    );
+    h.cluster().inject(
+        Matcher::opcode(Opcode::WriteObj),
+        FaultAction::ApplyThenDisconnect,
+        1,
+    );
+    let back = s(&dir.path("back.raw"));
+    let mut c = client("nbdcopy");
+    c.args([&uri, &back]);
+    ok(c);
+    assert!(std::fs::read(&back).unwrap() == img);
+    let mut c = client("qemu-io");
+    c.args(["-f", "raw", "-c", "write -P 0x42 4096 4096", &uri]);
+    ok(c);
+    let (code, log) = srv.stop();
+    assert!(log.contains("bad reply"), "the bad reply is logged: {log}");
+    if !under_wasmtime() {
+        assert_eq!(code, Some(0), "{log}");
+    }
+    let mut want = img.clone();
+    want[4096..8192].fill(0x42);
+    assert!(export_bytes(&h, "vm1") == want);
+}
