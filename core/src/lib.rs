@@ -125,6 +125,7 @@ pub mod index;
 pub mod inode;
 pub mod list;
 pub mod nbd;
+pub mod nodes;
 pub mod object_size;
 pub mod oid;
 pub mod receive;

@@ -407,6 +407,20 @@ impl Request {
         )
     }
 
+    /// GET_NODE_LIST (internal, proto 0x0A): the cluster's nodes, into a
+    /// buffer of `buf_len` bytes. sheep writes the whole list without
+    /// looking at `data_length` (PROTOCOL.md §4.2, §13): offer room for
+    /// every node a cluster can have.
+    pub fn get_node_list(id: u32, buf_len: u32) -> Request {
+        Request::new(
+            Opcode::GetNodeList,
+            Flags::NONE,
+            id,
+            buf_len,
+            RequestArgs::Empty,
+        )
+    }
+
     /// GET_CLUSTER_DEFAULT.
     pub fn get_cluster_default(id: u32) -> Request {
         Request::new(
