@@ -224,7 +224,7 @@ fn result_codes_have_classes_and_messages() {
         (0x03, Fatal),
         (0x14, Fatal),
         (0x15, Fatal),
-        (0x16, Fatal),
+        (0x16, Transient),
         (0x1234, Fatal),
     ];
     for (code, class) in cases {

@@ -311,6 +311,18 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         on_wire + usize::from(self.receiving.is_some())
     }
 
+    /// The requests on the wire and their bytes (what a write sends, or
+    /// the reply a read asks for): what a lost connection makes the caller
+    /// send again.
+    pub fn on_wire(&self) -> (u32, u64) {
+        self.flights
+            .iter()
+            .chain(self.resolving.as_ref())
+            .filter(|f| f.due.on_wire())
+            .chain(self.receiving.as_ref().map(|r| &r.flight))
+            .fold((0, 0), |(n, b), f| (n + 1, b + u64::from(f.asked.len)))
+    }
+
     pub(super) fn index_unsettled(&self) -> bool {
         self.volume.as_ref().is_some_and(|v| v.index_unsettled)
     }

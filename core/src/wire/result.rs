@@ -121,8 +121,8 @@ results! {
     VerMismatch = 0x14, "VER_MISMATCH", Fatal, "protocol version mismatch";
     /// The cluster's disks are full.
     NoSpace = 0x15, "NO_SPACE", Fatal, "no space left in the cluster";
-    /// The cluster is not formatted.
-    WaitForFormat = 0x16, "WAIT_FOR_FORMAT", Fatal, "the cluster is not formatted";
+    /// The cluster is not formatted (yet: it may be being formatted).
+    WaitForFormat = 0x16, "WAIT_FOR_FORMAT", Transient, "the cluster is not formatted";
     /// The cluster is waiting for nodes to join.
     WaitForJoin = 0x17, "WAIT_FOR_JOIN", Transient, "the cluster is waiting for nodes to join";
     /// Joining failed (not produced by v1.0).
