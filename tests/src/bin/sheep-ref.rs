@@ -2,26 +2,40 @@
 //! process, for CI and quick starts.
 //!
 //! ```text
-//! sheep-ref [--listen 127.0.0.1:7000] [--dir PATH] [--lock]
+//! sheep-ref [--listen 127.0.0.1:7000] [--nodes N] [--dir PATH] [--lock]
 //!           [--block-size-shift N] [--copies N] [--reorder]
 //! ```
 //!
 //! Prints `sheep-ref listening on ADDR` once it accepts connections and
 //! serves until killed. Objects live in memory unless `--dir` names a
 //! directory (created if needed; reopening it picks up earlier VDIs).
+//!
+//! With `--nodes N` (default 1) it is a cluster of N nodes over the one
+//! store, on consecutive ports from the `--listen` port (free ports with
+//! port 0), one `listening` line per node, in node order. Lines on stdin
+//! control the nodes, each answered `ok` or `error: ...` on stdout:
+//! `kill I` (listener closed, connections cut, gone from the node list,
+//! epoch + 1), `blackhole I` (reads requests, never applies nor answers
+//! them), `revive I` (answers again, on the same port), and `lose OID`
+//! (16 hex digits, `0x` optional: the object is gone on every node, reads
+//! answer NO_OBJ). The end of stdin only ends the controls, not the
+//! server.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 
-use sheepdog_tests::server::{net, Cluster, ClusterConfig, DirStore, NetOptions};
+use sheepdog_core::oid::Oid;
+use sheepdog_tests::server::{
+    spawn_on, Cluster, ClusterConfig, DirStore, NetOptions, ServerHandle,
+};
 
-const USAGE: &str = "usage: sheep-ref [--listen ADDR:PORT] [--dir PATH] [--lock] \
+const USAGE: &str = "usage: sheep-ref [--listen ADDR:PORT] [--nodes 1..64] [--dir PATH] [--lock] \
 [--block-size-shift 20..31] [--copies 1..31] [--reorder]";
 
 struct Args {
     listen: SocketAddr,
+    nodes: u8,
     dir: Option<String>,
     config: ClusterConfig,
     net: NetOptions,
@@ -45,6 +59,7 @@ fn number(flag: &str, v: &str, lo: u8, hi: u8) -> Result<u8, String> {
 fn parse(argv: &[String]) -> Result<Args, String> {
     let mut args = Args {
         listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
+        nodes: 1,
         dir: None,
         config: ClusterConfig::default(),
         net: NetOptions::default(),
@@ -58,6 +73,7 @@ fn parse(argv: &[String]) -> Result<Args, String> {
                     .parse()
                     .map_err(|_| format!("--listen wants ADDR:PORT, not {v:?}"))?;
             }
+            "--nodes" => args.nodes = number(flag, value(flag, &mut it)?, 1, 64)?,
             "--dir" => args.dir = Some(value(flag, &mut it)?.to_owned()),
             "--lock" => args.config = args.config.with_locking(true),
             "--block-size-shift" => {
@@ -86,7 +102,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut cluster = match &args.dir {
+    let cluster = match &args.dir {
         None => Cluster::new(args.config),
         Some(dir) => {
             let opened = DirStore::open(dir)
@@ -100,17 +116,79 @@ fn main() -> ExitCode {
             }
         }
     };
-    let listener = match TcpListener::bind(args.listen) {
-        Ok(l) => l,
+    let mut listeners = Vec::new();
+    for i in 0..u16::from(args.nodes) {
+        let mut addr = args.listen;
+        if addr.port() != 0 {
+            let Some(port) = addr.port().checked_add(i) else {
+                eprintln!("sheep-ref: no port {} + {i} for node {i}", addr.port());
+                return ExitCode::FAILURE;
+            };
+            addr.set_port(port);
+        }
+        match TcpListener::bind(addr) {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                eprintln!("sheep-ref: cannot listen on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let handle = match spawn_on(listeners, cluster, args.net) {
+        Ok(h) => h,
         Err(e) => {
-            eprintln!("sheep-ref: cannot listen on {}: {e}", args.listen);
+            eprintln!("sheep-ref: cannot serve: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let addr = listener.local_addr().unwrap_or(args.listen);
-    cluster.set_local_addr(addr);
-    println!("sheep-ref listening on {addr}");
+    for a in handle.addrs() {
+        println!("sheep-ref listening on {a}");
+    }
     let _ = std::io::stdout().flush();
-    net::serve(listener, Arc::new(Mutex::new(cluster)), args.net);
-    ExitCode::SUCCESS
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match control(&handle, line.trim()) {
+            Ok(()) => println!("ok"),
+            Err(e) => println!("error: {e}"),
+        }
+        let _ = std::io::stdout().flush();
+    }
+    // Serve until killed.
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Run one control line.
+fn control(h: &ServerHandle, line: &str) -> Result<(), String> {
+    let mut words = line.split_whitespace();
+    let (Some(cmd), Some(arg), None) = (words.next(), words.next(), words.next()) else {
+        return Err(format!(
+            "want 'kill I', 'blackhole I', 'revive I' or 'lose OID', not {line:?}"
+        ));
+    };
+    let node = || match arg.parse::<usize>() {
+        Ok(i) if i < h.node_count() => Ok(i),
+        _ => Err(format!("no node {arg:?} (there are {})", h.node_count())),
+    };
+    match cmd {
+        "kill" => h.kill(node()?),
+        "blackhole" => h.blackhole(node()?),
+        "revive" => h.try_revive(node()?).map_err(|e| e.to_string())?,
+        "lose" => {
+            let hex = arg.strip_prefix("0x").unwrap_or(arg);
+            let oid = Some(hex)
+                .filter(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("{arg:?} is not an oid (16 hex digits)"))?;
+            if !h.cluster().lose_object(Oid(oid)) {
+                return Err(format!("no object {hex}"));
+            }
+        }
+        other => return Err(format!("unknown control {other:?}")),
+    }
+    Ok(())
 }

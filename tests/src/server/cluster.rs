@@ -1,11 +1,12 @@
-//! [`Cluster`]: the whole protocol state of a single-node reference
-//! cluster and [`Cluster::handle`], which answers one request.
+//! [`Cluster`]: the whole protocol state of a reference cluster (one
+//! store, however many nodes serve it) and [`Cluster::handle`], which
+//! answers one request.
 //!
 //! Everything here is deterministic: no clock (the caller passes `now`), no
 //! randomness, no I/O except through the [`Store`].
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 
@@ -20,7 +21,7 @@ pub use super::reply::Reply;
 use super::store::{MemStore, Store};
 use super::vdi_state::{VdiState, VidBitmap};
 
-/// A single-node Sheepdog 1.0 cluster: VID bitmaps, VDI states, locks,
+/// A Sheepdog 1.0 cluster over one store: VID bitmaps, VDI states, locks,
 /// reference counts and objects, answering requests as sheep does.
 pub struct Cluster {
     pub(super) config: ClusterConfig,
@@ -31,6 +32,9 @@ pub struct Cluster {
     pub(super) vdis: BTreeMap<u32, VdiState>,
     pub(super) ledgers: Ledgers,
     pub(super) faults: Faults,
+    /// Indices of configured nodes that are down (killed): left out of
+    /// the node lists.
+    pub(super) down: BTreeSet<usize>,
     /// Dropped references waiting for their delayed reclaim: requests left,
     /// data object, reference.
     pub(super) reclaims:
@@ -44,6 +48,7 @@ impl std::fmt::Debug for Cluster {
             .field("status", &self.status)
             .field("vdis", &self.vdis)
             .field("faults", &self.faults)
+            .field("down", &self.down)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +79,7 @@ impl Cluster {
             vdis: BTreeMap::new(),
             ledgers: Ledgers::default(),
             faults: Faults::default(),
+            down: BTreeSet::new(),
             reclaims: Default::default(),
         }
     }
@@ -96,6 +102,7 @@ impl Cluster {
             vdis: saved.vdis,
             ledgers,
             faults: Faults::default(),
+            down: BTreeSet::new(),
             reclaims: Default::default(),
         })
     }

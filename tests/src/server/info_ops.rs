@@ -59,9 +59,9 @@ impl Cluster {
         )
     }
 
+    /// The live nodes' `sd_node`s, back to back.
     fn node_list(&self) -> Vec<u8> {
-        self.config
-            .nodes
+        self.live_nodes()
             .iter()
             .flat_map(NodeInfo::sd_node)
             .collect()
@@ -71,12 +71,16 @@ impl Cluster {
     /// (sheep does not bounds-check it).
     pub(super) fn op_node_list(&mut self) -> Outcome {
         let mut raw = [0u8; 28];
-        put_u32(&mut raw, 0, self.config.nodes.len() as u32);
-        Outcome::with_args(
-            ResultCode::Success,
-            ResponseArgs::Raw(raw),
-            self.node_list(),
-        )
+        let mut list = self.node_list();
+        put_u32(&mut raw, 0, (list.len() / SD_NODE_LEN) as u32);
+        // Bytes 0..24 of each entry are the server's tree pointers: junk a
+        // client must never read, so never zero bytes here.
+        for (i, e) in list.chunks_mut(SD_NODE_LEN).enumerate() {
+            for (j, b) in e[..24].iter_mut().enumerate() {
+                *b = 0x80 | (0x25 ^ (i as u8).wrapping_mul(31) ^ j as u8);
+            }
+        }
+        Outcome::with_args(ResultCode::Success, ResponseArgs::Raw(raw), list)
     }
 
     /// STAT_SHEEP: this node's space and free space.
@@ -114,6 +118,7 @@ impl Cluster {
         let rec = ELOG_HEADER_LEN as u64 + nodes_nr as u64 * SD_NODE_LEN as u64;
         let max_elogs = u64::from(req.data_length) / rec;
         let nodes = self.node_list();
+        let nr_nodes = nodes.len() / SD_NODE_LEN;
         let mut data = Vec::new();
         let mut epoch = self.config.epoch;
         let mut i = 0;
@@ -130,14 +135,14 @@ impl Cluster {
             }
             put_u32(&mut elog, 16, epoch);
             if nodes_nr > 0 {
-                if nodes_nr < self.config.nodes.len() {
+                if nodes_nr < nr_nodes {
                     return Outcome {
                         data,
                         ..Outcome::err(ResultCode::BufferSmall)
                     };
                 }
                 put_u64(&mut elog, 8, self.config.ctime >> 32);
-                put_u32(&mut elog, 20, self.config.nodes.len() as u32);
+                put_u32(&mut elog, 20, nr_nodes as u32);
                 elog[ELOG_HEADER_LEN..ELOG_HEADER_LEN + nodes.len()].copy_from_slice(&nodes);
             }
             data.extend_from_slice(&elog);
@@ -154,7 +159,8 @@ impl Cluster {
     pub(super) fn op_cluster_info(&mut self) -> Outcome {
         let mut data = vec![0u8; CINFO_HEADER_LEN + MAX_NODES * SD_NODE_LEN];
         data[0] = SHEEP_PROTO_VER;
-        put_u16(&mut data, 2, self.config.nodes.len() as u16);
+        let nodes = self.node_list();
+        put_u16(&mut data, 2, (nodes.len() / SD_NODE_LEN) as u16);
         put_u32(&mut data, 4, self.config.epoch);
         put_u64(&mut data, 8, self.config.ctime);
         put_u16(&mut data, 16, self.config.flags);
@@ -165,7 +171,6 @@ impl Cluster {
         let name = self.config.store_name.as_bytes();
         let n = name.len().min(STORE_LEN - 1);
         data[25..25 + n].copy_from_slice(&name[..n]);
-        let nodes = self.node_list();
         let n = nodes.len().min(MAX_NODES * SD_NODE_LEN);
         data[CINFO_HEADER_LEN..CINFO_HEADER_LEN + n].copy_from_slice(&nodes[..n]);
         Outcome::data(data)

@@ -1,5 +1,6 @@
-//! A single-node reference Sheepdog 1.0 server, faithful to PROTOCOL.md,
-//! for integration tests, CI and quick starts.
+//! A reference Sheepdog 1.0 server, faithful to PROTOCOL.md, for
+//! integration tests, CI and quick starts: one store, served by one node
+//! or by several.
 //!
 //! * [`Cluster`] is the protocol logic: VID bitmaps, VDI states, locks,
 //!   generational reference counts and objects in a [`Store`]
@@ -12,6 +13,10 @@
 //! * [`net`] serves a cluster over TCP, one thread per connection, with an
 //!   option to answer pipelined requests out of order; [`spawn_loopback`]
 //!   starts one on 127.0.0.1 for a test.
+//! * [`spawn_nodes`] serves one cluster as several nodes whose
+//!   [`ServerHandle`] can kill, black-hole and revive each, and
+//!   [`Cluster::lose_object`] loses an object on all of them: what client
+//!   failover is tested against.
 //!
 //! ```
 //! use sheepdog_tests::server::{Cluster, ClusterConfig};
@@ -38,7 +43,9 @@ mod info_ops;
 mod inode_io;
 mod lock_ops;
 mod lookup;
+mod membership;
 mod meta;
+mod nodes;
 mod obj_ops;
 mod refcount;
 mod reply;
@@ -53,7 +60,8 @@ pub use cluster::{Cluster, Reply};
 pub use config::{ClusterConfig, ClusterStatus, NodeInfo, FLAG_AUTO_VNODES, FLAG_USE_LOCK};
 pub use dir_store::DirStore;
 pub use faults::{FaultAction, Matcher, RequestPredicate};
-pub use net::{serve, spawn_loopback, NetOptions, ServerHandle};
+pub use net::{serve, spawn, spawn_loopback, NetOptions, ServerHandle};
+pub use nodes::{spawn_nodes, spawn_on};
 pub use refcount::Ledger;
 pub use snapshot_window::{PendingSnapshot, Restore};
 pub use store::{MemStore, Store};

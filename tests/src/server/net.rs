@@ -4,6 +4,10 @@
 //! handled in order and answered in reverse, so that clients must match
 //! responses by `id`.
 //!
+//! Each listener is one node of the cluster with its own connections;
+//! [`spawn_nodes`](super::spawn_nodes) starts several over one cluster,
+//! which the [`ServerHandle`] can kill, black-hole and revive one by one.
+//!
 //! A connection that closes mid-request just ends its thread. A request
 //! whose `data_length` exceeds the cluster's `max_data_length` closes the
 //! connection, as sheep does when it cannot allocate the buffer.
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sheepdog_core::wire::{Request, HEADER_LEN};
 
 use super::cluster::{Cluster, Reply};
+use super::nodes::{spawn_on, Node};
 
 /// How connections are served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,34 +69,48 @@ pub fn wall_clock() -> u64 {
     (d.as_secs() << 32) | u64::from(d.subsec_micros() * 1000)
 }
 
-/// Open connections, so that they can be cut.
+/// What one node's accept loop and connection threads share with its
+/// controls: whether to stop accepting, whether to answer, what it
+/// answered, and its open connections, so that they can be cut.
 #[derive(Debug, Default)]
-struct Shared {
-    stop: AtomicBool,
+pub(super) struct Shared {
+    /// The accept loop ends at the next connection.
+    pub(super) stop: AtomicBool,
+    /// Requests are read and dropped: never applied, never answered.
+    pub(super) blackhole: AtomicBool,
+    /// Requests answered (counted as their reply goes out).
+    pub(super) served: AtomicU64,
     next_id: AtomicU64,
     conns: Mutex<Vec<(u64, TcpStream)>>,
 }
 
 impl Shared {
+    fn conns(&self) -> MutexGuard<'_, Vec<(u64, TcpStream)>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn register(&self, stream: &TcpStream) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if let Ok(clone) = stream.try_clone() {
-            let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-            conns.push((id, clone));
+            self.conns().push((id, clone));
         }
         id
     }
 
     fn unregister(&self, id: u64) {
-        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.retain(|(i, _)| *i != id);
+        self.conns().retain(|(i, _)| *i != id);
     }
 
-    fn cut_all(&self) {
-        let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, s) in conns.iter() {
+    /// Shut every open connection down, both ways.
+    pub(super) fn cut_all(&self) {
+        for (_, s) in self.conns().iter() {
             let _ = s.shutdown(Shutdown::Both);
         }
+    }
+
+    /// How many connections are open.
+    pub(super) fn connection_count(&self) -> usize {
+        self.conns().len()
     }
 }
 
@@ -100,6 +119,22 @@ pub fn serve(listener: TcpListener, cluster: Arc<Mutex<Cluster>>, opts: NetOptio
     accept_loop(listener, cluster, opts, Arc::new(Shared::default()));
 }
 
+/// Run [`accept_loop`] in a background thread.
+pub(super) fn start_accepting(
+    listener: TcpListener,
+    cluster: &Arc<Mutex<Cluster>>,
+    opts: NetOptions,
+    shared: &Arc<Shared>,
+) -> io::Result<JoinHandle<()>> {
+    let cluster = Arc::clone(cluster);
+    let shared = Arc::clone(shared);
+    thread::Builder::new()
+        .name("sheep-ref-accept".into())
+        .spawn(move || accept_loop(listener, cluster, opts, shared))
+}
+
+/// Accept until `shared.stop` is set (checked at each new connection);
+/// the listener closes when this returns.
 fn accept_loop(
     listener: TcpListener,
     cluster: Arc<Mutex<Cluster>>,
@@ -115,15 +150,20 @@ fn accept_loop(
             thread::sleep(Duration::from_millis(10));
             continue;
         };
+        // Registered here, not in the connection's thread, so that once
+        // this loop has ended every connection it accepted can be cut.
+        let id = shared.register(&stream);
         let cluster = Arc::clone(&cluster);
-        let shared = Arc::clone(&shared);
-        let _ = thread::Builder::new()
+        let conn_shared = Arc::clone(&shared);
+        let spawned = thread::Builder::new()
             .name("sheep-ref-conn".into())
             .spawn(move || {
-                let id = shared.register(&stream);
-                let _ = connection(stream, &cluster, opts);
-                shared.unregister(id);
+                let _ = connection(stream, &cluster, opts, &conn_shared);
+                conn_shared.unregister(id);
             });
+        if spawned.is_err() {
+            shared.unregister(id);
+        }
     }
 }
 
@@ -179,7 +219,12 @@ fn send(w: &mut TcpStream, reply: &Reply) -> io::Result<()> {
     w.write_all(&reply.payload)
 }
 
-fn connection(stream: TcpStream, cluster: &Mutex<Cluster>, opts: NetOptions) -> io::Result<()> {
+fn connection(
+    stream: TcpStream,
+    cluster: &Mutex<Cluster>,
+    opts: NetOptions,
+    shared: &Shared,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::with_capacity(1 << 16, stream);
@@ -198,6 +243,11 @@ fn connection(stream: TcpStream, cluster: &Mutex<Cluster>, opts: NetOptions) -> 
                 None => return Ok(()),
             }
         }
+        if shared.blackhole.load(Ordering::SeqCst) {
+            // A node that hangs: the kernel takes the bytes, nothing
+            // happens.
+            continue;
+        }
         let mut replies = Vec::with_capacity(batch.len());
         for (req, payload) in &batch {
             let reply = lock(cluster).handle(wall_clock(), req, payload);
@@ -209,6 +259,7 @@ fn connection(stream: TcpStream, cluster: &Mutex<Cluster>, opts: NetOptions) -> 
                 // What was answered before goes out first; then this reply
                 // stops half way through its payload.
                 for r in &replies {
+                    shared.served.fetch_add(1, Ordering::SeqCst);
                     send(&mut writer, r)?;
                 }
                 writer.write_all(&reply.header.to_bytes())?;
@@ -222,21 +273,27 @@ fn connection(stream: TcpStream, cluster: &Mutex<Cluster>, opts: NetOptions) -> 
             replies.reverse();
         }
         for reply in &replies {
+            // Counted first, so that a client holding the reply sees it
+            // counted.
+            shared.served.fetch_add(1, Ordering::SeqCst);
             send(&mut writer, reply)?;
         }
     }
 }
 
-/// A server running in background threads.
+/// A server running in background threads: one node, or several serving
+/// one cluster ([`spawn_nodes`](super::spawn_nodes)).
 #[derive(Debug)]
 pub struct ServerHandle {
-    /// Where it listens.
+    /// Where node 0 listens.
     pub addr: SocketAddr,
     /// The cluster it serves: inject faults, take snapshots behind the
     /// client's back, inspect objects.
     pub cluster: Arc<Mutex<Cluster>>,
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// How connections are served, also by a revived node.
+    pub(super) opts: NetOptions,
+    /// The nodes, in node order.
+    pub(super) nodes: Mutex<Vec<Node>>,
 }
 
 impl ServerHandle {
@@ -245,45 +302,38 @@ impl ServerHandle {
         lock(&self.cluster)
     }
 
-    /// Cut every open client connection (a gateway restart, from the
-    /// client's point of view). The server keeps accepting new ones.
-    pub fn drop_connections(&self) {
-        self.shared.cut_all();
+    /// Lock the nodes.
+    pub(super) fn nodes(&self) -> MutexGuard<'_, Vec<Node>> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How many client connections are open.
+    /// Cut every open client connection of every node (a gateway restart,
+    /// from the client's point of view). The nodes keep accepting new ones.
+    pub fn drop_connections(&self) {
+        for n in self.nodes().iter() {
+            n.shared.cut_all();
+        }
+    }
+
+    /// How many client connections are open, over all nodes.
     pub fn connection_count(&self) -> usize {
-        self.shared
-            .conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.nodes()
+            .iter()
+            .map(|n| n.shared.connection_count())
+            .sum()
     }
 
     /// Stop accepting and cut every connection.
-    pub fn shutdown(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        if self.shared.stop.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        // Wake the accept loop; if that fails, leave the thread be rather
-        // than wait for it forever.
-        let woken = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
-        if let Some(t) = self.thread.take() {
-            if woken {
-                let _ = t.join();
-            }
-        }
-        self.shared.cut_all();
+    pub fn shutdown(self) {
+        drop(self);
     }
 }
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        self.stop();
+        for n in self.nodes().iter_mut() {
+            n.stop();
+        }
     }
 }
 
@@ -293,23 +343,7 @@ pub fn spawn(
     cluster: Cluster,
     opts: NetOptions,
 ) -> io::Result<ServerHandle> {
-    let addr = listener.local_addr()?;
-    let cluster = Arc::new(Mutex::new(cluster));
-    lock(&cluster).set_local_addr(addr);
-    let shared = Arc::new(Shared::default());
-    let thread = {
-        let cluster = Arc::clone(&cluster);
-        let shared = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("sheep-ref-accept".into())
-            .spawn(move || accept_loop(listener, cluster, opts, shared))?
-    };
-    Ok(ServerHandle {
-        addr,
-        cluster,
-        shared,
-        thread: Some(thread),
-    })
+    spawn_on(vec![listener], cluster, opts)
 }
 
 /// Serve `cluster` on 127.0.0.1 with a free port, in background threads.
