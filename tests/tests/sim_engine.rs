@@ -22,7 +22,10 @@ fn random_workload_with_every_fault_matches_the_model() {
         let s = w.stats;
         assert!(s.reads_checked > 200, "{s:?}");
         assert!(
-            w.wire.stats.transient > 0 && w.wire.stats.disconnects > 0,
+            w.wire.stats.transient > 0
+                && w.wire.stats.disconnects > 0
+                && w.wire.stats.node_switches > 0
+                && w.wire.stats.unapplied > 0,
             "{:?}",
             w.wire.stats
         );

@@ -34,6 +34,11 @@ pub struct FaultRates {
     /// connection, or no reply at all ([`super::hostile`]). Operations may
     /// then end in errors; none may end in a success it did not get.
     pub hostile: u32,
+    /// The gateway dies as this request reaches it: neither it nor any
+    /// request after it is applied, the replies it had not sent are lost
+    /// (their requests were applied), and the client goes on over another
+    /// node of the same cluster, one epoch later.
+    pub node_death: u32,
 }
 
 /// Counters of what happened.
@@ -55,6 +60,10 @@ pub struct WireStats {
     pub cut_short: u64,
     /// Requests never answered (the reply timeout dropped the connection).
     pub silent: u64,
+    /// Gateways that died, and the client moved to another node.
+    pub node_switches: u64,
+    /// Requests sent to a dead gateway and never applied.
+    pub unapplied: u64,
 }
 
 /// A reply on its way.
@@ -93,6 +102,8 @@ pub struct Wire {
     /// A scripted hostile server for scenario tests: given each request
     /// and its true reply, what to send instead (`None`: the true reply).
     pub tamper: Option<Tamper>,
+    /// The gateway is dead: requests reaching it are dropped.
+    dead: bool,
 }
 
 /// The read buffers, by token, for the receiver.
@@ -140,6 +151,7 @@ impl Wire {
             answered: None,
             recording: std::env::var_os("SIM_RECORD").map(|_| Vec::new()),
             tamper: None,
+            dead: false,
         }
     }
 
@@ -173,6 +185,11 @@ impl Wire {
                 "WRITE flag exactly when a payload follows"
             );
             self.stats.requests += 1;
+            if self.dead || self.rng.chance(self.faults.node_death) {
+                self.dead = true;
+                self.stats.unapplied += 1;
+                continue;
+            }
             let is_obj = req.opcode.args_kind() == ArgsKind::Obj;
             let reply = if self.rng.chance(self.faults.transient) {
                 self.stats.transient += 1;
@@ -281,6 +298,10 @@ impl Wire {
     /// pass to the next retry). False when nothing at all can happen.
     pub fn step(&mut self) -> bool {
         self.transmit();
+        if self.dead {
+            self.switch_node();
+            return true;
+        }
         if !self.replies.is_empty() {
             let n = 1 + self.rng.below(self.replies.len() as u64) as usize;
             for _ in 0..n {
@@ -322,6 +343,17 @@ impl Wire {
         self.outstanding.clear();
         self.answered = None;
         self.engine.handle_connection_lost();
+    }
+
+    /// The gateway died: after a while (the client notices the closed
+    /// connection), the client is connected to another node, which runs
+    /// at the next epoch, and resends what had no reply.
+    pub fn switch_node(&mut self) {
+        self.dead = false;
+        self.stats.node_switches += 1;
+        self.now += 1_000_000 + self.rng.below(100_000_000);
+        self.cluster.bump_epoch();
+        self.disconnect();
     }
 
     /// Drive until `done` returns true for an event; every event is passed

@@ -70,6 +70,7 @@ impl Config {
                 applied_then_transient: 20,
                 reorder: true,
                 hostile: 0,
+                node_death: 2,
             },
             external_snapshots: 8,
             snapshot_windows: 500,
