@@ -6,15 +6,24 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "sheep-tool", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// Sheepdog gateway HOST[:PORT]
+    /// Sheepdog nodes HOST[:PORT], comma separated: the first that answers
+    /// is the gateway, the others (and the ones the cluster names) are
+    /// failed over to
     #[arg(
         short,
         long,
         global = true,
         env = "SHEEPDOG_ADDRESS",
-        default_value = "127.0.0.1:7000"
+        default_value = "127.0.0.1:7000",
+        value_name = "NODES"
     )]
     pub address: String,
+    /// How long a node may take to answer before the tool moves to another
+    /// one, and how long it goes on trying when none answers (seconds, or
+    /// with ms or s)
+    #[arg(long, global = true, default_value = "30", value_name = "TIME",
+          value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
     /// Print nothing but errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -23,6 +32,33 @@ pub struct Cli {
     pub progress: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The nodes to use: `server` when a VDI argument names one, else
+    /// the `-a` list.
+    pub fn gateways(
+        &self,
+        server: Option<&str>,
+    ) -> Result<crate::gateways::Gateways, crate::error::CliError> {
+        crate::gateways::Gateways::parse(server.unwrap_or(&self.address), self.timeout)
+    }
+}
+
+/// `30`, `2.5`, `30s` or `500ms`: at least 1 ms, at most a day.
+fn parse_timeout(v: &str) -> Result<std::time::Duration, String> {
+    let (num, scale) = match v.strip_suffix("ms") {
+        Some(n) => (n, 1e-3),
+        None => (v.strip_suffix('s').unwrap_or(v), 1.0),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n * scale >= 1e-3 && n * scale <= 86_400.0 => {
+            Ok(std::time::Duration::from_secs_f64(n * scale))
+        }
+        _ => Err(format!(
+            "'{v}' is not a timeout: give seconds (30, 2.5, 30s) or milliseconds (500ms), from 1ms to a day"
+        )),
+    }
 }
 
 /// The commands.
@@ -62,6 +98,11 @@ pub enum Command {
         vdi: String,
         /// Output file, or - for stdout
         file: String,
+        /// Write zeros where the cluster cannot read an object (it has
+        /// lost it, or answers EIO), list each on stderr, go on, and exit
+        /// with status 3
+        #[arg(long)]
+        salvage: bool,
         #[command(flatten)]
         io: IoOpts,
     },

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use sheepdog_core::engine::{
 use sheepdog_core::receive::{ReadBuffers, Receiver};
 
 use crate::error::{self, CliError};
+use crate::gateways::{self, Gateways, Refused};
 use crate::readiness::{self, Want};
 use crate::sendfile;
 
@@ -28,12 +29,8 @@ pub const QUEUE_MAX: usize = 64;
 pub const DEFAULT_QUEUE_DEPTH: usize = 4;
 /// The engine the tool uses.
 pub type Eng = Engine<Vec<u8>, QUEUE_MAX>;
-/// How long a reply may take before the tool gives up.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 /// The index cache: room for the largest flat VDI (2^20 entries).
 const INDEX_CACHE_LEN: usize = 4 << 20;
-/// Times a dropped connection is re-established before giving up.
-const MAX_RECONNECTS: u32 = 5;
 /// Requests carrying more than this are written with the socket in
 /// blocking mode: the kernel then moves the whole payload in one call (one
 /// `sendfile` for a 4 MiB object) instead of as much as the send buffer
@@ -41,38 +38,8 @@ const MAX_RECONNECTS: u32 = 5;
 /// reads every request whole before the next, so such a write waits on
 /// nothing but the network, and the write timeout bounds it.
 const BLOCKING_WRITE: usize = 256 << 10;
-
-/// Connect to HOST[:PORT]; returns the stream and the address as shown in
-/// messages.
-fn open_stream(addr: &str) -> Result<(TcpStream, String), CliError> {
-    let hp = sheepdog_core::address::parse_host_port(addr)
-        .map_err(|e| CliError::msg(format!("bad address '{addr}': {e}")))?;
-    let port = hp.port.unwrap_or(sheepdog_core::wire::DEFAULT_PORT);
-    let shown = if hp.host.contains(':') {
-        format!("[{}]:{port}", hp.host)
-    } else {
-        format!("{}:{port}", hp.host)
-    };
-    let addrs: Vec<_> = (hp.host, port)
-        .to_socket_addrs()
-        .map_err(|e| error::connect(&shown, &e))?
-        .collect();
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-    for a in &addrs {
-        match TcpStream::connect(a) {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                // Where non-blocking mode is not to be had, every wait
-                // still goes through poll, so reads never block; writes may.
-                let _ = stream.set_nonblocking(true);
-                let _ = stream.set_write_timeout(Some(REPLY_TIMEOUT));
-                return Ok((stream, shown));
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(error::connect(&shown, &last))
-}
+/// The longest pause between rounds over the nodes while none answers.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// The caller's data of reads and writes in flight, by token.
 pub trait Buffers {
@@ -127,78 +94,165 @@ pub struct Client {
     /// nothing in flight before it: the reply timeout counts from there.
     heard: Instant,
     start: Instant,
-    /// HOST[:PORT] as given, to connect again.
-    target: String,
-    /// Times the connection was re-established.
-    reconnects: u32,
+    /// The nodes to fail over to, and the timeout.
+    gateways: Gateways,
+    /// Say nothing of failovers.
+    quiet: bool,
+    /// Connections given up for another node, and requests resent.
+    pub failovers: Failovers,
+    /// Bad replies since the last good one: a node that keeps sending
+    /// them is not resent to forever.
+    bad_replies: u32,
+    /// Connections lost since the last reply, and how many make the tool
+    /// give up (before the engine's own limit, so that the error names
+    /// the node).
+    losses: u32,
+    max_losses: u32,
 }
 
-impl Client {
-    /// Connect to `addr` (HOST[:PORT]).
-    pub fn connect(addr: &str) -> Result<Client, CliError> {
-        let (stream, shown) = open_stream(addr)?;
-        Ok(Client {
-            addr: shown,
-            target: addr.to_owned(),
-            stream,
-            engine: Box::new(Engine::new(
-                vec![0u8; INDEX_CACHE_LEN],
-                RetryPolicy::default(),
-            )),
-            tx: vec![0u8; TRANSMIT_BUF_LEN],
-            scratch: vec![0u8; SCRATCH_LEN],
-            rx: Receiver::new(),
-            out: None,
-            heard: Instant::now(),
-            start: Instant::now(),
-            reconnects: 0,
-        })
-    }
+/// What failing over cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Failovers {
+    /// Connections lost and made again (to the same or another node).
+    pub count: u32,
+    /// Requests that were on the wire when a connection was lost, and go
+    /// out again.
+    pub resent: u32,
+    /// Their payload bytes (writes) and reply bytes asked for (reads).
+    pub resent_bytes: u64,
+}
 
-    /// The connection failed with `e`: connect again (a few times, with a
-    /// growing pause) and let the engine resend what was in flight; or give
-    /// up with the error.
-    fn recover(&mut self, e: io::Error) -> Result<(), CliError> {
-        let timeout = matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        );
-        if timeout || self.reconnects >= MAX_RECONNECTS {
-            return Err(error::lost(&self.addr, &e));
-        }
-        let mut again = None;
-        while self.reconnects < MAX_RECONNECTS {
-            std::thread::sleep(Duration::from_millis(200 << self.reconnects));
-            self.reconnects += 1;
-            match open_stream(&self.target) {
-                Ok((stream, _)) => {
-                    self.stream = stream;
-                    self.rx.reset();
-                    // What was being written goes out again, with the rest.
-                    self.out = None;
-                    self.heard = Instant::now();
-                    self.engine.handle_connection_lost();
-                    return Ok(());
+/// Bad replies in a row after which the tool gives up.
+const MAX_BAD_REPLIES: u32 = 5;
+
+impl Client {
+    /// Connect to the first of `gateways` that answers (each is tried
+    /// once), and learn the cluster's nodes from it.
+    pub fn connect(mut gateways: Gateways, quiet: bool) -> Result<Client, CliError> {
+        let mut failures = Vec::new();
+        for a in gateways.after(None) {
+            match gateways::dial(&a, gateways.timeout) {
+                Ok(d) => {
+                    gateways.learn(d.nodes.iter().copied());
+                    let retry = RetryPolicy::lasting(gateways.timeout.as_nanos() as u64);
+                    return Ok(Client {
+                        addr: d.addr,
+                        stream: d.stream,
+                        engine: Box::new(Engine::new(vec![0u8; INDEX_CACHE_LEN], retry)),
+                        tx: vec![0u8; TRANSMIT_BUF_LEN],
+                        scratch: vec![0u8; SCRATCH_LEN],
+                        rx: Receiver::new(),
+                        out: None,
+                        heard: Instant::now(),
+                        start: Instant::now(),
+                        gateways,
+                        quiet,
+                        failovers: Failovers::default(),
+                        bad_replies: 0,
+                        losses: 0,
+                        max_losses: u32::from(retry.max_retries.saturating_sub(1)).clamp(1, 8),
+                    });
                 }
-                Err(e) => again = Some(e),
+                Err(r) => failures.push(r),
             }
         }
-        let lost = error::lost(&self.addr, &e);
-        Err(match again {
-            Some(again) => lost.with_detail(&format!("connecting again: {again}")),
-            None => lost,
-        })
+        match failures.len() {
+            1 => Err(failures.remove(0).error),
+            _ => Err(CliError::msg(format!(
+                "cannot connect to any node: tried {}",
+                gateways::tried(&failures)
+            ))),
+        }
+    }
+
+    /// The connection failed with `e`: fail over to a node that answers,
+    /// the next one first, and let the engine resend what was in flight;
+    /// give up when none answered within the timeout, naming every node
+    /// tried.
+    fn recover(&mut self, e: io::Error) -> Result<(), CliError> {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        self.losses += 1;
+        if self.losses > self.max_losses {
+            // Every node answers a new connection and loses it before any
+            // reply: resending cannot help.
+            return Err(error::lost(&self.addr, &e).with_detail(&format!(
+                "{} connections in a row lost before a reply",
+                self.losses
+            )));
+        }
+        let timeout = self.gateways.timeout;
+        let since = Instant::now();
+        let mut failures = vec![Refused::io(&self.addr, &e, false)];
+        // A node that accepts and never answers must not take all the
+        // time there is from the others.
+        let per_node = (timeout / 4).max(Duration::from_secs(1)).min(timeout);
+        let mut pause = Duration::from_millis(100);
+        loop {
+            for a in self.gateways.after(Some(&self.addr)) {
+                let left = timeout.saturating_sub(since.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                match gateways::dial(&a, per_node.min(left)) {
+                    Ok(d) => {
+                        self.switch(d, &failures[0].error);
+                        return Ok(());
+                    }
+                    Err(r) => failures.push(r),
+                }
+            }
+            let left = timeout.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                let lost = failures.remove(0).error;
+                let secs = timeout.as_secs_f64();
+                return Err(lost.with_detail(&format!(
+                    "no node answered within {secs} s; tried {}",
+                    gateways::tried(&failures)
+                )));
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    }
+
+    /// Go on over the connection `d`, resending what was in flight.
+    fn switch(&mut self, d: gateways::Dialled, why: &CliError) {
+        let (n, bytes) = self.engine.on_wire();
+        self.failovers.count += 1;
+        self.failovers.resent += n;
+        self.failovers.resent_bytes += bytes;
+        if !self.quiet {
+            let to = if d.addr == self.addr {
+                format!("reconnected to {}", d.addr)
+            } else {
+                format!("failing over to {}", d.addr)
+            };
+            let what = match n {
+                0 => "nothing was in flight".to_owned(),
+                1 => format!("resending 1 request ({})", crate::size::human(bytes)),
+                n => format!("resending {n} requests ({})", crate::size::human(bytes)),
+            };
+            eprintln!("sheep-tool: {why}; {to}, {what}");
+        }
+        self.gateways.learn(d.nodes.iter().copied());
+        self.addr = d.addr;
+        self.stream = d.stream;
+        self.rx.reset();
+        // What was being written goes out again, with the rest.
+        self.out = None;
+        self.heard = Instant::now();
+        self.engine.handle_connection_lost();
     }
 
     /// The server sent a reply the engine refused: drop the connection and
-    /// resend what was in flight on a new one (the number of reconnects is
-    /// bounded), or give up naming the bad reply.
+    /// resend what was in flight on a new one (the number of bad replies
+    /// in a row is bounded), or give up naming the bad reply.
     fn resync(&mut self, e: sheepdog_core::engine::Error) -> Result<(), CliError> {
         let bad = CliError::msg(format!("the server at {} sent a bad reply: {e}", self.addr));
-        if self.reconnects >= MAX_RECONNECTS {
+        self.bad_replies += 1;
+        if self.bad_replies > MAX_BAD_REPLIES {
             return Err(bad);
         }
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
         let lost = io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string());
         self.recover(lost).map_err(|_| bad)
     }
@@ -312,12 +366,13 @@ impl Client {
     /// a retry is due; a reply that takes longer than the reply timeout
     /// means the node stopped answering.
     fn wait(&mut self, read: bool, write: bool) -> Result<(), CliError> {
+        let timeout = self.gateways.timeout;
         let silent = self.heard.elapsed();
-        if silent >= REPLY_TIMEOUT {
+        if silent >= timeout {
             // Nothing heard, and nothing taken, for the whole timeout.
-            return Err(error::lost(&self.addr, &io::ErrorKind::TimedOut.into()));
+            return self.recover(io::ErrorKind::TimedOut.into());
         }
-        let mut limit = REPLY_TIMEOUT.saturating_sub(silent);
+        let mut limit = timeout.saturating_sub(silent);
         if let Some(deadline) = self.engine.poll_timeout() {
             limit = limit.min(Duration::from_nanos(deadline.saturating_sub(self.now())));
         }
@@ -366,9 +421,8 @@ impl Client {
                 // caller refills the pipeline before more replies are read,
                 // so the cluster never waits for a batch to be handled.
                 Ok(true) => {
-                    // The connection works again: a later loss gets the
-                    // whole reconnect budget.
-                    self.reconnects = 0;
+                    self.bad_replies = 0;
+                    self.losses = 0;
                     return Ok(true);
                 }
                 Ok(false) => {}
@@ -425,18 +479,18 @@ impl Client {
             .map(|d| Duration::from_nanos(d.saturating_sub(self.now())));
         let silence = self
             .awaiting()
-            .then(|| REPLY_TIMEOUT.saturating_sub(self.heard.elapsed()));
+            .then(|| self.gateways.timeout.saturating_sub(self.heard.elapsed()));
         match (retry, silence) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Tell the engine the time; a reply awaited for longer than the reply
-    /// timeout means the node stopped answering.
+    /// Tell the engine the time; a reply awaited for longer than the
+    /// timeout means the node stopped answering: fail over.
     pub fn tick(&mut self) -> Result<(), CliError> {
-        if self.awaiting() && self.heard.elapsed() >= REPLY_TIMEOUT {
-            return Err(error::lost(&self.addr, &io::ErrorKind::TimedOut.into()));
+        if self.awaiting() && self.heard.elapsed() >= self.gateways.timeout {
+            self.recover(io::ErrorKind::TimedOut.into())?;
         }
         let now = self.now();
         self.engine.handle_timeout(now);
@@ -447,7 +501,7 @@ impl Client {
     /// `list`).
     pub fn stream(&mut self) -> &mut TcpStream {
         let _ = self.stream.set_nonblocking(false);
-        let _ = self.stream.set_read_timeout(Some(REPLY_TIMEOUT));
+        let _ = self.stream.set_read_timeout(Some(self.gateways.timeout));
         &mut self.stream
     }
 }

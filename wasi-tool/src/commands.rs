@@ -58,7 +58,7 @@ pub fn create(
         block_size_shift,
         prealloc,
     };
-    let mut client = session::connect(&t, &cli.address)?;
+    let mut client = session::connect(&t, cli)?;
     match run(&mut client, &t.name, |e| e.create(&t.name, opts))? {
         ControlDone::Created { vid } => {
             say(
@@ -85,7 +85,7 @@ pub fn snapshot(cli: &Cli, vdi: &str, tag: Option<&str>) -> Result<(), CliError>
             )));
         }
     }
-    let mut client = session::connect(&t, &cli.address)?;
+    let mut client = session::connect(&t, cli)?;
     open(&mut client, &t, false)?;
     let what = if tag.is_empty() {
         t.name.clone()
@@ -110,7 +110,7 @@ pub fn snapshot(cli: &Cli, vdi: &str, tag: Option<&str>) -> Result<(), CliError>
 pub fn clone(cli: &Cli, snapshot: &str, new_vdi: &str) -> Result<(), CliError> {
     let t = Target::parse_snapshot(snapshot)?;
     let new = Target::parse_plain(new_vdi)?;
-    let mut client = session::connect(&t, &cli.address)?;
+    let mut client = session::connect(&t, cli)?;
     open(&mut client, &t, false)?;
     let done = run(&mut client, &new.name, |e| e.clone_snapshot(&new.name));
     close(&mut client, &t.display())?;
@@ -133,7 +133,7 @@ pub fn delete(cli: &Cli, vdi: &str, snapshot_only: bool) -> Result<(), CliError>
     } else {
         Target::parse(vdi)?
     };
-    let mut client = session::connect(&t, &cli.address)?;
+    let mut client = session::connect(&t, cli)?;
     match run(&mut client, &t.display(), |e| {
         e.delete(&t.name, t.selector())
     })? {
@@ -148,7 +148,7 @@ pub fn delete(cli: &Cli, vdi: &str, snapshot_only: bool) -> Result<(), CliError>
 /// `snapshot rollback VDI@SNAP`
 pub fn rollback(cli: &Cli, snapshot: &str) -> Result<(), CliError> {
     let t = Target::parse_snapshot(snapshot)?;
-    let mut client = session::connect(&t, &cli.address)?;
+    let mut client = session::connect(&t, cli)?;
     open(&mut client, &t, false)?;
     let done = run(&mut client, &t.display(), |e| e.rollback());
     close(&mut client, &t.display())?;
@@ -168,7 +168,7 @@ pub fn rollback(cli: &Cli, snapshot: &str) -> Result<(), CliError> {
 pub fn resize(cli: &Cli, vdi: &str, size: &str) -> Result<(), CliError> {
     let t = Target::parse_plain(vdi)?;
     let size = parse_size(size)?;
-    let mut client = session::connect(&t, &cli.address)?;
+    let mut client = session::connect(&t, cli)?;
     open(&mut client, &t, false)?;
     let done = run(&mut client, &t.name, |e| e.resize(size));
     close(&mut client, &t.name)?;
@@ -184,7 +184,7 @@ pub fn resize(cli: &Cli, vdi: &str, size: &str) -> Result<(), CliError> {
 /// `info VDI[@SNAP] [--json]`
 pub fn info(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
     let t = Target::parse(vdi)?;
-    let mut client = session::connect(&t, &cli.address)?;
+    let mut client = session::connect(&t, cli)?;
     let info = open(&mut client, &t, false)?;
     let header = *client
         .engine

@@ -22,6 +22,9 @@ pub enum Kind {
     NoSuchVdi,
     /// The connection to the gateway failed for good.
     Lost,
+    /// The command did what it could, and not all of it: `export
+    /// --salvage` wrote zeros for objects it could not read (exit 3).
+    Partial,
     /// Anything else.
     Other,
 }
@@ -38,6 +41,14 @@ impl CliError {
         CliError {
             msg: m.into(),
             kind: Kind::Other,
+        }
+    }
+
+    /// A partial success (exit status 3).
+    pub fn partial(m: impl Into<String>) -> CliError {
+        CliError {
+            msg: m.into(),
+            kind: Kind::Partial,
         }
     }
 
@@ -85,6 +96,19 @@ pub fn engine(what: &str, e: EngineError) -> CliError {
                 ResultCode::FullVdi => {
                     format!("no free VDI id left in the cluster (creating {what})")
                 }
+                r @ (ResultCode::WaitForJoin
+                | ResultCode::WaitForFormat
+                | ResultCode::Halt
+                | ResultCode::Shutdown
+                | ResultCode::Killed) => match e {
+                    // A state of the cluster, not a failure of the node:
+                    // waited for as long as the timeout allows.
+                    EngineError::RetriesExhausted { .. } => format!(
+                        "{what}: {r} ({}), and still after waiting as long as --timeout allows",
+                        r.name()
+                    ),
+                    _ => format!("{what}: {r} ({})", r.name()),
+                },
                 r => match e {
                     EngineError::RetriesExhausted { opcode, .. } => {
                         format!("{what}: {r} ({opcode}), still failing after retries")

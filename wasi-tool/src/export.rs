@@ -1,11 +1,20 @@
 //! `export VDI[@SNAP] FILE|-`: copy a VDI or snapshot into a raw image,
 //! pipelined. Into a regular file, unallocated and all-zero chunks become
 //! holes; into a pipe they are written as zeros, in order.
+//!
+//! An object the cluster cannot read (NO_OBJ: every copy lost; EIO: the
+//! gateway found no copy it could read) ends the export with an error that
+//! names the object and its bytes. With `--salvage` its bytes are written
+//! as zeros instead, the export goes on, each such object is listed on
+//! stderr, and the exit status is 3: scripts can tell a partial copy from
+//! a whole one and from a failure.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
+use std::ops::Range;
 
-use sheepdog_core::engine::Event;
+use sheepdog_core::engine::{Error as EngineError, Event};
+use sheepdog_core::wire::ResultCode;
 
 use crate::cli::{Cli, IoOpts};
 use crate::client::Client;
@@ -32,11 +41,17 @@ enum Pending {
 }
 
 /// `export VDI[@SNAP] FILE|-`
-pub fn export(cli: &Cli, vdi: &str, file: &str, io: &IoOpts) -> Result<(), CliError> {
+pub fn export(
+    cli: &Cli,
+    vdi: &str,
+    file: &str,
+    salvage: bool,
+    io: &IoOpts,
+) -> Result<(), CliError> {
     let t = Target::parse(vdi)?;
     let qd = requests::queue_depth(io)?;
     let request = requests::request_size(io, requests::EXPORT_REQUEST)?;
-    let mut client = session::connect(&t, &cli.address)?;
+    let mut client = session::connect(&t, cli)?;
     let info = open(&mut client, &t, io.lock)?;
     // A file this export creates and cannot finish is removed, so that it
     // is never taken for a copy of the VDI.
@@ -60,6 +75,7 @@ pub fn export(cli: &Cli, vdi: &str, file: &str, io: &IoOpts) -> Result<(), CliEr
             info.object_size,
             qd,
             request,
+            salvage,
         ),
         Err(e) => Err(e),
     };
@@ -67,17 +83,47 @@ pub fn export(cli: &Cli, vdi: &str, file: &str, io: &IoOpts) -> Result<(), CliEr
     if res.is_err() && created {
         let _ = std::fs::remove_file(file);
     }
-    res.map_err(|e| {
+    let lost = res.map_err(|e| {
         e.during(
             &format!("export of {}", t.display()),
             "run the same export again",
         )
     })?;
     closed?;
+    if !lost.is_empty() {
+        for (idx, r) in &lost {
+            eprintln!(
+                "sheep-tool: object {idx} of {} (bytes {}..{}) could not be read; written as zeros",
+                t.display(),
+                r.start,
+                r.end
+            );
+        }
+        let bytes: u64 = lost.values().map(|r| r.end - r.start).sum();
+        return Err(CliError::partial(format!(
+            "exported {} to {file} with {} unreadable object{} ({bytes} bytes) written as zeros",
+            t.display(),
+            lost.len(),
+            if lost.len() == 1 { "" } else { "s" },
+        )));
+    }
     if !cli.quiet && file != "-" {
         eprintln!("exported {} to {file}", t.display());
     }
     Ok(())
+}
+
+/// Whether a read failed because the cluster cannot read the object
+/// (rather than because the connection or the request failed).
+fn unreadable(e: &EngineError) -> Option<ResultCode> {
+    match *e {
+        EngineError::Server { result, .. } | EngineError::RetriesExhausted { result, .. }
+            if matches!(result, ResultCode::NoObj | ResultCode::Eio) =>
+        {
+            Some(result)
+        }
+        _ => None,
+    }
 }
 
 /// A regular file (new or existing) is sized and written with holes; a
@@ -106,7 +152,8 @@ fn pump(
     object_size: u32,
     qd: usize,
     request: u64,
-) -> Result<(), CliError> {
+    salvage: bool,
+) -> Result<BTreeMap<u32, Range<u64>>, CliError> {
     let os = u64::from(object_size);
     let chunk = requests::part_len(os, request);
     let mut slots = Slots::new(qd, chunk as usize);
@@ -120,12 +167,14 @@ fn pump(
         chunk,
         offset: 0,
         order: VecDeque::new(),
+        salvage,
+        lost: BTreeMap::new(),
     };
     let res = transfer::run(client, &mut slots, &mut progress, &mut side);
     if let (Output::Stream(w), Ok(())) = (&mut *side.out, &res) {
         w.flush().map_err(|e| error::file(file, "write", &e))?;
     }
-    res
+    res.map(|()| side.lost)
 }
 
 /// The export side of a transfer: reads of allocated objects into slots,
@@ -142,11 +191,45 @@ struct Reading<'a> {
     offset: u64,
     /// What a stream gets next, in order.
     order: VecDeque<Pending>,
+    /// Write zeros for objects that cannot be read.
+    salvage: bool,
+    /// Those objects, by index, and their bytes in the VDI.
+    lost: BTreeMap<u32, Range<u64>>,
 }
 
 impl Reading<'_> {
     fn werr(&self, e: io::Error) -> CliError {
         error::file(self.file, "write", &e)
+    }
+
+    /// The bytes of object `idx` in the VDI.
+    fn object_bytes(&self, idx: u32) -> Range<u64> {
+        let start = u64::from(idx) * self.os;
+        start..(start + self.os).min(self.size)
+    }
+
+    /// The read of `range` failed with `e`: salvage it (zeros, and a note
+    /// of the object), or the error naming the object.
+    fn failed(&mut self, range: Range<u64>, e: EngineError) -> Result<(), CliError> {
+        let idx = (range.start / self.os) as u32;
+        let Some(result) = unreadable(&e) else {
+            return Err(error::engine(self.name, e));
+        };
+        if !self.salvage {
+            let r = self.object_bytes(idx);
+            return Err(CliError::msg(format!(
+                "cannot read object {idx} of {} (bytes {}..{}): {result} ({}); \
+                 --salvage writes zeros for it and goes on",
+                self.name,
+                r.start,
+                r.end,
+                result.name(),
+            )));
+        }
+        let seen = self.lost.entry(idx).or_insert(range.clone());
+        seen.start = seen.start.min(range.start);
+        seen.end = seen.end.max(range.end);
+        Ok(())
     }
 }
 
@@ -248,7 +331,14 @@ impl Side for Reading<'_> {
             Event::Done { token, result } => {
                 let i = token as usize;
                 slots.slots[i].busy = false;
-                result.map_err(|e| error::engine(self.name, e))?;
+                if let Err(e) = result {
+                    let s = &mut slots.slots[i];
+                    let range = s.offset..s.offset + s.len as u64;
+                    self.failed(range, e)?;
+                    // Salvaged: the slot goes out as zeros.
+                    let s = &mut slots.slots[i];
+                    s.buf[..s.len].fill(0);
+                }
                 match &mut *self.out {
                     Output::Stream(_) => slots.slots[i].ready = true,
                     Output::File(f) => {

@@ -67,7 +67,7 @@ pub fn import(
         let source = Source::of(&f);
         (Box::new(f), len, holes, source)
     };
-    let mut client = session::connect(&t, &cli.address)?;
+    let mut client = session::connect(&t, cli)?;
     let info = match open(&mut client, &t, io.lock) {
         Ok(info) => info,
         Err(e) if e.kind() == error::Kind::NoSuchVdi => {

@@ -205,7 +205,7 @@ pub fn collect(client: &mut crate::client::Client) -> Result<Vec<VdiRow>, CliErr
 
 /// `list [--json]`
 pub fn list(cli: &Cli, json: bool) -> Result<(), CliError> {
-    let mut client = crate::client::Client::connect(&cli.address)?;
+    let mut client = crate::client::Client::connect(cli.gateways(None)?, cli.quiet)?;
     let rows = collect(&mut client)?;
     print_entries(&rows, json, cli.quiet);
     Ok(())
@@ -214,7 +214,7 @@ pub fn list(cli: &Cli, json: bool) -> Result<(), CliError> {
 /// `snapshot list VDI [--json]`
 pub fn snapshots(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
     let t = Target::parse_plain(vdi)?;
-    let mut client = session::connect(&t, &cli.address)?;
+    let mut client = session::connect(&t, cli)?;
     let all = collect(&mut client)?;
     if !all.iter().any(|r| r.name == t.name) {
         return Err(CliError::msg(format!("no such VDI: {}", t.name)));

@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod error;
 mod export;
+mod gateways;
 mod holes;
 mod import;
 mod list;
@@ -49,7 +50,12 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             size,
             io,
         } => import::import(cli, file, vdi, size.as_deref(), io),
-        Command::Export { vdi, file, io } => export::export(cli, vdi, file, io),
+        Command::Export {
+            vdi,
+            file,
+            salvage,
+            io,
+        } => export::export(cli, vdi, file, *salvage, io),
         Command::Snapshot(SnapshotCommand::Create { vdi, tag }) => {
             commands::snapshot(cli, vdi, tag.as_deref())
         }
@@ -79,6 +85,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(args);
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == error::Kind::Partial => {
+            eprintln!("sheep-tool: {e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -3,13 +3,14 @@
 
 use sheepdog_core::engine::{ControlDone, Error as EngineError, VolumeInfo};
 
+use crate::cli::Cli;
 use crate::client::{Client, Eng};
 use crate::error::{self, CliError};
 use crate::target::Target;
 
-/// Connect to the server the target names, else to `default`.
-pub fn connect(t: &Target, default: &str) -> Result<Client, CliError> {
-    Client::connect(t.server.as_deref().unwrap_or(default))
+/// Connect to the server the target names, else to the nodes of `-a`.
+pub fn connect(t: &Target, cli: &Cli) -> Result<Client, CliError> {
+    Client::connect(cli.gateways(t.server.as_deref())?, cli.quiet)
 }
 
 /// Start a control operation with `start` and run it to its end.

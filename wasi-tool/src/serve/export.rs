@@ -128,16 +128,17 @@ pub struct Export {
 }
 
 impl Export {
-    /// Connect to `address` and start opening `target` (locked if `lock`).
+    /// Connect to the nodes of `cli` and start opening `target` (locked if
+    /// `lock`).
     pub fn open(
         name: String,
         target: Target,
         writable: bool,
         lock: bool,
         depth: usize,
-        address: &str,
+        cli: &crate::cli::Cli,
     ) -> Result<Export, CliError> {
-        let mut client = crate::session::connect(&target, address)?;
+        let mut client = crate::session::connect(&target, cli)?;
         client
             .engine
             .open(&target.name, target.selector(), lock)

@@ -108,7 +108,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), CliError> {
 /// Open and close `t` once, so that a name that does not exist is an
 /// error at start, not when a client comes.
 fn check_exists(cli: &Cli, t: &Target) -> Result<(), CliError> {
-    let mut client = crate::session::connect(t, &cli.address)?;
+    let mut client = crate::session::connect(t, cli)?;
     crate::session::open(&mut client, t, false)?;
     crate::session::close(&mut client, &t.display())
 }
@@ -365,7 +365,7 @@ impl Server<'_> {
                 writable,
                 lock,
                 self.args.queue_depth,
-                &self.cli.address,
+                self.cli,
             );
             match opened {
                 Ok(e) => {
@@ -518,7 +518,9 @@ impl Server<'_> {
     /// and snapshot of the cluster.
     fn list(&mut self, c: &mut Conn) {
         let names: Result<Vec<String>, CliError> = if self.allowed.is_empty() {
-            crate::client::Client::connect(&self.cli.address)
+            self.cli
+                .gateways(None)
+                .and_then(|g| crate::client::Client::connect(g, self.cli.quiet))
                 .and_then(|mut client| crate::list::collect(&mut client))
                 .map(|rows| rows.iter().map(|r| r.export_name()).collect())
         } else {
