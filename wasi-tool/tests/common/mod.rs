@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod nbd;
+
 use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
