@@ -92,21 +92,33 @@ fn import_fails_over_to_a_node_it_learned_when_its_gateway_is_killed() {
     );
 }
 
-#[test]
-fn export_fails_over_between_the_nodes_given_when_its_gateway_is_killed() {
+/// Two nodes and `vol` holding `data` (imported through node 1); an
+/// export of it started through nodes 0 and 1 (with `opts` first), once
+/// node 0 has served `n` of its requests.
+fn exporting(
+    data: &[u8],
+    opts: &[&str],
+    n: u64,
+) -> (ServerHandle, TempDir, std::path::PathBuf, Child) {
     let h = nodes(2);
     let dir = TempDir::new();
-    let data = random(2, 64 * MIB);
-    let f = dir.file("disk.raw", &data);
+    let f = dir.file("disk.raw", data);
     let mut c = at(&h, &[1]);
     c.args(["import", &f, "vol"]);
     assert_ok(&run(c));
     let out = dir.path("out.raw");
     let mut c = at(&h, &[0, 1]);
-    c.args(["export", "vol", &s(&out)]);
+    c.args(opts).args(["export", "vol", &s(&out)]);
     let before = h.requests_served(0);
     let child = start(c);
-    when_served(&h, 0, before, 16);
+    when_served(&h, 0, before, n);
+    (h, dir, out, child)
+}
+
+#[test]
+fn export_fails_over_between_the_nodes_given_when_its_gateway_is_killed() {
+    let data = random(2, 64 * MIB);
+    let (h, _dir, out, child) = exporting(&data, &[], 16);
     h.kill(0);
     let (code, log) = finish(child);
     assert_eq!(code, Some(0), "{log}");
@@ -119,19 +131,8 @@ fn export_fails_over_between_the_nodes_given_when_its_gateway_is_killed() {
 
 #[test]
 fn a_black_holed_gateway_is_left_after_the_timeout() {
-    let h = nodes(2);
-    let dir = TempDir::new();
     let data = random(3, 32 * MIB);
-    let f = dir.file("disk.raw", &data);
-    let mut c = at(&h, &[1]);
-    c.args(["import", &f, "vol"]);
-    assert_ok(&run(c));
-    let out = dir.path("out.raw");
-    let mut c = at(&h, &[0, 1]);
-    c.args(["--timeout", "1", "export", "vol", &s(&out)]);
-    let before = h.requests_served(0);
-    let child = start(c);
-    when_served(&h, 0, before, 8);
+    let (h, _dir, out, child) = exporting(&data, &["--timeout", "1"], 8);
     // Node 0 still accepts and reads, and never answers.
     h.blackhole(0);
     let holed = Instant::now();
