@@ -40,6 +40,9 @@ const INDEX_CACHE_LEN: usize = 4 << 20;
 const BLOCKING_WRITE: usize = 256 << 10;
 /// The longest pause between rounds over the nodes while none answers.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
+/// How often the list of nodes is asked for again on a connection that
+/// lasts (nodes join and leave a cluster while a VM runs).
+const REFRESH_NODES: Duration = Duration::from_secs(60);
 
 /// The caller's data of reads and writes in flight, by token.
 pub trait Buffers {
@@ -108,6 +111,8 @@ pub struct Client {
     /// the node).
     losses: u32,
     max_losses: u32,
+    /// When the list of nodes was last asked for.
+    refreshed: Instant,
 }
 
 /// What failing over cost.
@@ -151,6 +156,7 @@ impl Client {
                         bad_replies: 0,
                         losses: 0,
                         max_losses: u32::from(retry.max_retries.saturating_sub(1)).clamp(1, 8),
+                        refreshed: Instant::now(),
                     });
                 }
                 Err(r) => failures.push(r),
@@ -235,6 +241,7 @@ impl Client {
             eprintln!("sheep-tool: {why}; {to}, {what}");
         }
         self.gateways.learn(d.nodes.iter().copied());
+        self.refreshed = Instant::now();
         self.addr = d.addr;
         self.stream = d.stream;
         self.rx.reset();
@@ -255,6 +262,21 @@ impl Client {
         }
         let lost = io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string());
         self.recover(lost).map_err(|_| bad)
+    }
+
+    /// Ask the gateway for the list of nodes again, on a connection of
+    /// its own, when the last answer is old: a failover hours later then
+    /// knows the nodes that joined since. A node that does not answer
+    /// quickly is left to the engine's connection to find out.
+    fn refresh_nodes(&mut self) {
+        if self.refreshed.elapsed() < REFRESH_NODES {
+            return;
+        }
+        self.refreshed = Instant::now();
+        let quick = self.gateways.timeout.min(Duration::from_secs(2));
+        if let Ok(d) = gateways::dial(&self.addr, quick) {
+            self.gateways.learn(d.nodes.iter().copied());
+        }
     }
 
     fn now(&self) -> u64 {
@@ -322,6 +344,7 @@ impl Client {
         bufs: &mut dyn Buffers,
         events: &mut Vec<Event>,
     ) -> Result<(), CliError> {
+        self.refresh_nodes();
         loop {
             let sent_all = self.transmit(bufs)?;
             while let Some(ev) = self.engine.poll_event() {
@@ -492,6 +515,7 @@ impl Client {
         if self.awaiting() && self.heard.elapsed() >= self.gateways.timeout {
             self.recover(io::ErrorKind::TimedOut.into())?;
         }
+        self.refresh_nodes();
         let now = self.now();
         self.engine.handle_timeout(now);
         Ok(())
