@@ -45,18 +45,19 @@ impl Cli {
     }
 }
 
-/// `30`, `2.5`, `30s` or `500ms`: at least 1 ms, at most a day.
+/// `30`, `2.5`, `30s` or `500ms`: at least 1 ms, at most 20 minutes (the
+/// longest wait the retries of a cluster state add up to).
 fn parse_timeout(v: &str) -> Result<std::time::Duration, String> {
     let (num, scale) = match v.strip_suffix("ms") {
         Some(n) => (n, 1e-3),
         None => (v.strip_suffix('s').unwrap_or(v), 1.0),
     };
     match num.trim().parse::<f64>() {
-        Ok(n) if n.is_finite() && n * scale >= 1e-3 && n * scale <= 86_400.0 => {
+        Ok(n) if n.is_finite() && n * scale >= 1e-3 && n * scale <= 1_200.0 => {
             Ok(std::time::Duration::from_secs_f64(n * scale))
         }
         _ => Err(format!(
-            "'{v}' is not a timeout: give seconds (30, 2.5, 30s) or milliseconds (500ms), from 1ms to a day"
+            "'{v}' is not a timeout: give seconds (30, 2.5, 30s) or milliseconds (500ms), from 1ms to 20 minutes"
         )),
     }
 }

@@ -44,6 +44,13 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// lasts (nodes join and leave a cluster while a VM runs).
 const REFRESH_NODES: Duration = Duration::from_secs(60);
 
+/// How long one node may take to answer a new connection while others
+/// wait to be tried: a node that accepts and never answers must not take
+/// all the time there is from the others.
+fn per_node(timeout: Duration) -> Duration {
+    (timeout / 4).max(Duration::from_secs(1)).min(timeout)
+}
+
 /// The caller's data of reads and writes in flight, by token.
 pub trait Buffers {
     /// The bytes of write `token`.
@@ -113,6 +120,9 @@ pub struct Client {
     max_losses: u32,
     /// When the list of nodes was last asked for.
     refreshed: Instant,
+    /// Failing over gave up with this error: every later call returns it
+    /// at once, instead of failing over all over again.
+    dead: Option<CliError>,
 }
 
 /// What failing over cost.
@@ -136,7 +146,7 @@ impl Client {
     pub fn connect(mut gateways: Gateways, quiet: bool) -> Result<Client, CliError> {
         let mut failures = Vec::new();
         for a in gateways.after(None) {
-            match gateways::dial(&a, gateways.timeout) {
+            match gateways::dial(&a, per_node(gateways.timeout), gateways.timeout) {
                 Ok(d) => {
                     gateways.learn(d.nodes.iter().copied());
                     let retry = RetryPolicy::lasting(gateways.timeout.as_nanos() as u64);
@@ -157,6 +167,7 @@ impl Client {
                         losses: 0,
                         max_losses: u32::from(retry.max_retries.saturating_sub(1)).clamp(1, 8),
                         refreshed: Instant::now(),
+                        dead: None,
                     });
                 }
                 Err(r) => failures.push(r),
@@ -176,6 +187,23 @@ impl Client {
     /// give up when none answered within the timeout, naming every node
     /// tried.
     fn recover(&mut self, e: io::Error) -> Result<(), CliError> {
+        self.alive()?;
+        let res = self.fail_over(e);
+        if let Err(e) = &res {
+            self.dead = Some(e.clone());
+        }
+        res
+    }
+
+    /// The error failing over gave up with, if it did.
+    fn alive(&self) -> Result<(), CliError> {
+        match &self.dead {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn fail_over(&mut self, e: io::Error) -> Result<(), CliError> {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
         self.losses += 1;
         if self.losses > self.max_losses {
@@ -189,9 +217,7 @@ impl Client {
         let timeout = self.gateways.timeout;
         let since = Instant::now();
         let mut failures = vec![Refused::io(&self.addr, &e, false)];
-        // A node that accepts and never answers must not take all the
-        // time there is from the others.
-        let per_node = (timeout / 4).max(Duration::from_secs(1)).min(timeout);
+        let per_node = per_node(timeout);
         let mut pause = Duration::from_millis(100);
         loop {
             for a in self.gateways.after(Some(&self.addr)) {
@@ -199,7 +225,7 @@ impl Client {
                 if left.is_zero() {
                     break;
                 }
-                match gateways::dial(&a, per_node.min(left)) {
+                match gateways::dial(&a, per_node.min(left), timeout) {
                     Ok(d) => {
                         self.switch(d, &failures[0].error);
                         return Ok(());
@@ -261,7 +287,8 @@ impl Client {
             return Err(bad);
         }
         let lost = io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string());
-        self.recover(lost).map_err(|_| bad)
+        self.recover(lost)
+            .map_err(|gave_up| bad.with_detail(&format!("then: {gave_up}")))
     }
 
     /// Ask the gateway for the list of nodes again, on a connection of
@@ -274,7 +301,7 @@ impl Client {
         }
         self.refreshed = Instant::now();
         let quick = self.gateways.timeout.min(Duration::from_secs(2));
-        if let Ok(d) = gateways::dial(&self.addr, quick) {
+        if let Ok(d) = gateways::dial(&self.addr, quick, quick) {
             self.gateways.learn(d.nodes.iter().copied());
         }
     }
@@ -286,6 +313,7 @@ impl Client {
     /// Send every request the engine has ready, as far as the socket
     /// takes them without waiting; true when all went out.
     pub fn transmit(&mut self, bufs: &dyn Buffers) -> Result<bool, CliError> {
+        self.alive()?;
         loop {
             if self.out.is_none() {
                 let Some(t) = self
@@ -320,7 +348,11 @@ impl Client {
                 let _ = self.stream.set_nonblocking(true);
             }
             match written {
-                Ok(true) => self.out = None,
+                Ok(true) => {
+                    // A node taking a large request is not a silent one.
+                    self.heard = Instant::now();
+                    self.out = None;
+                }
                 Ok(false) => return Ok(false),
                 // The file got shorter: resending cannot help.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -344,6 +376,7 @@ impl Client {
         bufs: &mut dyn Buffers,
         events: &mut Vec<Event>,
     ) -> Result<(), CliError> {
+        self.alive()?;
         self.refresh_nodes();
         loop {
             let sent_all = self.transmit(bufs)?;
@@ -417,6 +450,7 @@ impl Client {
     /// Read whatever has arrived into where the engine says, handing over
     /// each whole reply; true if any bytes came.
     pub fn read_available(&mut self, bufs: &mut dyn Buffers) -> Result<bool, CliError> {
+        self.alive()?;
         let mut reads = Reads(bufs);
         let mut got = false;
         loop {
@@ -512,6 +546,7 @@ impl Client {
     /// Tell the engine the time; a reply awaited for longer than the
     /// timeout means the node stopped answering: fail over.
     pub fn tick(&mut self) -> Result<(), CliError> {
+        self.alive()?;
         if self.awaiting() && self.heard.elapsed() >= self.gateways.timeout {
             self.recover(io::ErrorKind::TimedOut.into())?;
         }

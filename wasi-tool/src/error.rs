@@ -9,7 +9,7 @@ use sheepdog_core::error::SizeError;
 use sheepdog_core::wire::ResultCode;
 
 /// A failure, with the message printed after `error: `.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct CliError {
     msg: String,
     kind: Kind,

@@ -89,7 +89,6 @@ pub fn export(
             "run the same export again",
         )
     })?;
-    closed?;
     if !lost.is_empty() {
         for (idx, r) in &lost {
             eprintln!(
@@ -99,6 +98,7 @@ pub fn export(
                 r.end
             );
         }
+        closed?;
         let bytes: u64 = lost.values().map(|r| r.end - r.start).sum();
         return Err(CliError::partial(format!(
             "exported {} to {file} with {} unreadable object{} ({bytes} bytes) written as zeros",
@@ -107,6 +107,7 @@ pub fn export(
             if lost.len() == 1 { "" } else { "s" },
         )));
     }
+    closed?;
     if !cli.quiet && file != "-" {
         eprintln!("exported {} to {file}", t.display());
     }

@@ -63,6 +63,12 @@ impl Gateways {
     pub fn learn(&mut self, nodes: impl Iterator<Item = SocketAddr>) {
         self.learned.clear();
         for n in nodes {
+            // What no client can connect to (an unset address, port 0,
+            // multicast) is not a gateway.
+            let ip = n.ip();
+            if ip.is_unspecified() || ip.is_multicast() || n.port() == 0 {
+                continue;
+            }
             if !self.learned.contains(&n) {
                 self.learned.push(n);
             }
@@ -182,8 +188,9 @@ impl Refused {
     }
 }
 
-/// Connect to `addr` and ask it for the node list, all within `timeout`.
-pub fn dial(addr: &str, timeout: Duration) -> Result<Dialled, Refused> {
+/// Connect to `addr` and ask it for the node list, all within `timeout`;
+/// large writes on the connection are then bounded by `io_timeout`.
+pub fn dial(addr: &str, timeout: Duration, io_timeout: Duration) -> Result<Dialled, Refused> {
     let (shown, port) = shown(addr).map_err(|error| Refused::other(addr, error))?;
     let host = sheepdog_core::address::parse_host_port(addr)
         .map(|hp| hp.host.to_owned())
@@ -208,7 +215,7 @@ pub fn dial(addr: &str, timeout: Duration) -> Result<Dialled, Refused> {
                 // Where non-blocking mode is not to be had, every wait
                 // still goes through poll, so reads never block; writes may.
                 let _ = stream.set_nonblocking(true);
-                let _ = stream.set_write_timeout(Some(timeout));
+                let _ = stream.set_write_timeout(Some(io_timeout));
                 return Ok(Dialled {
                     stream,
                     addr: shown,
