@@ -187,7 +187,7 @@ fn nodes_gone_mid_import_give_up_after_the_timeout_naming_the_nodes_tried() {
     for a in h.addrs() {
         assert!(last.contains(&a.to_string()), "{a} is named: {log}");
     }
-    assert!(took < Duration::from_secs(4), "gave up after {took:?}");
+    assert!(took < Duration::from_secs(10), "gave up after {took:?}");
 }
 
 #[test]
