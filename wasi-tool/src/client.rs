@@ -288,6 +288,9 @@ impl Client {
         let bad = CliError::msg(format!("the server at {} sent a bad reply: {e}", self.addr));
         self.bad_replies += 1;
         if self.bad_replies > MAX_BAD_REPLIES {
+            // The stream is out of step: nothing more goes over it.
+            let _ = self.stream.shutdown(std::net::Shutdown::Both);
+            self.dead = Some(bad.clone());
             return Err(bad);
         }
         let lost = io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string());
