@@ -128,6 +128,7 @@ pub mod nbd;
 pub mod nodes;
 pub mod object_size;
 pub mod oid;
+pub mod rbd_diff;
 pub mod receive;
 pub mod redundancy;
 pub mod sparse;
