@@ -107,6 +107,32 @@ pub enum Command {
         #[command(flatten)]
         io: IoOpts,
     },
+    /// Write the changes between two snapshots as an rbd diff v1 stream
+    ExportDiff {
+        /// VDI@TO (or VDI: its working data)
+        vdi: String,
+        /// Output file, or - for stdout
+        file: String,
+        /// The snapshot the diff starts from (tag or id); without it, all of TO
+        #[arg(long, value_name = "SNAP")]
+        from: Option<String>,
+        /// Objects read at once
+        #[arg(long, default_value_t = crate::client::DEFAULT_QUEUE_DEPTH)]
+        queue_depth: usize,
+    },
+    /// Apply an rbd diff stream (v1 or v2) to a VDI, then snapshot it as the diff's TO
+    ImportDiff {
+        /// The diff, or - for stdin
+        file: String,
+        /// VDI name
+        vdi: String,
+        /// Apply it even if the VDI lacks the diff's FROM snapshot
+        #[arg(long)]
+        force: bool,
+        /// Writes in flight
+        #[arg(long, default_value_t = crate::client::DEFAULT_QUEUE_DEPTH)]
+        queue_depth: usize,
+    },
     /// Snapshots: create, list, delete, rollback
     #[command(subcommand)]
     Snapshot(SnapshotCommand),

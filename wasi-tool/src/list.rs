@@ -61,6 +61,16 @@ impl VdiRow {
         }
     }
 
+    /// Whether it is a snapshot of the VDI `name`.
+    pub fn is_snapshot_of(&self, name: &str) -> bool {
+        self.kind == 's' && self.name == name
+    }
+
+    /// Its tag (empty if none).
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
     /// How an NBD client names it: `vdi` for a working VDI, `vdi@tag`
     /// (or `vdi@id` without a tag) for a snapshot.
     pub fn export_name(&self) -> String {

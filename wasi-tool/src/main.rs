@@ -4,6 +4,8 @@
 mod cli;
 mod client;
 mod commands;
+mod diff_export;
+mod diff_import;
 mod error;
 mod export;
 mod gateways;
@@ -11,6 +13,7 @@ mod holes;
 mod import;
 mod list;
 mod outfile;
+mod pipe;
 mod progress;
 mod readiness;
 mod requests;
@@ -72,6 +75,18 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Delete { vdi } => commands::delete(cli, vdi, false),
         Command::Resize { vdi, size } => commands::resize(cli, vdi, size),
         Command::Serve(args) => serve::serve(cli, args),
+        Command::ExportDiff {
+            vdi,
+            file,
+            from,
+            queue_depth,
+        } => diff_export::export_diff(cli, vdi, from.as_deref(), file, *queue_depth),
+        Command::ImportDiff {
+            file,
+            vdi,
+            force,
+            queue_depth,
+        } => diff_import::import_diff(cli, file, vdi, *force, *queue_depth),
     }
 }
 

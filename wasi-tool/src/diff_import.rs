@@ -1,0 +1,311 @@
+//! `import-diff FILE|- VDI [--force]`: apply an `rbd diff` stream (v1 or
+//! v2, told apart by their first bytes) to VDI, then snapshot it as the
+//! diff's TO, as `rbd import-diff` does.
+//!
+//! The diff's FROM snapshot must be on VDI (by tag) unless `--force`. `w`
+//! records are written; `z` records release whole objects and write zeros
+//! into partial ones that hold data; the size record grows the VDI. Each
+//! record is gathered whole before any of it is written (up to
+//! [`RECORD_HELD`]; larger ones are written as they arrive), so a stream
+//! that breaks leaves the VDI as it was after the last whole record, and
+//! the error names the byte where the stream broke.
+
+use std::io::{self, Read};
+
+use sheepdog_core::engine::ControlDone;
+use sheepdog_core::rbd_diff::{Decoder, Item, Record, MAX_RECORD_HEADER};
+
+use crate::cli::Cli;
+use crate::client::Client;
+use crate::error::{self, CliError};
+use crate::pipe::Pipe;
+use crate::session::{self, close, open, run, unexpected};
+use crate::target::Target;
+
+/// The most bytes of one `w` record held back until it is whole.
+const RECORD_HELD: usize = 64 << 20;
+/// Bytes read from the stream at a time.
+const READ_LEN: usize = 1 << 20;
+
+/// `import-diff FILE|- VDI [--force]`
+pub fn import_diff(
+    cli: &Cli,
+    file: &str,
+    vdi: &str,
+    force: bool,
+    depth: usize,
+) -> Result<(), CliError> {
+    let t = Target::parse_plain(vdi)?;
+    let mut input: Box<dyn Read> = if file == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(file).map_err(|e| error::file(file, "read", &e))?)
+    };
+    let snapshots: Vec<String> = crate::list::collect(&mut session::connect(&t, cli)?)?
+        .iter()
+        .filter(|r| r.is_snapshot_of(&t.name))
+        .map(|r| r.tag().to_owned())
+        .collect();
+    let mut client = session::connect(&t, cli)?;
+    let info = open(&mut client, &t, false)?;
+    let mut a = Apply {
+        client: &mut client,
+        pipe: Pipe::new(depth),
+        name: t.name.clone(),
+        size: info.size,
+        os: u64::from(info.object_size),
+        held: Vec::new(),
+        to: None,
+        written: 0,
+    };
+    let res = a.stream(&mut *input, file, force, &snapshots);
+    if res.is_err() {
+        // The record that broke is not applied, not even in part.
+        a.held.clear();
+    }
+    let drained = a.drain();
+    let to = a.to.take();
+    let written = a.written;
+    let res = res.and(drained);
+    if let (Ok(()), Some(tag)) = (&res, &to) {
+        let what = format!("{}@{tag}", t.name);
+        if snapshots.contains(tag) {
+            let _ = close(&mut client, &t.name);
+            return Err(CliError::msg(format!("snapshot exists: {what}")));
+        }
+        match run(&mut client, &what, |e| e.snapshot(tag)) {
+            Ok(ControlDone::Snapshot { .. }) => {}
+            Ok(other) => return Err(unexpected(&other)),
+            Err(e) => return Err(e),
+        }
+    }
+    let closed = close(&mut client, &t.name);
+    res?;
+    closed?;
+    if !cli.quiet {
+        let snap = to.map_or(String::new(), |t| format!(", snapshot {t} created"));
+        eprintln!(
+            "applied {file} to {} ({written} bytes of data{snap})",
+            t.name
+        );
+    }
+    Ok(())
+}
+
+/// Applying one stream.
+struct Apply<'a> {
+    client: &'a mut Client,
+    pipe: Pipe,
+    name: String,
+    size: u64,
+    os: u64,
+    /// The current `w` record's data so far: offset and bytes.
+    held: Vec<(u64, Vec<u8>)>,
+    to: Option<String>,
+    written: u64,
+}
+
+impl Apply<'_> {
+    fn stream(
+        &mut self,
+        input: &mut dyn Read,
+        file: &str,
+        force: bool,
+        snapshots: &[String],
+    ) -> Result<(), CliError> {
+        let mut d = Decoder::new();
+        let mut buf = vec![0u8; READ_LEN + MAX_RECORD_HEADER];
+        let (mut lo, mut hi) = (0usize, 0usize);
+        let mut eof = false;
+        let vdi = self.name.clone();
+        let broke = |d: &Decoder, e: &dyn std::fmt::Display| {
+            CliError::msg(format!(
+                "the diff {file} is broken at byte {}: {e}; {vdi} holds what the records before it wrote",
+                d.position(),
+            ))
+        };
+        loop {
+            let (used, item) = d.next(&buf[lo..hi]).map_err(|e| broke(&d, &e))?;
+            lo += used;
+            match item {
+                Some(Item::Header(_)) | Some(Item::Skipped(_)) => {}
+                Some(Item::Record(r)) => {
+                    self.flush_held()?;
+                    match r {
+                        Record::From(name) => {
+                            let name = String::from_utf8_lossy(name).into_owned();
+                            if !force && !snapshots.contains(&name) {
+                                return Err(CliError::msg(format!(
+                                    "the diff starts from snapshot {name}, which {} does not have (--force applies it anyway)",
+                                    self.name
+                                )));
+                            }
+                        }
+                        Record::To(name) => {
+                            self.to = Some(String::from_utf8_lossy(name).into_owned())
+                        }
+                        Record::Size(s) => self.grow(s)?,
+                        Record::Write { .. } => {}
+                        Record::Zero { offset, len } => self.zero(offset, len)?,
+                        Record::End => {}
+                    }
+                }
+                Some(Item::Data { offset, bytes }) => {
+                    self.check_range(offset, bytes.len() as u64)?;
+                    match self.held.last_mut() {
+                        Some((o, b)) if *o + b.len() as u64 == offset && b.len() < RECORD_HELD => {
+                            b.extend_from_slice(bytes)
+                        }
+                        _ => {
+                            if self.held.iter().map(|(_, b)| b.len()).sum::<usize>() >= RECORD_HELD
+                            {
+                                self.flush_held()?;
+                            }
+                            self.held.push((offset, bytes.to_vec()));
+                        }
+                    }
+                }
+                None if used == 0 => {
+                    if d.is_done() {
+                        return Ok(());
+                    }
+                    if eof {
+                        let why = d.finish().err().map_or(String::new(), |e| e.to_string());
+                        return Err(broke(&d, &why));
+                    }
+                    // More bytes: keep what is left at the front.
+                    buf.copy_within(lo..hi, 0);
+                    hi -= lo;
+                    lo = 0;
+                    let n = read_some(input, &mut buf[hi..])
+                        .map_err(|e| error::file(file, "read", &e))?;
+                    if n == 0 {
+                        eof = true;
+                    }
+                    hi += n;
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> Result<(), CliError> {
+        if offset.saturating_add(len) > self.size {
+            return Err(CliError::msg(format!(
+                "the diff writes bytes {offset}..{} past the end of {} ({} bytes)",
+                offset + len,
+                self.name,
+                self.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// The size record: grow the VDI (Sheepdog VDIs cannot shrink).
+    fn grow(&mut self, size: u64) -> Result<(), CliError> {
+        if size <= self.size {
+            return Ok(());
+        }
+        self.drain()?;
+        let name = self.name.clone();
+        match run(self.client, &name, |e| e.resize(size))? {
+            ControlDone::Resized { size } => self.size = size,
+            other => return Err(unexpected(&other)),
+        }
+        Ok(())
+    }
+
+    /// Write the data held, object by object.
+    fn flush_held(&mut self) -> Result<(), CliError> {
+        for (offset, bytes) in std::mem::take(&mut self.held) {
+            let mut at = 0usize;
+            while at < bytes.len() {
+                let start = offset + at as u64;
+                let obj_end = (start / self.os + 1) * self.os;
+                let n = ((obj_end - start) as usize).min(bytes.len() - at);
+                let chunk = bytes[at..at + n].to_vec();
+                self.submit_write(start, chunk)?;
+                at += n;
+            }
+            self.written += bytes.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn submit_write(&mut self, start: u64, chunk: Vec<u8>) -> Result<(), CliError> {
+        while !self.pipe.has_room() {
+            self.collect()?;
+        }
+        let len = chunk.len() as u64;
+        let name = self.name.clone();
+        self.pipe
+            .submit(self.client, chunk, &name, |e, t| e.write(t, start, len))?;
+        Ok(())
+    }
+
+    /// A `z` record: release whole objects, zero partial ones that hold
+    /// data (an unallocated one reads as zeros already).
+    fn zero(&mut self, offset: u64, len: u64) -> Result<(), CliError> {
+        self.check_range(offset, len)?;
+        let end = offset + len;
+        let mut at = offset;
+        while at < end {
+            let idx = (at / self.os) as u32;
+            let obj_start = u64::from(idx) * self.os;
+            let obj_end = (obj_start + self.os).min(self.size);
+            let n = obj_end.min(end) - at;
+            let allocated = self.client.engine.entry(idx).unwrap_or(0) != 0;
+            if allocated {
+                let whole = at == obj_start && at + n == obj_end;
+                while !self.pipe.has_room() {
+                    self.collect()?;
+                }
+                let name = self.name.clone();
+                if whole {
+                    self.pipe
+                        .submit(self.client, Vec::new(), &name, |e, t| e.discard(t, at, n))?;
+                } else {
+                    self.submit_write(at, vec![0u8; n as usize])?;
+                }
+            }
+            at += n;
+        }
+        Ok(())
+    }
+
+    fn collect(&mut self) -> Result<(), CliError> {
+        for (_, _, result) in self.pipe.wait(self.client)? {
+            result.map_err(|e| error::engine(&self.name, e))?;
+        }
+        Ok(())
+    }
+
+    /// Write what is held and wait for everything in flight.
+    fn drain(&mut self) -> Result<(), CliError> {
+        let mut first = self.flush_held().err();
+        while self.pipe.open() > 0 {
+            if let Err(e) = self.collect() {
+                first.get_or_insert(e);
+                if self.pipe.open() > 0
+                    && matches!(first, Some(ref e) if e.kind() == crate::error::Kind::Lost)
+                {
+                    break;
+                }
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Read what is there (at least a byte, unless at the end).
+fn read_some(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match input.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}

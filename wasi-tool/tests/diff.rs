@@ -1,0 +1,178 @@
+//! `export-diff` and `import-diff`: a chain of snapshots, with writes,
+//! released objects and a resize between them, rebuilt on a fresh VDI from
+//! its diffs; what a diff of identical snapshots holds; rbd diff v2; and
+//! broken streams.
+
+mod common;
+
+use common::*;
+use sheepdog_core::rbd_diff::{encode, magic, Decoder, Item, Record, Version, MAX_RECORD_HEADER};
+
+/// The records of a v1 or v2 stream, data left out.
+fn records(stream: &[u8]) -> Vec<String> {
+    let mut d = Decoder::new();
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let (used, item) = d.next(&stream[at..]).expect("a valid stream");
+        at += used;
+        match item {
+            Some(Item::Record(r)) => out.push(format!("{r:?}")),
+            Some(_) => {}
+            None if used == 0 => break,
+            None => {}
+        }
+    }
+    d.finish().expect("the stream ends with its end record");
+    out
+}
+
+#[test]
+fn a_chain_of_diffs_rebuilds_every_snapshot() {
+    let h = server();
+    let dir = TempDir::new();
+    // s1: data in objects 0..4; s2: object 1 rewritten, object 2 released,
+    // a few bytes changed in 3; then grown to 24 MiB with data at the end.
+    let a = random(1, 16 * MIB);
+    import(&h, &dir, "vm", &a);
+    sheep_ok(&h, &["snapshot", "create", "vm", "--tag", "s1"]);
+    let mut b = a.clone();
+    b[OBJ..OBJ + MIB].copy_from_slice(&random(2, MIB));
+    b[2 * OBJ..3 * OBJ].fill(0);
+    b[3 * OBJ + 100..3 * OBJ + 200].fill(7);
+    import(&h, &dir, "vm", &b);
+    sheep_ok(&h, &["snapshot", "create", "vm", "--tag", "s2"]);
+    sheep_ok(&h, &["resize", "vm", "24M"]);
+    let mut c = padded(&b, 24 * MIB);
+    c[20 * MIB..21 * MIB].copy_from_slice(&random(3, MIB));
+    import(&h, &dir, "vm", &c);
+    sheep_ok(&h, &["snapshot", "create", "vm", "--tag", "s3"]);
+
+    sheep_ok(&h, &["create", "copy", "16M"]);
+    let mut from: Option<&str> = None;
+    for (snap, want) in [("s1", &a), ("s2", &b), ("s3", &c)] {
+        let f = dir.path(&format!("{snap}.diff"));
+        let mut args = vec!["export-diff".to_owned(), format!("vm@{snap}"), s(&f)];
+        if let Some(p) = from {
+            args.extend(["--from".to_owned(), p.to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        sheep_ok(&h, &args);
+        sheep_ok(&h, &["import-diff", &s(&f), "copy"]);
+        let got = export_bytes(&h, &format!("copy@{snap}"));
+        assert!(got == **want, "copy@{snap} differs from vm@{snap}");
+        from = Some(snap);
+    }
+    // The snapshots carry the same tags, and the working data is TO's.
+    let list = sheep_ok(&h, &["snapshot", "list", "copy"]).out();
+    for tag in ["s1", "s2", "s3"] {
+        assert!(list.contains(tag), "{list}");
+    }
+    assert!(export_bytes(&h, "copy") == c);
+
+    // s2 from s1: object 2 released (a z record), object 3's zeros sent
+    // as z records, not data.
+    let d = std::fs::read(dir.path("s2.diff")).unwrap();
+    let recs = records(&d);
+    assert!(
+        recs.contains(&format!("Zero {{ offset: {}, len: {} }}", 2 * OBJ, OBJ)),
+        "{recs:?}"
+    );
+    assert!(recs.iter().any(|r| r.starts_with("From")), "{recs:?}");
+}
+
+#[test]
+fn a_diff_of_identical_snapshots_holds_no_data() {
+    let h = server();
+    let dir = TempDir::new();
+    import(&h, &dir, "vm", &random(4, 8 * MIB));
+    sheep_ok(&h, &["snapshot", "create", "vm", "--tag", "a"]);
+    sheep_ok(&h, &["snapshot", "create", "vm", "--tag", "b"]);
+    let r = sheep_ok(&h, &["export-diff", "vm@b", "--from", "a", "-"]);
+    let recs = records(&r.stdout);
+    assert!(
+        !recs
+            .iter()
+            .any(|r| r.starts_with("Write") || r.starts_with("Zero")),
+        "{recs:?}"
+    );
+    assert_eq!(recs.last().map(String::as_str), Some("End"));
+}
+
+#[test]
+fn import_diff_takes_v2_from_stdin() {
+    let h = server();
+    sheep_ok(&h, &["create", "vm", "8M"]);
+    let mut s = magic(Version::V2).to_vec();
+    let mut buf = [0u8; MAX_RECORD_HEADER];
+    for r in [
+        Record::To(b"t1"),
+        Record::Size(12 << 20),
+        Record::Write {
+            offset: 10 << 20,
+            len: 4,
+        },
+    ] {
+        let n = encode(Version::V2, &r, &mut buf).unwrap();
+        s.extend_from_slice(&buf[..n]);
+    }
+    s.extend_from_slice(b"abcd");
+    let n = encode(Version::V2, &Record::End, &mut buf).unwrap();
+    s.extend_from_slice(&buf[..n]);
+    let mut c = tool(&h);
+    c.args(["import-diff", "-", "vm"]);
+    assert_ok(&run_with_stdin(c, &s));
+    let got = export_bytes(&h, "vm@t1");
+    assert_eq!(got.len(), 12 << 20, "grown by the size record");
+    assert_eq!(&got[10 << 20..(10 << 20) + 4], b"abcd");
+    assert!(all_zero(&got[..10 << 20]));
+}
+
+#[test]
+fn broken_streams_are_refused_and_leave_the_vdi_readable() {
+    let h = server();
+    let dir = TempDir::new();
+    let a = random(5, 8 * MIB);
+    import(&h, &dir, "vm", &a);
+    sheep_ok(&h, &["snapshot", "create", "vm", "--tag", "s1"]);
+    let f = dir.path("full.diff");
+    sheep_ok(&h, &["export-diff", "vm@s1", &s(&f)]);
+    let full = std::fs::read(&f).unwrap();
+
+    // Cut in the middle of the second object's data: the first object's
+    // record is applied, none of the second's, and no snapshot is made.
+    sheep_ok(&h, &["create", "t", "8M"]);
+    let cut = dir.file("cut.diff", &full[..full.len() - MIB]);
+    let r = sheep(&h, &["import-diff", &cut, "t"]);
+    assert_error(
+        &r,
+        &["is broken at byte", "before its end record", "t holds what"],
+    );
+    let got = export_bytes(&h, "t");
+    assert!(
+        got[..OBJ] == a[..OBJ],
+        "the whole record before the break is there"
+    );
+    assert!(all_zero(&got[OBJ..]), "nothing of the record that broke");
+    assert_ne!(
+        sheep(&h, &["info", "t@s1"]).code,
+        Some(0),
+        "no snapshot made"
+    );
+
+    // Garbage, and a diff from a snapshot the VDI does not have.
+    let junk = dir.file("junk.diff", b"not a diff at all");
+    assert_error(
+        &sheep(&h, &["import-diff", &junk, "t"]),
+        &["not an rbd diff stream"],
+    );
+    sheep_ok(&h, &["snapshot", "create", "vm", "--tag", "s2"]);
+    let inc = dir.path("inc.diff");
+    sheep_ok(&h, &["export-diff", "vm@s2", "--from", "s1", &s(&inc)]);
+    sheep_ok(&h, &["create", "u", "8M"]);
+    assert_error(
+        &sheep(&h, &["import-diff", &s(&inc), "u"]),
+        &["starts from snapshot s1", "--force"],
+    );
+    sheep_ok(&h, &["import-diff", "--force", &s(&inc), "u"]);
+}
