@@ -107,6 +107,16 @@ pub enum Command {
         #[command(flatten)]
         io: IoOpts,
     },
+    /// Compare two images (files or VDI[@SNAP]): exit 0 equal, 1 different, 2 error
+    Compare {
+        /// A file, or VDI[@SNAP]
+        a: String,
+        /// A file, or VDI[@SNAP]
+        b: String,
+        /// Reads in flight per VDI
+        #[arg(long, default_value_t = crate::client::DEFAULT_QUEUE_DEPTH)]
+        queue_depth: usize,
+    },
     /// Write the changes between two snapshots as an rbd diff v1 stream
     ExportDiff {
         /// VDI@TO (or VDI: its working data)

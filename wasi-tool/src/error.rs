@@ -25,6 +25,8 @@ pub enum Kind {
     /// The command did what it could, and not all of it: `export
     /// --salvage` wrote zeros for objects it could not read (exit 3).
     Partial,
+    /// `compare` found a difference (exit 1, the message on stdout).
+    Different,
     /// Anything else.
     Other,
 }
@@ -49,6 +51,14 @@ impl CliError {
         CliError {
             msg: m.into(),
             kind: Kind::Partial,
+        }
+    }
+
+    /// Two images differ (`compare`).
+    pub fn different(m: impl Into<String>) -> CliError {
+        CliError {
+            msg: m.into(),
+            kind: Kind::Different,
         }
     }
 

@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod commands;
+mod compare;
 mod diff_export;
 mod diff_import;
 mod error;
@@ -75,6 +76,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Delete { vdi } => commands::delete(cli, vdi, false),
         Command::Resize { vdi, size } => commands::resize(cli, vdi, size),
         Command::Serve(args) => serve::serve(cli, args),
+        Command::Compare { a, b, queue_depth } => compare::compare(cli, a, b, *queue_depth),
         Command::ExportDiff {
             vdi,
             file,
@@ -103,6 +105,15 @@ fn main() -> ExitCode {
         Err(e) if e.kind() == error::Kind::Partial => {
             eprintln!("sheep-tool: {e}");
             ExitCode::from(3)
+        }
+        Err(e) if e.kind() == error::Kind::Different => {
+            println!("{e}");
+            ExitCode::from(1)
+        }
+        // qemu-img compare's contract: 1 is "different", errors are 2.
+        Err(e) if matches!(cli.command, Command::Compare { .. }) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("error: {e}");

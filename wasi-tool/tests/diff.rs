@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::nbd::under_wasmtime;
 use common::*;
 use sheepdog_core::rbd_diff::{encode, magic, Decoder, Item, Record, Version, MAX_RECORD_HEADER};
 
@@ -175,4 +176,55 @@ fn broken_streams_are_refused_and_leave_the_vdi_readable() {
         &["starts from snapshot s1", "--force"],
     );
     sheep_ok(&h, &["import-diff", "--force", &s(&inc), "u"]);
+}
+
+#[test]
+fn compare_follows_qemu_img_compare() {
+    let h = server();
+    let dir = TempDir::new();
+    // Data in objects 0 and 2; object 1 and 3 unallocated.
+    let mut a = vec![0u8; 16 * MIB];
+    a[..OBJ].copy_from_slice(&random(6, OBJ));
+    a[2 * OBJ..3 * OBJ].copy_from_slice(&random(7, OBJ));
+    import(&h, &dir, "vm", &a);
+    sheep_ok(&h, &["snapshot", "create", "vm", "--tag", "s1"]);
+    let f = dir.file("a.raw", &a);
+    let same = |x: &str, y: &str| {
+        let r = sheep(&h, &["compare", x, y]);
+        assert_eq!(r.code, Some(0), "{r:?}");
+        assert_eq!(r.out().trim(), "Images are identical.");
+    };
+    same("vm", "vm@s1");
+    same(&f, "vm");
+    same("vm@s1", &f);
+    // A shorter file whose missing end is zeros in the VDI is equal.
+    let short = dir.file("short.raw", &a[..3 * OBJ]);
+    same(&short, "vm");
+
+    // One byte changed in object 2: exit 1 and the offset.
+    let at = 2 * OBJ + 12345;
+    let mut b = a.clone();
+    b[at] ^= 0xff;
+    let g = dir.file("b.raw", &b);
+    let r = sheep(&h, &["compare", "vm", &g]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(r.out().trim(), format!("Content mismatch at offset {at}!"));
+    // A byte where the VDI holds nothing.
+    let mut c = a.clone();
+    c[OBJ + 7] = 1;
+    let g = dir.file("c.raw", &c);
+    let r = sheep(&h, &["compare", &g, "vm@s1"]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(
+        r.out().trim(),
+        format!("Content mismatch at offset {}!", OBJ + 7)
+    );
+
+    // An error is 2 (1 from the WASI component, which has no other
+    // failure status; its "error:" line on stderr tells them apart).
+    let r = sheep(&h, &["compare", "vm", "nosuch"]);
+    let error = if under_wasmtime() { 1 } else { 2 };
+    assert_eq!(r.code, Some(error), "{r:?}");
+    assert!(r.stdout.is_empty(), "{r:?}");
+    assert!(r.stderr.contains("no such VDI: nosuch"), "{r:?}");
 }
