@@ -92,11 +92,17 @@ pub fn export_diff(
         });
     }
     let name = t.display();
-    let res = pump(&mut client, &mut queue, &mut w, &name, depth);
+    let res = pump(&mut client, &mut queue, &mut w, &name, depth).and_then(|stats| {
+        w.record(&Record::End).map_err(werr)?;
+        w.out.flush().map_err(werr)?;
+        Ok(stats)
+    });
     let closed = close(&mut client, &name);
+    if res.is_err() && file != "-" {
+        // A diff cut short is never left to be taken for a whole one.
+        let _ = std::fs::remove_file(file);
+    }
     let stats = res.map_err(|e| e.during(&format!("export-diff of {name}"), "run it again"))?;
-    w.record(&Record::End).map_err(werr)?;
-    out.flush().map_err(werr)?;
     closed?;
     if !cli.quiet && file != "-" {
         eprintln!(

@@ -55,6 +55,7 @@ pub fn import_diff(
         size: info.size,
         os: u64::from(info.object_size),
         held: Vec::new(),
+        held_bytes: 0,
         to: None,
         written: 0,
     };
@@ -62,22 +63,19 @@ pub fn import_diff(
     if res.is_err() {
         // The record that broke is not applied, not even in part.
         a.held.clear();
+        a.held_bytes = 0;
     }
     let drained = a.drain();
     let to = a.to.take();
     let written = a.written;
-    let res = res.and(drained);
+    let mut res = res.and(drained);
     if let (Ok(()), Some(tag)) = (&res, &to) {
         let what = format!("{}@{tag}", t.name);
-        if snapshots.contains(tag) {
-            let _ = close(&mut client, &t.name);
-            return Err(CliError::msg(format!("snapshot exists: {what}")));
-        }
-        match run(&mut client, &what, |e| e.snapshot(tag)) {
-            Ok(ControlDone::Snapshot { .. }) => {}
-            Ok(other) => return Err(unexpected(&other)),
-            Err(e) => return Err(e),
-        }
+        res = match run(&mut client, &what, |e| e.snapshot(tag)) {
+            Ok(ControlDone::Snapshot { .. }) => Ok(()),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => Err(e),
+        };
     }
     let closed = close(&mut client, &t.name);
     res?;
@@ -99,8 +97,10 @@ struct Apply<'a> {
     name: String,
     size: u64,
     os: u64,
-    /// The current `w` record's data so far: offset and bytes.
+    /// The current `w` record's data so far, an object's part each:
+    /// offset and bytes.
     held: Vec<(u64, Vec<u8>)>,
+    held_bytes: usize,
     to: Option<String>,
     written: u64,
 }
@@ -142,7 +142,15 @@ impl Apply<'_> {
                             }
                         }
                         Record::To(name) => {
-                            self.to = Some(String::from_utf8_lossy(name).into_owned())
+                            let name = String::from_utf8_lossy(name).into_owned();
+                            // Refused before anything is written.
+                            if snapshots.contains(&name) {
+                                return Err(CliError::msg(format!(
+                                    "snapshot exists: {}@{name} (the diff's TO)",
+                                    self.name
+                                )));
+                            }
+                            self.to = Some(name);
                         }
                         Record::Size(s) => self.grow(s)?,
                         Record::Write { .. } => {}
@@ -152,18 +160,7 @@ impl Apply<'_> {
                 }
                 Some(Item::Data { offset, bytes }) => {
                     self.check_range(offset, bytes.len() as u64)?;
-                    match self.held.last_mut() {
-                        Some((o, b)) if *o + b.len() as u64 == offset && b.len() < RECORD_HELD => {
-                            b.extend_from_slice(bytes)
-                        }
-                        _ => {
-                            if self.held.iter().map(|(_, b)| b.len()).sum::<usize>() >= RECORD_HELD
-                            {
-                                self.flush_held()?;
-                            }
-                            self.held.push((offset, bytes.to_vec()));
-                        }
-                    }
+                    self.hold(offset, bytes)?;
                 }
                 None if used == 0 => {
                     if d.is_done() {
@@ -215,19 +212,42 @@ impl Apply<'_> {
         Ok(())
     }
 
-    /// Write the data held, object by object.
-    fn flush_held(&mut self) -> Result<(), CliError> {
-        for (offset, bytes) in std::mem::take(&mut self.held) {
-            let mut at = 0usize;
-            while at < bytes.len() {
-                let start = offset + at as u64;
-                let obj_end = (start / self.os + 1) * self.os;
-                let n = ((obj_end - start) as usize).min(bytes.len() - at);
-                let chunk = bytes[at..at + n].to_vec();
-                self.submit_write(start, chunk)?;
-                at += n;
+    /// Keep `bytes` (at `offset`) until their record is whole, cut at
+    /// object boundaries as they arrive, so that writing them copies
+    /// nothing again.
+    fn hold(&mut self, offset: u64, bytes: &[u8]) -> Result<(), CliError> {
+        let mut at = 0usize;
+        while at < bytes.len() {
+            let start = offset + at as u64;
+            let obj_end = (start / self.os + 1) * self.os;
+            let n = ((obj_end - start) as usize).min(bytes.len() - at);
+            let piece = &bytes[at..at + n];
+            match self.held.last_mut() {
+                // The same object, right after what is held of it.
+                Some((o, b)) if *o + b.len() as u64 == start && *o / self.os == start / self.os => {
+                    b.extend_from_slice(piece)
+                }
+                _ => {
+                    let mut b = Vec::with_capacity((obj_end - start) as usize);
+                    b.extend_from_slice(piece);
+                    self.held.push((start, b));
+                }
             }
-            self.written += bytes.len() as u64;
+            self.held_bytes += n;
+            at += n;
+        }
+        if self.held_bytes >= RECORD_HELD {
+            self.flush_held()?;
+        }
+        Ok(())
+    }
+
+    /// Write the data held, an object's part per request.
+    fn flush_held(&mut self) -> Result<(), CliError> {
+        self.held_bytes = 0;
+        for (start, chunk) in std::mem::take(&mut self.held) {
+            self.written += chunk.len() as u64;
+            self.submit_write(start, chunk)?;
         }
         Ok(())
     }

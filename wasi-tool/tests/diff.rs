@@ -176,6 +176,11 @@ fn broken_streams_are_refused_and_leave_the_vdi_readable() {
         &["starts from snapshot s1", "--force"],
     );
     sheep_ok(&h, &["import-diff", "--force", &s(&inc), "u"]);
+    // The diff's TO exists already: refused before anything is written.
+    assert_error(
+        &sheep(&h, &["import-diff", "--force", &s(&inc), "u"]),
+        &["snapshot exists: u@s2"],
+    );
 }
 
 #[test]
