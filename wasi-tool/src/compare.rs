@@ -4,7 +4,8 @@
 //! qemu-img, sizes may differ if the larger one holds only zeros past the
 //! smaller's end.
 //!
-//! Both sides are read chunk by chunk (an object of the VDI side),
+//! Both sides are read chunk by chunk (a part of an object of the VDI
+//! side, as export cuts them),
 //! pipelined; a VDI's unallocated objects are zeros without a read, and a
 //! chunk unallocated on both sides is not read at all. An argument that
 //! names an existing file is the file; anything else is a VDI.
@@ -131,7 +132,11 @@ impl Side {
     fn chunk(&self) -> Option<u64> {
         match self {
             Side::File { .. } => None,
-            Side::Vdi { os, .. } => Some(*os),
+            // As export reads: equal parts below sheep's mmap threshold.
+            Side::Vdi { os, .. } => Some(crate::requests::part_len(
+                *os,
+                crate::requests::EXPORT_REQUEST,
+            )),
         }
     }
 

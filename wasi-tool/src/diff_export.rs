@@ -19,6 +19,7 @@ use crate::cli::Cli;
 use crate::client::Client;
 use crate::error::{self, CliError};
 use crate::pipe::Pipe;
+use crate::requests;
 use crate::session::{self, close, open};
 use crate::target::{Snap, Target};
 
@@ -79,17 +80,25 @@ pub fn export_diff(
         }
         let start = u64::from(idx) * os;
         let len = os.min(info.size - start);
-        queue.push_back(if to == 0 {
-            Step::Zero { start, len }
-        } else {
-            Step::Read {
+        if to == 0 {
+            queue.push_back(Step::Zero { start, len });
+            continue;
+        }
+        // Read as export does: in equal parts below sheep's mmap
+        // threshold (BENCHMARKS.md).
+        let part = requests::part_len(os, requests::EXPORT_REQUEST);
+        let mut at = start;
+        while at < start + len {
+            let n = part.min(start + len - at);
+            queue.push_back(Step::Read {
                 idx,
-                start,
-                len,
+                start: at,
+                len: n,
                 had: was != 0,
                 token: None,
-            }
-        });
+            });
+            at += n;
+        }
     }
     let name = t.display();
     let res = pump(&mut client, &mut queue, &mut w, &name, depth).and_then(|stats| {
@@ -150,7 +159,9 @@ enum Step {
 
 #[derive(Default)]
 struct Stats {
+    /// Objects read, and the last one counted.
     read: u32,
+    last: Option<u32>,
     released: u32,
 }
 
@@ -195,6 +206,7 @@ fn pump(
                     stats.released += 1;
                 }
                 Step::Read {
+                    idx,
                     start,
                     had,
                     token: Some(t),
@@ -202,7 +214,10 @@ fn pump(
                 } => {
                     let Some(buf) = ready.remove(&t) else { break };
                     w.object(start, &buf, had).map_err(werr)?;
-                    stats.read += 1;
+                    if stats.last != Some(idx) {
+                        stats.read += 1;
+                        stats.last = Some(idx);
+                    }
                 }
                 Step::Read { token: None, .. } => break,
             }
@@ -248,7 +263,7 @@ impl Writer<'_> {
         self.out.write_all(&buf[..n])
     }
 
-    /// An object's bytes at `start`: `w` records for its blocks that hold
+    /// A part of an object's bytes at `start`: `w` records for its blocks that hold
     /// data, and `z` records for its zero blocks if FROM had the object.
     fn object(&mut self, start: u64, buf: &[u8], had: bool) -> io::Result<()> {
         let mut at = 0;
