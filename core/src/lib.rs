@@ -29,6 +29,8 @@
 //! - [`nbd`]: the server side of NBD, for serving volumes to QEMU, the
 //!   kernel and qemu-img: handshake, requests and replies, sans-IO too.
 //! - [`sparse`]: the sparse rule: write, write zeros, release or skip.
+//! - [`rbd_diff`], [`dog_backup`]: the diff streams of `rbd export-diff`
+//!   and of `dog vdi backup`, read sans-IO.
 //! - [`receive`]: the one receive path: replies read off a byte stream
 //!   straight into the buffers they belong in, blocking or not.
 //! - [`driver`]: a blocking driver over `embedded-io` for firmware.
@@ -117,6 +119,7 @@
 
 pub mod address;
 pub mod bitmap;
+pub mod dog_backup;
 pub mod driver;
 pub mod engine;
 pub mod error;

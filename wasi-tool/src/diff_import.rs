@@ -1,6 +1,7 @@
 //! `import-diff FILE|- VDI [--force]`: apply an `rbd diff` stream (v1 or
-//! v2, told apart by their first bytes) to VDI, then snapshot it as the
-//! diff's TO, as `rbd import-diff` does.
+//! v2) or a `dog vdi backup` stream, told apart by their first bytes, to
+//! VDI, then snapshot it as the diff's TO, as `rbd import-diff` does (a dog
+//! stream names no snapshots: it is applied without either).
 //!
 //! The diff's FROM snapshot must be on VDI (by tag) unless `--force`. `w`
 //! records are written; `z` records release whole objects and write zeros
@@ -12,8 +13,10 @@
 
 use std::io::{self, Read};
 
+use sheepdog_core::dog_backup;
 use sheepdog_core::engine::ControlDone;
-use sheepdog_core::rbd_diff::{Decoder, Item, Record, MAX_RECORD_HEADER};
+use sheepdog_core::rbd_diff::{Decoder, DiffError, Item, Record, MAX_RECORD_HEADER, V1_MAGIC};
+use sheepdog_core::sparse::is_zero;
 
 use crate::cli::Cli;
 use crate::client::Client;
@@ -58,6 +61,7 @@ pub fn import_diff(
         held_bytes: 0,
         to: None,
         written: 0,
+        quiet: cli.quiet,
     };
     let res = a.stream(&mut *input, file, force, &snapshots);
     if res.is_err() {
@@ -103,6 +107,7 @@ struct Apply<'a> {
     held_bytes: usize,
     to: Option<String>,
     written: u64,
+    quiet: bool,
 }
 
 impl Apply<'_> {
@@ -113,19 +118,41 @@ impl Apply<'_> {
         force: bool,
         snapshots: &[String],
     ) -> Result<(), CliError> {
-        let mut d = Decoder::new();
         let mut buf = vec![0u8; READ_LEN + MAX_RECORD_HEADER];
         let (mut lo, mut hi) = (0usize, 0usize);
+        // Enough of the start to tell the formats apart.
+        while hi < V1_MAGIC.len() {
+            let n = read_some(input, &mut buf[hi..]).map_err(|e| error::file(file, "read", &e))?;
+            if n == 0 {
+                break;
+            }
+            hi += n;
+        }
+        let mut d = if hi >= dog_backup::HEADER_LEN && dog_backup::is_backup(&buf[..hi]) {
+            if !self.quiet {
+                eprintln!(
+                    "sheep-tool: {file} is a dog vdi backup stream, which names no snapshots: \
+                     applied to {} without checking its base, and no snapshot is made",
+                    self.name
+                );
+            }
+            Stream::Dog(dog_backup::Decoder::new(self.os as u32))
+        } else {
+            Stream::Rbd(Decoder::new())
+        };
         let mut eof = false;
         let vdi = self.name.clone();
-        let broke = |d: &Decoder, e: &dyn std::fmt::Display| {
-            CliError::msg(format!(
-                "the diff {file} is broken at byte {}: {e}; {vdi} holds what the records before it wrote",
-                d.position(),
-            ))
+        let broke = |at: u64, e: &dyn std::fmt::Display| {
+            CliError::msg(if at == 0 {
+                format!("cannot apply {file}: {e}; {vdi} is unchanged")
+            } else {
+                format!(
+                    "the diff {file} is broken at byte {at}: {e}; {vdi} holds what the records before it wrote",
+                )
+            })
         };
         loop {
-            let (used, item) = d.next(&buf[lo..hi]).map_err(|e| broke(&d, &e))?;
+            let (used, item) = d.next(&buf[lo..hi]).map_err(|e| broke(d.position(), &e))?;
             lo += used;
             match item {
                 Some(Item::Header(_)) | Some(Item::Skipped(_)) => {}
@@ -153,7 +180,7 @@ impl Apply<'_> {
                             self.to = Some(name);
                         }
                         Record::Size(s) => self.grow(s)?,
-                        Record::Write { .. } => {}
+                        Record::Write { offset, len } => self.check_range(offset, len)?,
                         Record::Zero { offset, len } => self.zero(offset, len)?,
                         Record::End => {}
                     }
@@ -167,8 +194,8 @@ impl Apply<'_> {
                         return Ok(());
                     }
                     if eof {
-                        let why = d.finish().err().map_or(String::new(), |e| e.to_string());
-                        return Err(broke(&d, &why));
+                        let why = d.finish().err().unwrap_or_default();
+                        return Err(broke(d.position(), &why));
                     }
                     // More bytes: keep what is left at the front.
                     buf.copy_within(lo..hi, 0);
@@ -247,7 +274,13 @@ impl Apply<'_> {
         self.held_bytes = 0;
         for (start, chunk) in std::mem::take(&mut self.held) {
             self.written += chunk.len() as u64;
-            self.submit_write(start, chunk)?;
+            if is_zero(&chunk) {
+                // Zeros as data (dog's backup of an object TO released):
+                // as a `z` record, so that nothing is allocated for them.
+                self.zero(start, chunk.len() as u64)?;
+            } else {
+                self.submit_write(start, chunk)?;
+            }
         }
         Ok(())
     }
@@ -316,6 +349,64 @@ impl Apply<'_> {
         match first {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+}
+
+/// The two kinds of stream, told apart by their first bytes, read as one:
+/// a dog backup record is a `w` record of an rbd diff.
+enum Stream {
+    Rbd(Decoder),
+    Dog(dog_backup::Decoder),
+}
+
+impl Stream {
+    fn next<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Option<Item<'a>>), String> {
+        match self {
+            Stream::Rbd(d) => d.next(input).map_err(|e| match e {
+                DiffError::NotADiff => {
+                    "neither an rbd diff stream nor a dog vdi backup stream".to_owned()
+                }
+                e => e.to_string(),
+            }),
+            Stream::Dog(d) => {
+                let (used, item) = d.next(input).map_err(|e| e.to_string())?;
+                let item = match item {
+                    Some(dog_backup::Item::Record { offset, len, .. }) => {
+                        Some(Item::Record(Record::Write {
+                            offset,
+                            len: u64::from(len),
+                        }))
+                    }
+                    Some(dog_backup::Item::Data { offset, bytes }) => {
+                        Some(Item::Data { offset, bytes })
+                    }
+                    Some(dog_backup::Item::End) => Some(Item::Record(Record::End)),
+                    Some(dog_backup::Item::Header { .. }) | None => None,
+                };
+                Ok((used, item))
+            }
+        }
+    }
+
+    fn position(&self) -> u64 {
+        match self {
+            Stream::Rbd(d) => d.position(),
+            Stream::Dog(d) => d.position(),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self {
+            Stream::Rbd(d) => d.is_done(),
+            Stream::Dog(d) => d.is_done(),
+        }
+    }
+
+    fn finish(&self) -> Result<(), String> {
+        match self {
+            Stream::Rbd(d) => d.finish().map_err(|e| e.to_string()),
+            Stream::Dog(d) => d.finish().map_err(|e| e.to_string()),
         }
     }
 }
