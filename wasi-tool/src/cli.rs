@@ -126,11 +126,17 @@ pub enum Command {
         /// The snapshot the diff starts from (tag or id); without it, all of TO
         #[arg(long, value_name = "SNAP")]
         from: Option<String>,
+        /// Also read FROM's copy of each changed object, and send only the sectors that differ
+        #[arg(long, conflicts_with = "whole_object")]
+        exact: bool,
+        /// Send each changed object whole, without its zero blocks (the default)
+        #[arg(long)]
+        whole_object: bool,
         /// Objects read at once
         #[arg(long, default_value_t = crate::client::DEFAULT_QUEUE_DEPTH)]
         queue_depth: usize,
     },
-    /// Apply an rbd diff stream (v1 or v2) to a VDI, then snapshot it as the diff's TO
+    /// Apply an rbd diff stream (v1 or v2) or a dog vdi backup stream to a VDI, then snapshot it as the diff's TO
     ImportDiff {
         /// The diff, or - for stdin
         file: String,
@@ -227,6 +233,10 @@ pub struct IoOpts {
     /// Take the VDI lock (LOCK_VDI) for the duration; released on exit
     #[arg(long)]
     pub lock: bool,
+    /// Then read every object again and compare its CRC32 with that of
+    /// what was sent (import) or written out (export)
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// Options of serve.

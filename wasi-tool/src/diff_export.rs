@@ -7,6 +7,10 @@
 //! all-zero blocks (as `z` records where FROM had the object, since there
 //! the zeros are news); an object allocated in FROM and not in TO is one
 //! `z` record. Without `--from`, everything TO holds is sent.
+//!
+//! `--exact` also reads FROM's copy of each changed object and sends only
+//! the sectors that differ: smaller diffs for twice the reads (dog's
+//! backup trims only the equal sectors at an object's two ends).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
@@ -25,28 +29,51 @@ use crate::target::{Snap, Target};
 
 /// Blocks this large that are all zeros are not sent as data.
 const BLOCK: usize = 4096;
+/// What `--exact` compares: a sector, as dog's backup does.
+const SECTOR: usize = 512;
 
-/// `export-diff VDI[@TO] [--from SNAP] FILE|-`
+/// `export-diff VDI[@TO] [--from SNAP] [--exact] FILE|-`
 pub fn export_diff(
     cli: &Cli,
     vdi: &str,
     from: Option<&str>,
+    exact: bool,
     file: &str,
     depth: usize,
 ) -> Result<(), CliError> {
     let t = Target::parse(vdi)?;
-    let from_entries = match from {
+    if exact && from.is_none() {
+        return Err(CliError::msg(
+            "--exact compares with the FROM snapshot: name it with --from",
+        ));
+    }
+    // FROM's index; with --exact, its objects are read too.
+    let mut from_side = match from {
         Some(f) => {
             let mut ft = t.clone();
             ft.snapshot = Some(parse_snap(f));
-            Some(entries_of(cli, &ft)?)
+            let mut c = session::connect(&ft, cli)?;
+            let info = open(&mut c, &ft, false)?;
+            let n = info.size.div_ceil(u64::from(info.object_size)) as u32;
+            let entries: Vec<u32> = (0..n).map(|i| c.engine.entry(i).unwrap_or(0)).collect();
+            let client = if exact {
+                Some(c)
+            } else {
+                close(&mut c, &ft.display())?;
+                None
+            };
+            Some(From {
+                entries,
+                size: info.size,
+                client,
+                name: ft.display(),
+            })
         }
         None => None,
     };
     let mut client = session::connect(&t, cli)?;
     let info = open(&mut client, &t, false)?;
     let os = u64::from(info.object_size);
-    let objects = info.size.div_ceil(os) as u32;
     let mut out: Box<dyn Write> = if file == "-" {
         Box::new(io::BufWriter::with_capacity(1 << 20, io::stdout().lock()))
     } else {
@@ -55,73 +82,79 @@ pub fn export_diff(
     };
     let werr = |e: io::Error| error::file(file, "write", &e);
     let mut w = Writer { out: &mut *out };
-    w.raw(magic(Version::V1)).map_err(werr)?;
-    if let Some(f) = from {
-        w.record(&Record::From(f.as_bytes())).map_err(werr)?;
-    }
-    if let Some(s) = &t.snapshot {
-        let name = match s {
-            Snap::Tag(tag) => tag.clone(),
-            Snap::Id(i) => i.to_string(),
-        };
-        w.record(&Record::To(name.as_bytes())).map_err(werr)?;
-    }
-    w.record(&Record::Size(info.size)).map_err(werr)?;
-
-    // What each object of TO is: unchanged, released, or changed.
-    let mut queue: VecDeque<Step> = VecDeque::new();
-    for idx in 0..objects {
-        let to = client.engine.entry(idx).unwrap_or(0);
-        let was = from_entries
-            .as_ref()
-            .map_or(0, |e| e.get(idx as usize).copied().unwrap_or(0));
-        if to == was && from_entries.is_some() || to == 0 && was == 0 {
-            continue;
-        }
-        let start = u64::from(idx) * os;
-        let len = os.min(info.size - start);
-        if to == 0 {
-            queue.push_back(Step::Zero { start, len });
-            continue;
-        }
-        // Read as export does: in equal parts below sheep's mmap
-        // threshold (BENCHMARKS.md).
-        let part = requests::part_len(os, requests::EXPORT_REQUEST);
-        let mut at = start;
-        while at < start + len {
-            let n = part.min(start + len - at);
-            queue.push_back(Step::Read {
-                idx,
-                start: at,
-                len: n,
-                had: was != 0,
-                token: None,
-            });
-            at += n;
-        }
-    }
     let name = t.display();
-    let res = pump(&mut client, &mut queue, &mut w, &name, depth).and_then(|stats| {
+    let res = (|| -> Result<Stats, CliError> {
+        w.raw(magic(Version::V1)).map_err(werr)?;
+        if let Some(f) = from {
+            w.record(&Record::From(f.as_bytes())).map_err(werr)?;
+        }
+        if let Some(s) = &t.snapshot {
+            let name = match s {
+                Snap::Tag(tag) => tag.clone(),
+                Snap::Id(i) => i.to_string(),
+            };
+            w.record(&Record::To(name.as_bytes())).map_err(werr)?;
+        }
+        w.record(&Record::Size(info.size)).map_err(werr)?;
+        let (from_index, from_client) = match from_side.as_mut() {
+            Some(f) => (Some((f.entries.as_slice(), f.size)), f.client.as_mut()),
+            None => (None, None),
+        };
+        let mut plan = Plan {
+            idx: 0,
+            objects: info.size.div_ceil(os) as u32,
+            at: None,
+            os,
+            size: info.size,
+            // Read as export does: in equal parts below sheep's mmap
+            // threshold (BENCHMARKS.md).
+            part: requests::part_len(os, requests::EXPORT_REQUEST),
+            from: from_index,
+            exact,
+        };
+        let stats = pump(&mut client, from_client, &mut plan, &mut w, &name, depth)?;
         w.record(&Record::End).map_err(werr)?;
         w.out.flush().map_err(werr)?;
         Ok(stats)
-    });
+    })();
     let closed = close(&mut client, &name);
+    let from_closed = match from_side.as_mut() {
+        Some(From {
+            client: Some(c),
+            name,
+            ..
+        }) => close(c, name),
+        _ => Ok(()),
+    };
     if res.is_err() && file != "-" {
         // A diff cut short is never left to be taken for a whole one.
         let _ = std::fs::remove_file(file);
     }
-    let stats = res.map_err(|e| e.during(&format!("export-diff of {name}"), "run it again"))?;
+    let stats: Stats =
+        res.map_err(|e| e.during(&format!("export-diff of {name}"), "run it again"))?;
     closed?;
+    from_closed?;
     if !cli.quiet && file != "-" {
         eprintln!(
-            "exported the diff of {name}{} to {file}: {} objects read, {} released",
+            "exported the diff of {name}{} to {file}: {} object{} read ({} read requests{}), {} released",
             from.map_or(String::new(), |f| format!(" from {f}")),
             stats.read,
+            if stats.read == 1 { "" } else { "s" },
+            stats.requests,
+            if exact { ", FROM's copies included" } else { "" },
             stats.released
         );
     }
     Ok(())
+}
+
+/// The FROM snapshot: its index and size, and (with `--exact`) a
+/// connection on which it is open.
+struct From {
+    entries: Vec<u32>,
+    size: u64,
+    client: Option<Client>,
+    name: String,
 }
 
 /// A snapshot named by tag, or by id when it is all digits.
@@ -132,14 +165,73 @@ fn parse_snap(s: &str) -> Snap {
     }
 }
 
-/// The index entries of `t`, one per object.
-pub fn entries_of(cli: &Cli, t: &Target) -> Result<Vec<u32>, CliError> {
-    let mut c = session::connect(t, cli)?;
-    let info = open(&mut c, t, false)?;
-    let n = info.size.div_ceil(u64::from(info.object_size)) as u32;
-    let entries = (0..n).map(|i| c.engine.entry(i).unwrap_or(0)).collect();
-    close(&mut c, &t.display())?;
-    Ok(entries)
+/// What each object of TO is (unchanged, released or changed), a step at
+/// a time, so that a diff of any size holds only the steps in flight.
+struct Plan<'a> {
+    idx: u32,
+    objects: u32,
+    /// Where the next part of object `idx` starts, once it is known to
+    /// be read.
+    at: Option<u64>,
+    os: u64,
+    size: u64,
+    part: u64,
+    /// FROM's index entries and size.
+    from: Option<(&'a [u32], u64)>,
+    exact: bool,
+}
+
+impl Plan<'_> {
+    fn next(&mut self, client: &Client) -> Option<Step> {
+        while self.idx < self.objects {
+            let idx = self.idx;
+            let start = u64::from(idx) * self.os;
+            let end = (start + self.os).min(self.size);
+            if let Some(at) = self.at {
+                let n = self.part.min(end - at);
+                let had = self.was(idx) != 0;
+                // FROM's copy of these bytes, where FROM has them.
+                let from_len = match self.from {
+                    Some((_, size)) if self.exact && had && at < size => Some(n.min(size - at)),
+                    _ => None,
+                };
+                if at + n >= end {
+                    self.at = None;
+                    self.idx += 1;
+                } else {
+                    self.at = Some(at + n);
+                }
+                return Some(Step::Read {
+                    idx,
+                    start: at,
+                    len: n,
+                    had,
+                    token: None,
+                    from: from_len.map(|len| (len, None)),
+                });
+            }
+            let to = client.engine.entry(idx).unwrap_or(0);
+            let was = self.was(idx);
+            if to == was && self.from.is_some() || to == 0 && was == 0 {
+                self.idx += 1;
+                continue;
+            }
+            if to == 0 {
+                self.idx += 1;
+                return Some(Step::Zero {
+                    start,
+                    len: end - start,
+                });
+            }
+            self.at = Some(start);
+        }
+        None
+    }
+
+    fn was(&self, idx: u32) -> u32 {
+        self.from
+            .map_or(0, |(e, _)| e.get(idx as usize).copied().unwrap_or(0))
+    }
 }
 
 /// One object's part of the diff, in order.
@@ -154,6 +246,9 @@ enum Step {
         len: u64,
         had: bool,
         token: Option<Token>,
+        /// With `--exact`: how many bytes of FROM's copy to read, and the
+        /// read.
+        from: Option<(u64, Option<Token>)>,
     },
 }
 
@@ -162,6 +257,8 @@ struct Stats {
     /// Objects read, and the last one counted.
     read: u32,
     last: Option<u32>,
+    /// READ_OBJ requests made for data.
+    requests: u64,
     released: u32,
 }
 
@@ -169,35 +266,77 @@ struct Stats {
 /// order.
 fn pump(
     client: &mut Client,
-    queue: &mut VecDeque<Step>,
+    mut from: Option<&mut Client>,
+    plan: &mut Plan<'_>,
     w: &mut Writer<'_>,
     name: &str,
     depth: usize,
 ) -> Result<Stats, CliError> {
     let mut pipe = Pipe::new(depth);
+    let mut from_pipe = Pipe::new(depth);
     let mut ready: HashMap<Token, Vec<u8>> = HashMap::new();
+    let mut from_ready: HashMap<Token, Vec<u8>> = HashMap::new();
+    let mut queue: VecDeque<Step> = VecDeque::new();
     let mut stats = Stats::default();
     let werr = |e: io::Error| CliError::msg(format!("cannot write the diff: {e}"));
+    let failed = |queue: &VecDeque<Step>, token: Token, e| {
+        let idx = queue.iter().find_map(|s| match s {
+            Step::Read {
+                idx,
+                token: t,
+                from,
+                ..
+            } if *t == Some(token) || from.is_some_and(|f| f.1 == Some(token)) => Some(*idx),
+            _ => None,
+        });
+        error::engine(&format!("{name} (object {})", idx.unwrap_or(0)), e)
+    };
     loop {
-        // Submit reads of the next objects, while there is room.
-        for s in queue.iter_mut() {
-            if !pipe.has_room() {
-                break;
-            }
-            if let Step::Read {
-                start, len, token, ..
-            } = s
-            {
-                if token.is_none() {
-                    let (start, len) = (*start, *len);
-                    let t = pipe.submit(client, vec![0u8; len as usize], name, |e, t| {
-                        e.read(t, start, len)
-                    })?;
-                    *token = Some(t);
-                }
+        // The next steps, a few reads ahead.
+        while queue.len() < 2 * depth.max(1) {
+            match plan.next(client) {
+                Some(s) => queue.push_back(s),
+                None => break,
             }
         }
-        // Write out what is ready, in order.
+        // Submit the reads of the next objects, while there is room.
+        for s in queue.iter_mut() {
+            let Step::Read {
+                start,
+                len,
+                token,
+                from: f,
+                ..
+            } = s
+            else {
+                continue;
+            };
+            let (start, len) = (*start, *len);
+            if token.is_none() && pipe.has_room() {
+                let t = pipe.submit(client, vec![0u8; len as usize], name, |e, t| {
+                    e.read(t, start, len)
+                })?;
+                *token = Some(t);
+                stats.requests += 1;
+            }
+            if let (Some((flen, ftoken @ None)), Some(fc)) = (f.as_mut(), from.as_deref_mut()) {
+                if from_pipe.has_room() {
+                    let flen = *flen;
+                    // Past FROM's end the buffer stays zeros.
+                    let t = from_pipe.submit(fc, vec![0u8; len as usize], name, |e, t| {
+                        e.read(t, start, flen)
+                    })?;
+                    *ftoken = Some(t);
+                    stats.requests += 1;
+                }
+            }
+            if !pipe.has_room() && !from_pipe.has_room() {
+                break;
+            }
+        }
+        // Write out what is ready, in order; else wait for what the next
+        // step lacks.
+        let mut wait_from = false;
         while let Some(front) = queue.front() {
             match *front {
                 Step::Zero { start, len } => {
@@ -210,10 +349,27 @@ fn pump(
                     start,
                     had,
                     token: Some(t),
+                    from: f,
                     ..
                 } => {
-                    let Some(buf) = ready.remove(&t) else { break };
-                    w.object(start, &buf, had).map_err(werr)?;
+                    if !ready.contains_key(&t) {
+                        break;
+                    }
+                    match f {
+                        None => {
+                            let buf = ready.remove(&t).unwrap_or_default();
+                            w.object(start, &buf, had).map_err(werr)?;
+                        }
+                        Some((_, Some(ft))) if from_ready.contains_key(&ft) => {
+                            let buf = ready.remove(&t).unwrap_or_default();
+                            let was = from_ready.remove(&ft).unwrap_or_default();
+                            w.exact(start, &buf, &was).map_err(werr)?;
+                        }
+                        Some(_) => {
+                            wait_from = true;
+                            break;
+                        }
+                    }
                     if stats.last != Some(idx) {
                         stats.read += 1;
                         stats.last = Some(idx);
@@ -224,24 +380,27 @@ fn pump(
             queue.pop_front();
         }
         if queue.is_empty() {
-            return Ok(stats);
-        }
-        for (token, buf, result) in pipe.wait(client)? {
-            if let Err(e) = result {
-                let idx = queue.iter().find_map(|s| match s {
-                    Step::Read {
-                        idx,
-                        token: Some(t),
-                        ..
-                    } if *t == token => Some(*idx),
-                    _ => None,
-                });
-                return Err(error::engine(
-                    &format!("{name} (object {})", idx.unwrap_or(0)),
-                    e,
-                ));
+            match plan.next(client) {
+                Some(s) => {
+                    queue.push_back(s);
+                    continue;
+                }
+                None => return Ok(stats),
             }
-            ready.insert(token, buf);
+        }
+        if wait_from {
+            let Some(fc) = from.as_deref_mut() else {
+                return Err(CliError::msg("export-diff: FROM is not open"));
+            };
+            for (token, buf, result) in from_pipe.wait(fc)? {
+                result.map_err(|e| failed(&queue, token, e))?;
+                from_ready.insert(token, buf);
+            }
+        } else {
+            for (token, buf, result) in pipe.wait(client)? {
+                result.map_err(|e| failed(&queue, token, e))?;
+                ready.insert(token, buf);
+            }
         }
     }
 }
@@ -279,6 +438,43 @@ impl Writer<'_> {
                 self.raw(&buf[at..end])?;
             } else if had {
                 self.record(&Record::Zero { offset, len })?;
+            }
+            at = end;
+        }
+        Ok(())
+    }
+
+    /// `--exact`: only the sectors of `buf` (at `start`) that differ from
+    /// FROM's copy `was`, as `w` records, or `z` records where they are
+    /// zeros now.
+    fn exact(&mut self, start: u64, buf: &[u8], was: &[u8]) -> io::Result<()> {
+        // 0 the same, 1 zeros now, 2 other data now.
+        let class = |at: usize| {
+            let end = (at + SECTOR).min(buf.len());
+            let now = &buf[at..end];
+            if was.get(at..end) == Some(now) {
+                0
+            } else if is_zero(now) {
+                1
+            } else {
+                2
+            }
+        };
+        let mut at = 0;
+        while at < buf.len() {
+            let c = class(at);
+            let mut end = at;
+            while end < buf.len() && class(end) == c {
+                end = (end + SECTOR).min(buf.len());
+            }
+            let (offset, len) = (start + at as u64, (end - at) as u64);
+            match c {
+                2 => {
+                    self.record(&Record::Write { offset, len })?;
+                    self.raw(&buf[at..end])?;
+                }
+                1 => self.record(&Record::Zero { offset, len })?,
+                _ => {}
             }
             at = end;
         }

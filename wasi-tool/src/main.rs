@@ -24,6 +24,7 @@ mod session;
 mod size;
 mod target;
 mod transfer;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -81,8 +82,10 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             vdi,
             file,
             from,
+            exact,
             queue_depth,
-        } => diff_export::export_diff(cli, vdi, from.as_deref(), file, *queue_depth),
+            ..
+        } => diff_export::export_diff(cli, vdi, from.as_deref(), *exact, file, *queue_depth),
         Command::ImportDiff {
             file,
             vdi,

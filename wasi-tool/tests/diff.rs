@@ -189,7 +189,11 @@ fn broken_streams_are_refused_and_leave_the_vdi_readable() {
     let junk = dir.file("junk.diff", b"not a diff at all");
     assert_error(
         &sheep(&h, &["import-diff", &junk, "t"]),
-        &["not an rbd diff stream"],
+        &[
+            "cannot apply",
+            "neither an rbd diff stream nor a dog vdi backup stream",
+            "t is unchanged",
+        ],
     );
     sheep_ok(&h, &["snapshot", "create", "vm", "--tag", "s2"]);
     let inc = dir.path("inc.diff");
@@ -256,4 +260,182 @@ fn compare_follows_qemu_img_compare() {
     assert_eq!(r.code, Some(error), "{r:?}");
     assert!(r.stdout.is_empty(), "{r:?}");
     assert!(r.stderr.contains("no such VDI: nosuch"), "{r:?}");
+}
+
+/// An rbd diff v1 stream of `w` records, for changing a few bytes.
+fn writes(to: Option<&[u8]>, records: &[(u64, &[u8])]) -> Vec<u8> {
+    let mut s = magic(Version::V1).to_vec();
+    let mut buf = [0u8; MAX_RECORD_HEADER];
+    if let Some(t) = to {
+        let n = encode(Version::V1, &Record::To(t), &mut buf).unwrap();
+        s.extend_from_slice(&buf[..n]);
+    }
+    for &(offset, data) in records {
+        let w = Record::Write {
+            offset,
+            len: data.len() as u64,
+        };
+        let n = encode(Version::V1, &w, &mut buf).unwrap();
+        s.extend_from_slice(&buf[..n]);
+        s.extend_from_slice(data);
+    }
+    let n = encode(Version::V1, &Record::End, &mut buf).unwrap();
+    s.extend_from_slice(&buf[..n]);
+    s
+}
+
+#[test]
+fn export_diff_reads_only_the_changed_objects() {
+    let h = server();
+    let dir = TempDir::new();
+    let mut a = random(8, 16 * OBJ);
+    import(&h, &dir, "vm", &a);
+    sheep_ok(&h, &["snapshot", "create", "vm", "--tag", "s1"]);
+    // Two objects of sixteen change: a diff is a write.
+    let d = writes(
+        Some(b"s2"),
+        &[(3 * OBJ as u64 + 9, b"three"), (11 * OBJ as u64, b"eleven")],
+    );
+    let f = dir.file("change.diff", &d);
+    sheep_ok(&h, &["import-diff", &f, "vm"]);
+    a[3 * OBJ + 9..3 * OBJ + 14].copy_from_slice(b"three");
+    a[11 * OBJ..11 * OBJ + 6].copy_from_slice(b"eleven");
+
+    let before = h.cluster().data_reads();
+    let out = dir.path("s2.diff");
+    let r = sheep_ok(&h, &["export-diff", "vm@s2", "--from", "s1", &s(&out)]);
+    let reads = h.cluster().data_reads() - before;
+    // Each object in export's parts: 4 MiB in 9 parts of 456 KiB.
+    assert_eq!(reads, 2 * 9, "{r:?}");
+    assert!(
+        r.stderr.contains("2 objects read (18 read requests)"),
+        "{r:?}"
+    );
+    // Objects 3 and 11 whole (in parts, as they were read), nothing else.
+    let mut d = Decoder::new();
+    let (mut at, stream) = (0, std::fs::read(&out).unwrap());
+    let mut sent = Vec::new();
+    loop {
+        let (used, item) = d.next(&stream[at..]).unwrap();
+        at += used;
+        match item {
+            Some(Item::Record(Record::Write { offset, len })) => sent.push((offset, len)),
+            Some(Item::Record(Record::Zero { .. })) => panic!("no zeros were written"),
+            None if used == 0 => break,
+            _ => {}
+        }
+    }
+    let in_object = |i: usize| {
+        sent.iter()
+            .filter(|(o, _)| *o as usize / OBJ == i)
+            .map(|(_, l)| *l as usize)
+            .sum::<usize>()
+    };
+    assert_eq!((in_object(3), in_object(11)), (OBJ, OBJ), "{sent:?}");
+    assert_eq!(
+        in_object(3) + in_object(11),
+        sent.iter().map(|s| s.1 as usize).sum::<usize>()
+    );
+    // Applied on a copy of s1, it gives s2.
+    sheep_ok(&h, &["create", "copy", "64M"]);
+    let full = dir.path("s1.diff");
+    sheep_ok(&h, &["export-diff", "vm@s1", &s(&full)]);
+    sheep_ok(&h, &["import-diff", &s(&full), "copy"]);
+    sheep_ok(&h, &["import-diff", &s(&out), "copy"]);
+    assert!(export_bytes(&h, "copy@s2") == a);
+}
+
+#[test]
+fn exact_sends_only_the_sectors_that_differ() {
+    let h = server();
+    let dir = TempDir::new();
+    let mut a = random(9, 2 * OBJ);
+    import(&h, &dir, "vm", &a);
+    sheep_ok(&h, &["snapshot", "create", "vm", "--tag", "s1"]);
+    // In object 1: 5 bytes in one sector, and 1024 bytes of zeros over two
+    // sectors.
+    let z = [0u8; 1024];
+    let at = OBJ as u64 + 4096;
+    let d = writes(Some(b"s2"), &[(OBJ as u64 + 700, b"exact"), (at, &z)]);
+    sheep_ok(&h, &["import-diff", &dir.file("c.diff", &d), "vm"]);
+    a[OBJ + 700..OBJ + 705].copy_from_slice(b"exact");
+    a[OBJ + 4096..OBJ + 5120].fill(0);
+
+    let out = dir.path("exact.diff");
+    let r = sheep_ok(
+        &h,
+        &["export-diff", "vm@s2", "--from", "s1", "--exact", &s(&out)],
+    );
+    assert!(
+        r.stderr
+            .contains("1 object read (18 read requests, FROM's copies included)"),
+        "{r:?}"
+    );
+    let recs = records(&std::fs::read(&out).unwrap());
+    let data: Vec<_> = recs
+        .iter()
+        .filter(|r| r.starts_with("Write") || r.starts_with("Zero"))
+        .collect();
+    assert_eq!(
+        data,
+        [
+            &format!("Write {{ offset: {}, len: 512 }}", OBJ + 512),
+            &format!("Zero {{ offset: {at}, len: 1024 }}"),
+        ]
+    );
+    // It rebuilds s2 from s1 all the same.
+    sheep_ok(&h, &["create", "copy", "8M"]);
+    let full = dir.path("s1.diff");
+    sheep_ok(&h, &["export-diff", "vm@s1", &s(&full)]);
+    sheep_ok(&h, &["import-diff", &s(&full), "copy"]);
+    sheep_ok(&h, &["import-diff", &s(&out), "copy"]);
+    assert!(export_bytes(&h, "copy@s2") == a);
+    // --exact needs a FROM.
+    assert_error(
+        &sheep(&h, &["export-diff", "vm@s2", "--exact", "-"]),
+        &["--exact compares with the FROM snapshot"],
+    );
+}
+
+#[test]
+fn a_dog_backup_stream_applies_as_dog_vdi_restore_would() {
+    use sheepdog_core::dog_backup::{header, record, END_IDX};
+    let h = server();
+    let dir = TempDir::new();
+    let mut a = random(10, 4 * OBJ);
+    import(&h, &dir, "vm", &a);
+    // As `dog vdi backup` writes it on x86: sectors 1..3 of object 0, and
+    // object 2 whole as zeros (TO had released it).
+    let mut s = header(false).to_vec();
+    let sectors = random(11, 1024);
+    s.extend_from_slice(&record(false, 0, 512, 1024));
+    s.extend_from_slice(&sectors);
+    s.extend_from_slice(&record(false, 2, 0, OBJ as u32));
+    s.extend_from_slice(&vec![0u8; OBJ]);
+    s.extend_from_slice(&record(false, END_IDX, 0, 0));
+    a[512..1536].copy_from_slice(&sectors);
+    a[2 * OBJ..3 * OBJ].fill(0);
+    let mut c = tool(&h);
+    c.args(["import-diff", "-", "vm"]);
+    let r = run_with_stdin(c, &s);
+    assert_ok(&r);
+    assert!(r.stderr.contains("dog vdi backup stream"), "{r:?}");
+    assert!(export_bytes(&h, "vm") == a);
+    assert_eq!(
+        entry(&h, vid(&h, "vm"), 2),
+        0,
+        "the zero object is released"
+    );
+
+    // Big-endian, cut in its second record: the first is applied, the
+    // error names the byte.
+    let mut be = header(true).to_vec();
+    be.extend_from_slice(&record(true, 1, 0, 5));
+    be.extend_from_slice(b"first");
+    be.extend_from_slice(&record(true, 3, 0, 6));
+    be.extend_from_slice(b"sec");
+    let r = sheep(&h, &["-q", "import-diff", &dir.file("cut.bak", &be), "vm"]);
+    assert_error(&r, &["is broken at byte 48", "before its end record"]);
+    a[OBJ..OBJ + 5].copy_from_slice(b"first");
+    assert!(export_bytes(&h, "vm") == a);
 }

@@ -37,6 +37,9 @@ pub struct Cluster {
     pub(super) down: BTreeSet<usize>,
     /// Dropped references waiting for their delayed reclaim: requests left,
     /// data object, reference.
+    /// READ_OBJ requests of data objects answered: what a test counts to
+    /// show which objects a command read.
+    pub(super) data_reads: u64,
     pub(super) reclaims:
         std::collections::VecDeque<(u32, sheepdog_core::oid::Oid, super::inode_io::Gref)>,
 }
@@ -80,6 +83,7 @@ impl Cluster {
             ledgers: Ledgers::default(),
             faults: Faults::default(),
             down: BTreeSet::new(),
+            data_reads: 0,
             reclaims: Default::default(),
         }
     }
@@ -103,8 +107,14 @@ impl Cluster {
             ledgers,
             faults: Faults::default(),
             down: BTreeSet::new(),
+            data_reads: 0,
             reclaims: Default::default(),
         })
+    }
+
+    /// READ_OBJ requests of data objects answered so far.
+    pub fn data_reads(&self) -> u64 {
+        self.data_reads
     }
 
     /// The configuration.
@@ -261,7 +271,12 @@ impl Cluster {
                 };
                 self.op_create_obj(req, &data)
             }
-            Opcode::ReadObj => self.op_read_obj(req),
+            Opcode::ReadObj => {
+                if req.obj().is_some_and(|a| a.oid.is_data()) {
+                    self.data_reads += 1;
+                }
+                self.op_read_obj(req)
+            }
             Opcode::WriteObj => {
                 let data = if req.flags.has_payload() {
                     input
