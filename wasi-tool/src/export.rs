@@ -25,6 +25,7 @@ use crate::requests;
 use crate::session::{self, close, open};
 use crate::target::Target;
 use crate::transfer::{self, Side, Slots};
+use crate::verify;
 use sheepdog_core::sparse::is_zero;
 
 enum Output {
@@ -64,6 +65,8 @@ pub fn export(
     } else {
         open_output(file, info.size).map_err(|e| error::file(file, "write", &e))
     };
+    let os = u64::from(info.object_size);
+    let mut crcs = io.verify.then(|| verify::Crcs::new(os, info.size));
     let res = match out {
         Ok(mut out) => pump(
             cli,
@@ -76,9 +79,25 @@ pub fn export(
             qd,
             request,
             salvage,
+            crcs.as_mut(),
         ),
         Err(e) => Err(e),
     };
+    let res = res.and_then(|lost| {
+        if let Some(c) = &crcs {
+            let part = requests::part_len(os, request);
+            let v = verify::check(&mut client, &t.display(), c, "written out", part, qd)?;
+            if !cli.quiet {
+                eprintln!(
+                    "verified {} objects ({} bytes) of {}: read again, they match what was written out",
+                    v.objects,
+                    v.bytes,
+                    t.display()
+                );
+            }
+        }
+        Ok(lost)
+    });
     let closed = close(&mut client, &t.display());
     if res.is_err() && created {
         let _ = std::fs::remove_file(file);
@@ -154,6 +173,7 @@ fn pump(
     qd: usize,
     request: u64,
     salvage: bool,
+    crcs: Option<&mut verify::Crcs>,
 ) -> Result<BTreeMap<u32, Range<u64>>, CliError> {
     let os = u64::from(object_size);
     let chunk = requests::part_len(os, request);
@@ -170,6 +190,7 @@ fn pump(
         order: VecDeque::new(),
         salvage,
         lost: BTreeMap::new(),
+        crcs,
     };
     let res = transfer::run(client, &mut slots, &mut progress, &mut side);
     if let (Output::Stream(w), Ok(())) = (&mut *side.out, &res) {
@@ -196,6 +217,8 @@ struct Reading<'a> {
     salvage: bool,
     /// Those objects, by index, and their bytes in the VDI.
     lost: BTreeMap<u32, Range<u64>>,
+    /// With --verify: the CRC32 of each object's bytes written out.
+    crcs: Option<&'a mut verify::Crcs>,
 }
 
 impl Reading<'_> {
@@ -248,6 +271,9 @@ impl Side for Reading<'_> {
             let idx = (self.offset / os) as u32;
             if client.engine.entry(idx).unwrap_or(0) == 0 {
                 let n = obj_end - self.offset;
+                if let Some(c) = self.crcs.as_deref_mut() {
+                    c.add_zeros(self.offset, n);
+                }
                 // Unallocated: a hole, or zeros in a stream.
                 if let Output::Stream(_) = self.out {
                     self.order.push_back(Pending::Zeros(n));
@@ -336,9 +362,16 @@ impl Side for Reading<'_> {
                     let s = &mut slots.slots[i];
                     let range = s.offset..s.offset + s.len as u64;
                     self.failed(range, e)?;
-                    // Salvaged: the slot goes out as zeros.
+                    // Salvaged: the slot goes out as zeros, and is not
+                    // read again.
                     let s = &mut slots.slots[i];
                     s.buf[..s.len].fill(0);
+                    if let Some(c) = self.crcs.as_deref_mut() {
+                        c.skip((s.offset / self.os) as u32);
+                    }
+                } else if let Some(c) = self.crcs.as_deref_mut() {
+                    let s = &slots.slots[i];
+                    c.add(s.offset, &s.buf[..s.len]);
                 }
                 match &mut *self.out {
                     Output::Stream(_) => slots.slots[i].ready = true,

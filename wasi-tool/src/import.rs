@@ -23,6 +23,7 @@ use crate::session::{self, close, open, run, unexpected};
 use crate::size::parse_size;
 use crate::target::Target;
 use crate::transfer::{self, Side, Slots};
+use crate::verify;
 use sheepdog_core::sparse::{self, is_zero, trim_zeros, Action, Under};
 
 /// Fill `buf` from `r` until it is full or the input ends.
@@ -64,7 +65,8 @@ pub fn import(
         }
         let len = meta.is_file().then_some(meta.len());
         let holes = len.and_then(|_| holes::Holes::of(&f));
-        let source = Source::of(&f);
+        // --verify hashes every byte sent, so none may bypass the buffers.
+        let source = if io.verify { None } else { Source::of(&f) };
         (Box::new(f), len, holes, source)
     };
     let mut client = session::connect(&t, cli)?;
@@ -115,6 +117,8 @@ pub fn import(
         )));
     }
     let total = file_len.unwrap_or(info.size);
+    let os = u64::from(info.object_size);
+    let mut crcs = io.verify.then(|| verify::Crcs::new(os, info.size));
     let res = pump(
         cli,
         &mut client,
@@ -128,7 +132,23 @@ pub fn import(
         qd,
         request,
         total,
-    );
+        crcs.as_mut(),
+    )
+    .and_then(|end| match crcs.as_mut() {
+        Some(c) => {
+            c.end_at(end);
+            let part = requests::part_len(os, requests::EXPORT_REQUEST);
+            let v = verify::check(&mut client, &t.name, c, "sent", part, qd)?;
+            if !cli.quiet {
+                eprintln!(
+                    "verified {} objects ({} bytes) of {}: the cluster holds what was sent",
+                    v.objects, v.bytes, t.name
+                );
+            }
+            Ok(())
+        }
+        None => Ok(()),
+    });
     let closed = close(&mut client, &t.name);
     res.map_err(|e| {
         e.during(
@@ -257,7 +277,8 @@ fn pump(
     qd: usize,
     request: u64,
     total: u64,
-) -> Result<(), CliError> {
+    crcs: Option<&mut verify::Crcs>,
+) -> Result<u64, CliError> {
     let os = u64::from(object_size);
     let chunk = requests::part_len(os, request);
     let mut slots = Slots::new(qd, chunk as usize);
@@ -280,8 +301,10 @@ fn pump(
         eof: false,
         open_ops: 0,
         next_token: 0,
+        crcs,
     };
-    transfer::run(client, &mut slots, &mut progress, &mut side)
+    transfer::run(client, &mut slots, &mut progress, &mut side)?;
+    Ok(side.offset)
 }
 
 /// The import side of a transfer: chunks of the input into slots, each
@@ -301,6 +324,8 @@ struct Writing<'a, 'r> {
     /// for their index entries (their slots are free again).
     open_ops: usize,
     next_token: u64,
+    /// With --verify: the CRC32 of each object's bytes.
+    crcs: Option<&'a mut verify::Crcs>,
 }
 
 impl Side for Writing<'_, '_> {
@@ -379,6 +404,13 @@ impl Side for Writing<'_, '_> {
                     Err(e) => {
                         return Err(error::file(self.file, "read", &e));
                     }
+                }
+            }
+            if let Some(c) = self.crcs.as_deref_mut() {
+                if zero {
+                    c.add_zeros(self.offset, len);
+                } else {
+                    c.add(self.offset, &slot.buf[..n]);
                 }
             }
             let whole_object = self.offset % self.os == 0 && self.offset + len == obj_end;
