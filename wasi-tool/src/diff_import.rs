@@ -25,8 +25,9 @@ use crate::pipe::Pipe;
 use crate::session::{self, close, open, run, unexpected};
 use crate::target::Target;
 
-/// The most bytes of one `w` record held back until it is whole.
-const RECORD_HELD: usize = 64 << 20;
+/// The most bytes of one `w` record held back until it is whole: rbd's
+/// largest object (order 25); our own records are at most a read part.
+const RECORD_HELD: usize = 32 << 20;
 /// Bytes read from the stream at a time.
 const READ_LEN: usize = 1 << 20;
 
