@@ -29,6 +29,8 @@
 //! - [`nbd`]: the server side of NBD, for serving volumes to QEMU, the
 //!   kernel and qemu-img: handshake, requests and replies, sans-IO too.
 //! - [`sparse`]: the sparse rule: write, write zeros, release or skip.
+//! - [`attr`], [`obj_list`]: VDI attributes (`dog vdi setattr`), and the
+//!   objects a node stores, to find them.
 //! - [`rbd_diff`], [`dog_backup`]: the diff streams of `rbd export-diff`
 //!   and of `dog vdi backup`, read sans-IO.
 //! - [`receive`]: the one receive path: replies read off a byte stream
@@ -118,6 +120,7 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod attr;
 pub mod bitmap;
 pub mod dog_backup;
 pub mod driver;
@@ -129,6 +132,7 @@ pub mod inode;
 pub mod list;
 pub mod nbd;
 pub mod nodes;
+pub mod obj_list;
 pub mod object_size;
 pub mod oid;
 pub mod rbd_diff;

@@ -149,6 +149,9 @@ pub enum Command {
         #[arg(long, default_value_t = crate::client::DEFAULT_QUEUE_DEPTH)]
         queue_depth: usize,
     },
+    /// VDI attributes, as dog vdi setattr/getattr keep them: list, get, set, delete
+    #[command(subcommand)]
+    Attr(AttrCommand),
     /// Snapshots: create, list, delete, rollback
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -186,6 +189,49 @@ pub enum Command {
         vdi: String,
         /// New size (grow only)
         size: String,
+    },
+}
+
+/// Attribute commands.
+#[derive(Subcommand, Debug)]
+pub enum AttrCommand {
+    /// List the attributes of a VDI (with @SNAP, of that snapshot)
+    List {
+        /// VDI[@SNAP]
+        vdi: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the value of an attribute, as it is
+    Get {
+        /// VDI[@SNAP]
+        vdi: String,
+        /// The key
+        key: String,
+    },
+    /// Set an attribute (replacing its value, unless --exclusive)
+    Set {
+        /// VDI[@SNAP]
+        vdi: String,
+        /// The key (1 to 255 bytes)
+        key: String,
+        /// The value (up to 64 KiB); or --file
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value from this file (- for stdin)
+        #[arg(long, value_name = "FILE")]
+        file: Option<String>,
+        /// Fail if the key exists (atomic across the cluster: a lock)
+        #[arg(long)]
+        exclusive: bool,
+    },
+    /// Delete an attribute
+    Delete {
+        /// VDI[@SNAP]
+        vdi: String,
+        /// The key
+        key: String,
     },
 }
 

@@ -563,6 +563,11 @@ impl Client {
         Ok(())
     }
 
+    /// The cluster's nodes as the gateway named them.
+    pub fn nodes(&self) -> Vec<std::net::SocketAddr> {
+        self.gateways.learned().to_vec()
+    }
+
     /// The socket in blocking mode, for raw requests and replies (used by
     /// `list`).
     pub fn stream(&mut self) -> &mut TcpStream {

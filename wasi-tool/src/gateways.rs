@@ -76,7 +76,6 @@ impl Gateways {
     }
 
     /// The nodes the cluster named last.
-    #[cfg(test)]
     pub fn learned(&self) -> &[SocketAddr] {
         &self.learned
     }

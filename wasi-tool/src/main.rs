@@ -1,6 +1,7 @@
 //! sheep-tool: import, export, snapshot and clone Sheepdog volumes, and
 //! serve them over NBD, natively or as a WASI 0.2 component under wasmtime.
 
+mod attr;
 mod cli;
 mod client;
 mod commands;
@@ -30,7 +31,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, SnapshotCommand};
+use cli::{AttrCommand, Cli, Command, SnapshotCommand};
 use error::CliError;
 
 fn run(cli: &Cli) -> Result<(), CliError> {
@@ -61,6 +62,16 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             salvage,
             io,
         } => export::export(cli, vdi, file, *salvage, io),
+        Command::Attr(AttrCommand::List { vdi, json }) => attr::list(cli, vdi, *json),
+        Command::Attr(AttrCommand::Get { vdi, key }) => attr::get(cli, vdi, key),
+        Command::Attr(AttrCommand::Set {
+            vdi,
+            key,
+            value,
+            file,
+            exclusive,
+        }) => attr::set(cli, vdi, key, value.as_deref(), file.as_deref(), *exclusive),
+        Command::Attr(AttrCommand::Delete { vdi, key }) => attr::delete(cli, vdi, key),
         Command::Snapshot(SnapshotCommand::Create { vdi, tag }) => {
             commands::snapshot(cli, vdi, tag.as_deref())
         }

@@ -40,6 +40,8 @@ pub enum Opcode {
     StatCluster,
     /// 0x89: internal, get, set or delete a VDI attribute.
     GetVdiAttr,
+    /// 0xA1: internal, the objects a node stores.
+    GetObjList,
     /// 0xAB: internal, the table of VDI states (copies, locks).
     GetVdiCopies,
     /// 0xBE: internal, cluster information.
@@ -71,6 +73,7 @@ impl Opcode {
             0x86 => Opcode::StatSheep,
             0x87 => Opcode::StatCluster,
             0x89 => Opcode::GetVdiAttr,
+            0xA1 => Opcode::GetObjList,
             0xAB => Opcode::GetVdiCopies,
             0xBE => Opcode::ClusterInfo,
             0xC9 => Opcode::ReadDelVdis,
@@ -98,6 +101,7 @@ impl Opcode {
             Opcode::StatSheep => 0x86,
             Opcode::StatCluster => 0x87,
             Opcode::GetVdiAttr => 0x89,
+            Opcode::GetObjList => 0xA1,
             Opcode::GetVdiCopies => 0xAB,
             Opcode::ClusterInfo => 0xBE,
             Opcode::ReadDelVdis => 0xC9,
@@ -161,6 +165,7 @@ impl Opcode {
             Opcode::StatSheep => "STAT_SHEEP",
             Opcode::StatCluster => "STAT_CLUSTER",
             Opcode::GetVdiAttr => "GET_VDI_ATTR",
+            Opcode::GetObjList => "GET_OBJ_LIST",
             Opcode::GetVdiCopies => "GET_VDI_COPIES",
             Opcode::ClusterInfo => "CLUSTER_INFO",
             Opcode::ReadDelVdis => "READ_DEL_VDIS",

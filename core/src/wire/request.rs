@@ -421,6 +421,35 @@ impl Request {
         )
     }
 
+    /// GET_VDI_ATTR (internal) with the `struct sheepdog_vdi_attr` of
+    /// `len` bytes as its payload; `flags` CREAT, EXCL, DEL or none;
+    /// `snapid` the snapshot selector (PROTOCOL.md §9.10).
+    pub fn get_vdi_attr(id: u32, flags: Flags, snapid: u32, len: u32) -> Request {
+        let args = VdiArgs {
+            snapid,
+            ..VdiArgs::default()
+        };
+        Request::new(
+            Opcode::GetVdiAttr,
+            flags | Flags::WRITE,
+            id,
+            len,
+            RequestArgs::Vdi(args),
+        )
+    }
+
+    /// GET_OBJ_LIST (internal): every object the node stores, as u64 oids,
+    /// into a buffer of `buf_len` bytes.
+    pub fn get_obj_list(id: u32, buf_len: u32) -> Request {
+        Request::new(
+            Opcode::GetObjList,
+            Flags::NONE,
+            id,
+            buf_len,
+            RequestArgs::Raw([0; 32]),
+        )
+    }
+
     /// GET_CLUSTER_DEFAULT.
     pub fn get_cluster_default(id: u32) -> Request {
         Request::new(

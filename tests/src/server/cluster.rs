@@ -306,6 +306,7 @@ impl Cluster {
                 };
                 self.op_vdi_attr(req, &data)
             }
+            Opcode::GetObjList => self.op_obj_list(req),
             Opcode::GetVdiCopies => self.op_vdi_copies(req),
             Opcode::ClusterInfo => self.op_cluster_info(),
             Opcode::ReadDelVdis => self.op_read_bitmap(req, true),

@@ -176,6 +176,25 @@ impl Cluster {
         Outcome::data(data)
     }
 
+    /// GET_OBJ_LIST: every object in the store as a le64 oid, ascending
+    /// (`get_obj_list()`: one node holds every copy here); BUFFER_SMALL if
+    /// they do not fit.
+    pub(super) fn op_obj_list(&mut self, req: &Request) -> Outcome {
+        let mut oids = match self.store.list() {
+            Ok(o) => o,
+            Err(_) => return Outcome::err(ResultCode::Eio),
+        };
+        oids.sort_by_key(|o| o.0);
+        if (req.data_length as usize) < oids.len() * 8 {
+            return Outcome::err(ResultCode::BufferSmall);
+        }
+        let mut data = Vec::with_capacity(oids.len() * 8);
+        for o in oids {
+            data.extend_from_slice(&o.0.to_le_bytes());
+        }
+        Outcome::data(data)
+    }
+
     /// GET_VDI_COPIES: one 1428-byte `vdi_state` per known VID, ascending;
     /// BUFFER_SMALL if they do not fit.
     pub(super) fn op_vdi_copies(&mut self, req: &Request) -> Outcome {
