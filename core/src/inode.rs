@@ -248,6 +248,16 @@ impl InodeRange {
         offset: field::TAG as u32,
         len: TAG_LEN as u32,
     };
+    /// `vm_clock_nsec`.
+    pub const VM_CLOCK_NSEC: InodeRange = InodeRange {
+        offset: field::VM_CLOCK_NSEC as u32,
+        len: 8,
+    };
+    /// `vm_state_size`.
+    pub const VM_STATE_SIZE: InodeRange = InodeRange {
+        offset: field::VM_STATE_SIZE as u32,
+        len: 8,
+    };
     /// `vdi_size` (8 bytes at 536): the only bytes a resize needs.
     pub const VDI_SIZE: InodeRange = InodeRange {
         offset: field::VDI_SIZE as u32,

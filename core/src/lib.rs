@@ -31,6 +31,8 @@
 //! - [`sparse`]: the sparse rule: write, write zeros, release or skip.
 //! - [`attr`], [`obj_list`]: VDI attributes (`dog vdi setattr`), and the
 //!   objects a node stores, to find them.
+//! - [`object_op`]: one request on an object outside any index (vmstate
+//!   objects, objects a client removes itself).
 //! - [`rbd_diff`], [`dog_backup`]: the diff streams of `rbd export-diff`
 //!   and of `dog vdi backup`, read sans-IO.
 //! - [`receive`]: the one receive path: replies read off a byte stream
@@ -133,6 +135,7 @@ pub mod list;
 pub mod nbd;
 pub mod nodes;
 pub mod obj_list;
+pub mod object_op;
 pub mod object_size;
 pub mod oid;
 pub mod rbd_diff;

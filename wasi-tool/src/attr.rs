@@ -18,12 +18,12 @@ use sheepdog_core::attr::{self, Attr, AttrDone, AttrKind, AttrOp, ATTR_LEN, MAX_
 use sheepdog_core::hash::vid_hash;
 use sheepdog_core::obj_list::ObjListProbe;
 use sheepdog_core::oid::{Oid, OidKind};
-use sheepdog_core::receive::{NoBuffers, Receiver, Replies};
 use sheepdog_core::wire::ResultCode;
 
 use crate::cli::Cli;
 use crate::error::{self, CliError};
 use crate::gateways;
+use crate::raw::exchange;
 use crate::session;
 use crate::target::{Snap, Target};
 
@@ -62,42 +62,6 @@ fn encoded(t: &Target, key: &str, value: &[u8]) -> Result<Vec<u8>, CliError> {
         })
     })?;
     Ok(buf)
-}
-
-/// Send `header` (and `payload`), then take the reply through the one
-/// receive path into `machine`.
-fn exchange<R: Replies>(
-    stream: &mut TcpStream,
-    addr: &str,
-    machine: &mut R,
-    header: &[u8],
-    payload: &[u8],
-) -> Result<(), CliError> {
-    stream
-        .write_all(header)
-        .and_then(|()| stream.write_all(payload))
-        .map_err(|e| error::lost(addr, &e))?;
-    let mut rx = Receiver::new();
-    let mut scratch = [0u8; 0];
-    let mut no_bufs = NoBuffers;
-    loop {
-        let into = rx.buffer(machine, &mut no_bufs, &mut scratch);
-        let n = match stream.read(into) {
-            Ok(0) => return Err(error::lost(addr, &io::ErrorKind::UnexpectedEof.into())),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(error::lost(addr, &e)),
-        };
-        match rx.advance(machine, n, &scratch, 0) {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => {
-                return Err(CliError::msg(format!(
-                    "the server at {addr} sent a bad reply: {e}"
-                )))
-            }
-        }
-    }
 }
 
 /// Run `op` to its end on `stream`.

@@ -149,6 +149,9 @@ pub enum Command {
         #[arg(long, default_value_t = crate::client::DEFAULT_QUEUE_DEPTH)]
         queue_depth: usize,
     },
+    /// The VM state QEMU's savevm kept with a snapshot: export
+    #[command(subcommand)]
+    Vmstate(VmstateCommand),
     /// VDI attributes, as dog vdi setattr/getattr keep them: list, get, set, delete
     #[command(subcommand)]
     Attr(AttrCommand),
@@ -189,6 +192,18 @@ pub enum Command {
         vdi: String,
         /// New size (grow only)
         size: String,
+    },
+}
+
+/// VM state commands.
+#[derive(Subcommand, Debug)]
+pub enum VmstateCommand {
+    /// Write a snapshot's VM state (QEMU savevm) as the stream QEMU saved
+    Export {
+        /// VDI@SNAP
+        snapshot: String,
+        /// Output file, or - for stdout
+        file: String,
     },
 }
 
@@ -245,6 +260,12 @@ pub enum SnapshotCommand {
         /// Tag for the snapshot
         #[arg(long)]
         tag: Option<String>,
+        /// Store this file (- for stdin) as the snapshot's VM state, as QEMU's savevm did
+        #[arg(long, value_name = "FILE")]
+        vmstate: Option<String>,
+        /// The VM clock (nanoseconds) to record with --vmstate
+        #[arg(long, value_name = "NSEC", default_value_t = 0, requires = "vmstate")]
+        vm_clock: u64,
     },
     /// List the snapshots of a VDI
     List {

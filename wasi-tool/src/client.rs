@@ -563,6 +563,11 @@ impl Client {
         Ok(())
     }
 
+    /// Back to the readiness loop after raw requests on [`Client::stream`].
+    pub fn resume(&mut self) {
+        let _ = self.stream.set_nonblocking(true);
+    }
+
     /// The cluster's nodes as the gateway named them.
     pub fn nodes(&self) -> Vec<std::net::SocketAddr> {
         self.gateways.learned().to_vec()

@@ -72,7 +72,13 @@ pub fn create(
 }
 
 /// `snapshot create VDI [--tag TAG]`
-pub fn snapshot(cli: &Cli, vdi: &str, tag: Option<&str>) -> Result<(), CliError> {
+pub fn snapshot(
+    cli: &Cli,
+    vdi: &str,
+    tag: Option<&str>,
+    vmstate: Option<&str>,
+    vm_clock: u64,
+) -> Result<(), CliError> {
     let t = Target::parse_plain(vdi)?;
     let tag = tag.unwrap_or("");
     if !tag.is_empty() {
@@ -84,6 +90,9 @@ pub fn snapshot(cli: &Cli, vdi: &str, tag: Option<&str>) -> Result<(), CliError>
                 "bad tag '{tag}': a tag of digits only would read as a snapshot id"
             )));
         }
+    }
+    if let Some(file) = vmstate {
+        return crate::vmstate::snapshot(cli, &t, tag, file, vm_clock);
     }
     let mut client = session::connect(&t, cli)?;
     open(&mut client, &t, false)?;
@@ -134,15 +143,35 @@ pub fn delete(cli: &Cli, vdi: &str, snapshot_only: bool) -> Result<(), CliError>
         Target::parse(vdi)?
     };
     let mut client = session::connect(&t, cli)?;
+    // A VM state is in objects no index names, which sheep leaves behind:
+    // note where it is before the inode goes.
+    let vmstate = match open(&mut client, &t, false) {
+        Ok(info) => {
+            let size = client.engine.header().map_or(0, |h| h.vm_state_size);
+            close(&mut client, &t.display())?;
+            (size > 0).then_some((info.vid, info.object_size, size))
+        }
+        // The delete says why, if it cannot be done either.
+        Err(_) => None,
+    };
     match run(&mut client, &t.display(), |e| {
         e.delete(&t.name, t.selector())
     })? {
-        ControlDone::Deleted { .. } => {
-            say(cli, format!("deleted {}", t.display()));
-            Ok(())
-        }
-        other => Err(unexpected(&other)),
+        ControlDone::Deleted { .. } => {}
+        other => return Err(unexpected(&other)),
     }
+    let mut also = String::new();
+    if let Some((vid, os, size)) = vmstate {
+        let n = crate::vmstate::remove(&mut client, vid, os, size).map_err(|e| {
+            CliError::msg(format!(
+                "deleted {}, but not all of its VM state objects: {e}",
+                t.display()
+            ))
+        })?;
+        also = format!(" and its VM state ({size} bytes, {n} objects)");
+    }
+    say(cli, format!("deleted {}{also}", t.display()));
+    Ok(())
 }
 
 /// `snapshot rollback VDI@SNAP`

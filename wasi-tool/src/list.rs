@@ -33,6 +33,8 @@ pub struct VdiRow {
     parent: u32,
     redundancy: Redundancy,
     block_size_shift: u8,
+    vm_state_size: u64,
+    vm_clock_nsec: u64,
 }
 
 impl VdiRow {
@@ -58,6 +60,8 @@ impl VdiRow {
             parent: h.parent_vdi_id,
             redundancy: Redundancy::from_wire(h.nr_copies, h.copy_policy),
             block_size_shift: h.block_size_shift,
+            vm_state_size: h.vm_state_size,
+            vm_clock_nsec: h.vm_clock_nsec,
         }
     }
 
@@ -99,6 +103,8 @@ impl VdiRow {
             "copies": self.redundancy.to_string(),
             "object_size": 1u64 << self.block_size_shift.min(63),
             "block_size_shift": self.block_size_shift,
+            "vm_state_size": self.vm_state_size,
+            "vm_clock_nsec": self.vm_clock_nsec,
         })
     }
 }
@@ -135,14 +141,23 @@ pub fn print_entries(rows: &[VdiRow], json: bool, quiet: bool) {
     if quiet {
         return;
     }
+    // A VM state column only when a snapshot has one (QEMU's savevm):
+    // otherwise the table is dog's.
+    let vmstate = rows.iter().any(|r| r.vm_state_size > 0);
     let _ = writeln!(
         out,
-        "  Name        Id    Size    Used  Shared    Creation time   VDI id  Copies  Tag   Block Size Shift"
+        "  Name        Id    Size    Used  Shared    Creation time   VDI id  Copies  Tag   Block Size Shift{}",
+        if vmstate { "  VM state" } else { "" }
     );
     for r in rows {
+        let vm = match (vmstate, r.vm_state_size) {
+            (false, _) => String::new(),
+            (true, 0) => format!(" {:>9}", "-"),
+            (true, n) => format!(" {:>9}", human(n)),
+        };
         let _ = writeln!(
             out,
-            "{} {:<8} {:>5} {:>7} {:>7} {:>7} {}  {:>7x} {:>6} {:>13} {:>3}",
+            "{} {:<8} {:>5} {:>7} {:>7} {:>7} {}  {:>7x} {:>6} {:>13} {:>3}{vm}",
             r.kind,
             r.name,
             r.snap_id,

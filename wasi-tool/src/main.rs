@@ -17,6 +17,7 @@ mod list;
 mod outfile;
 mod pipe;
 mod progress;
+mod raw;
 mod readiness;
 mod requests;
 mod sendfile;
@@ -26,12 +27,13 @@ mod size;
 mod target;
 mod transfer;
 mod verify;
+mod vmstate;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{AttrCommand, Cli, Command, SnapshotCommand};
+use cli::{AttrCommand, Cli, Command, SnapshotCommand, VmstateCommand};
 use error::CliError;
 
 fn run(cli: &Cli) -> Result<(), CliError> {
@@ -72,8 +74,14 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             exclusive,
         }) => attr::set(cli, vdi, key, value.as_deref(), file.as_deref(), *exclusive),
         Command::Attr(AttrCommand::Delete { vdi, key }) => attr::delete(cli, vdi, key),
-        Command::Snapshot(SnapshotCommand::Create { vdi, tag }) => {
-            commands::snapshot(cli, vdi, tag.as_deref())
+        Command::Snapshot(SnapshotCommand::Create {
+            vdi,
+            tag,
+            vmstate,
+            vm_clock,
+        }) => commands::snapshot(cli, vdi, tag.as_deref(), vmstate.as_deref(), *vm_clock),
+        Command::Vmstate(VmstateCommand::Export { snapshot, file }) => {
+            vmstate::export(cli, snapshot, file)
         }
         Command::Snapshot(SnapshotCommand::List { vdi, json }) => list::snapshots(cli, vdi, *json),
         Command::Snapshot(SnapshotCommand::Delete { snapshot }) => {

@@ -306,6 +306,16 @@ impl Request {
         Request::obj_op(Opcode::CreateAndWriteObj, flags, id, len, args)
     }
 
+    /// REMOVE_OBJ: remove `oid` and its copies outright (no reference
+    /// counts): for objects no index names, such as vmstate objects.
+    pub fn remove_obj(id: u32, oid: Oid) -> Request {
+        let args = ObjArgs {
+            oid,
+            ..ObjArgs::default()
+        };
+        Request::obj_op(Opcode::RemoveObj, Flags::NONE, id, 0, args)
+    }
+
     /// DISCARD_OBJ of a data object: the server clears its index entry.
     pub fn discard_obj(id: u32, oid: Oid) -> Request {
         let args = ObjArgs {

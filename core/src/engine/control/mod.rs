@@ -217,7 +217,28 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         if vol.header.is_hyper() {
             return Err(Error::Size(SizeError::HyperVolume));
         }
-        let s = snapshot::Snapshot::new(tag_from(tag)?);
+        let s = snapshot::Snapshot::new(tag_from(tag)?, None);
+        self.start(Op::Snapshot(s))
+    }
+
+    /// Snapshot the open working VDI as [`Engine::snapshot`] does, recording
+    /// a VM state of `size` bytes (already written to this VDI's vmstate
+    /// objects) and the VM clock `clock_nsec` in its inode first, as QEMU's
+    /// savevm did (PROTOCOL.md §9.9).
+    pub fn snapshot_with_vmstate(
+        &mut self,
+        tag: &str,
+        size: u64,
+        clock_nsec: u64,
+    ) -> Result<(), Error> {
+        let vol = self.volume.as_ref().ok_or(Error::NotOpen)?;
+        if vol.header.is_snapshot() {
+            return Err(Error::ReadOnly);
+        }
+        if vol.header.is_hyper() {
+            return Err(Error::Size(SizeError::HyperVolume));
+        }
+        let s = snapshot::Snapshot::new(tag_from(tag)?, Some((size, clock_nsec)));
         self.start(Op::Snapshot(s))
     }
 

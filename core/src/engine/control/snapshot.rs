@@ -23,6 +23,9 @@ pub(super) enum Step {
     TagFree,
     /// Write the tag into the open VDI's inode.
     WriteTag,
+    /// With a vmstate: write `vm_clock_nsec`, then `vm_state_size`.
+    WriteVmClock,
+    WriteVmSize,
     /// NEW_VDI with the snapshot flag.
     NewVdi,
     /// The connection was lost with NEW_VDI on the wire: was it taken?
@@ -42,13 +45,17 @@ pub(super) enum Lost {
 pub(in crate::engine) struct Snapshot {
     tag: Name,
     step: Step,
+    /// The vmstate saved in this VDI's vmstate objects: its size and the
+    /// VM's clock, recorded in the inode as QEMU's savevm did.
+    vmstate: Option<(u64, u64)>,
 }
 
 impl Snapshot {
-    pub(super) fn new(tag: Name) -> Snapshot {
+    pub(super) fn new(tag: Name, vmstate: Option<(u64, u64)>) -> Snapshot {
         Snapshot {
             tag,
             step: Step::Sync(Sync::Lookup),
+            vmstate,
         }
     }
 
@@ -93,6 +100,16 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             Step::Sync(sync) => self.sync_request(sync, id),
             Step::TagFree => lookup(id, &vol.name, &s.tag, 0),
             Step::WriteTag => self.own_inode_write(id, InodeRange::TAG, Inline::Tag(s.tag.clone())),
+            Step::WriteVmClock => self.own_inode_write(
+                id,
+                InodeRange::VM_CLOCK_NSEC,
+                Inline::U64(s.vmstate.map_or(0, |v| v.1)),
+            ),
+            Step::WriteVmSize => self.own_inode_write(
+                id,
+                InodeRange::VM_STATE_SIZE,
+                Inline::U64(s.vmstate.map_or(0, |v| v.0)),
+            ),
             Step::NewVdi => self.new_vdi_from(&vol.name, vol.vid(), true, id),
             Step::Lost(Lost::Lookup) => lookup(id, &vol.name, &Name::new(), 0),
             Step::Lost(Lost::Header(v)) => header_read(id, v),
@@ -117,7 +134,15 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             },
             // The tag names a VDI already.
             Step::TagFree => Next::Fail(Error::TagExists),
-            Step::WriteTag => {
+            Step::WriteTag if s.vmstate.is_some() => {
+                s.step = Step::WriteVmClock;
+                Next::Send
+            }
+            Step::WriteVmClock => {
+                s.step = Step::WriteVmSize;
+                Next::Send
+            }
+            Step::WriteTag | Step::WriteVmSize => {
                 s.step = Step::NewVdi;
                 Next::Send
             }
@@ -127,6 +152,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                     vol.header.vdi_id = rsp_vid;
                     vol.header.snap_id += 1;
                     vol.header.tag = [0; TAG_LEN];
+                    // sheep makes the new working inode afresh.
+                    vol.header.vm_state_size = 0;
+                    vol.header.vm_clock_nsec = 0;
                 }
                 Next::Done(ControlDone::Snapshot {
                     snapshot: here,
