@@ -1187,6 +1187,60 @@ fn hyper_volumes_are_refused() {
 }
 
 #[test]
+fn deleting_a_hyper_volume_never_writes_its_b_tree() {
+    // `dog vdi delete` zeroes a hyper volume's index as if it were flat,
+    // which zeroes the B-tree header and aborts the gateway sheep in its
+    // deletion walk. Ours sends DEL_VDI as it is.
+    let mut w = wire();
+    let now = w.now;
+    let vid = w
+        .cluster
+        .new_vdi(
+            now,
+            "hyper",
+            NewVdi {
+                vdi_size: 5 << 40,
+                store_policy: 1,
+                block_size_shift: 22,
+                ..NewVdi::default()
+            },
+        )
+        .unwrap();
+    // Object 5 and its root entry, written from offset 0 as dog does.
+    let create = Request::create_and_write(1, data(vid, 5), None, 0, 1, 0);
+    w.cluster.handle(now, &create, b"x");
+    let len = inode::HEADER_LEN as u32 + 16;
+    let read = w
+        .cluster
+        .read_object(inode_of(vid), 0, len as usize)
+        .unwrap();
+    let mut head = read;
+    let at = inode::HEADER_LEN;
+    head[at + 4..at + 8].copy_from_slice(&1u32.to_le_bytes());
+    head[at + 8..at + 12].copy_from_slice(&5u32.to_le_bytes());
+    head[at + 12..at + 16].copy_from_slice(&vid.to_le_bytes());
+    let put = Request::write_obj(2, inode_of(vid), 0, len, 0);
+    w.cluster.handle(now, &put, &head);
+
+    record(&mut w);
+    assert_eq!(
+        control(&mut w, |e| e.delete("hyper", None)),
+        ControlDone::Deleted { vid }
+    );
+    let seen = recorded(&mut w);
+    assert_eq!(
+        opcodes(&seen),
+        [Opcode::GetVdiInfo, Opcode::ReadObj, Opcode::DelVdi],
+        "a lookup, the header, DEL_VDI: nothing written"
+    );
+    assert!(
+        !w.cluster.object_exists(data(vid, 5)),
+        "the server's walk removed it"
+    );
+    assert!(w.cluster.inode_header(vid).unwrap().is_deleted());
+}
+
+#[test]
 fn lock_is_taken_on_open_and_released_on_close() {
     let mut w = wire_on(ClusterConfig::default().with_locking(true));
     let vid = create(&mut w, "vm", OBJ);
