@@ -70,6 +70,20 @@ fn attr_reply(req: &Request, result: ResultCode, hvid: u32, attr_id: u32) -> Res
     r
 }
 
+/// A get of "owner" that was told slot `attr_id`, and its read request.
+fn at_slot(hvid: u32, attr_id: u32) -> (AttrOp<Vec<u8>>, Request) {
+    let mut op = AttrOp::new(attr(b"owner", b""), 1, AttrKind::Get).unwrap();
+    let req = sent(&mut op);
+    reply(
+        &mut op,
+        attr_reply(&req, ResultCode::Success, hvid, attr_id),
+        &[],
+    )
+    .unwrap();
+    let read = sent(&mut op);
+    (op, read)
+}
+
 #[test]
 fn get_asks_then_reads_the_slot_and_checks_it() {
     let hvid = vid_hash(b"vm");
@@ -106,15 +120,7 @@ fn get_asks_then_reads_the_slot_and_checks_it() {
     }
 
     // The slot holds another key: not believed.
-    let mut op = AttrOp::new(attr(b"owner", b""), 1, AttrKind::Get).unwrap();
-    let req = sent(&mut op);
-    reply(
-        &mut op,
-        attr_reply(&req, ResultCode::Success, hvid, 42),
-        &[],
-    )
-    .unwrap();
-    let read = sent(&mut op);
+    let (mut op, read) = at_slot(hvid, 42);
     reply(
         &mut op,
         Response::to_request(&read, ResultCode::Success, ATTR_LEN as u32),
@@ -124,15 +130,7 @@ fn get_asks_then_reads_the_slot_and_checks_it() {
     assert!(matches!(op.outcome(), Some(Err(_))), "{:?}", op.outcome());
 
     // A short read: refused at the header.
-    let mut op = AttrOp::new(attr(b"owner", b""), 1, AttrKind::Get).unwrap();
-    let req = sent(&mut op);
-    reply(
-        &mut op,
-        attr_reply(&req, ResultCode::Success, hvid, 42),
-        &[],
-    )
-    .unwrap();
-    let read = sent(&mut op);
+    let (mut op, read) = at_slot(hvid, 42);
     assert!(reply(
         &mut op,
         Response::to_request(&read, ResultCode::Success, 100),

@@ -1161,22 +1161,27 @@ fn open_honours_the_vdi_block_size_shift() {
     assert!(w.cluster.object_exists(data(vid, 7)));
 }
 
-#[test]
-fn hyper_volumes_are_refused() {
-    let mut w = wire_on(ClusterConfig::default().with_locking(true));
+/// A hyper volume "hyper" of `size` bytes, made on the server directly.
+fn new_hyper(w: &mut Wire, size: u64) -> u32 {
     let now = w.now;
-    let vid = w
-        .cluster
+    w.cluster
         .new_vdi(
             now,
             "hyper",
             NewVdi {
-                vdi_size: 1 << 40,
+                vdi_size: size,
                 store_policy: 1,
+                block_size_shift: 22,
                 ..NewVdi::default()
             },
         )
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn hyper_volumes_are_refused() {
+    let mut w = wire_on(ClusterConfig::default().with_locking(true));
+    let vid = new_hyper(&mut w, 1 << 40);
     let hyper = ControlDone::Failed(Error::Size(SizeError::HyperVolume));
     assert_eq!(open_at(&mut w, "hyper", None, false), hyper);
     assert!(w.engine.volume().is_none());
@@ -1193,19 +1198,7 @@ fn deleting_a_hyper_volume_never_writes_its_b_tree() {
     // deletion walk. Ours sends DEL_VDI as it is.
     let mut w = wire();
     let now = w.now;
-    let vid = w
-        .cluster
-        .new_vdi(
-            now,
-            "hyper",
-            NewVdi {
-                vdi_size: 5 << 40,
-                store_policy: 1,
-                block_size_shift: 22,
-                ..NewVdi::default()
-            },
-        )
-        .unwrap();
+    let vid = new_hyper(&mut w, 5 << 40);
     // Object 5 and its root entry, written from offset 0 as dog does.
     let create = Request::create_and_write(1, data(vid, 5), None, 0, 1, 0);
     w.cluster.handle(now, &create, b"x");

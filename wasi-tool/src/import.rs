@@ -27,7 +27,7 @@ use crate::verify;
 use sheepdog_core::sparse::{self, is_zero, trim_zeros, Action, Under};
 
 /// Fill `buf` from `r` until it is full or the input ends.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

@@ -170,7 +170,8 @@ pub fn snapshot(
     let res = (|| -> Result<(), CliError> {
         loop {
             let mut buf = vec![0u8; os];
-            let n = read_full(&mut *input, &mut buf).map_err(|e| error::file(file, "read", &e))?;
+            let n = crate::import::read_full(&mut *input, &mut buf)
+                .map_err(|e| error::file(file, "read", &e))?;
             if n == 0 {
                 break;
             }
@@ -251,18 +252,4 @@ pub fn remove(client: &mut Client, vid: u32, object_size: u32, size: u64) -> Res
         }
     }
     Ok(removed)
-}
-
-/// Fill `buf` from `r` until it is full or the input ends.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
