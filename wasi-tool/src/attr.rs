@@ -107,7 +107,9 @@ pub fn get(cli: &Cli, vdi: &str, key: &str) -> Result<(), CliError> {
     let mut client = session::connect(&t, cli)?;
     let addr = client.addr.clone();
     let mut op = AttrOp::new(buf, 1, AttrKind::Get).map_err(|_| CliError::msg("internal error"))?;
-    run_op(client.stream(), &addr, &mut op)?;
+    let ran = run_op(client.stream(), &addr, &mut op);
+    client.resume();
+    ran?;
     match op.outcome() {
         Some(Ok(AttrDone::Value(a, _))) => io::stdout()
             .write_all(a.value)
@@ -181,7 +183,9 @@ fn control(cli: &Cli, t: &Target, key: &str, buf: Vec<u8>, kind: AttrKind) -> Re
     let mut client = session::connect(t, cli)?;
     let addr = client.addr.clone();
     let mut op = AttrOp::new(buf, 1, kind).map_err(|_| CliError::msg("internal error"))?;
-    run_op(client.stream(), &addr, &mut op)?;
+    let ran = run_op(client.stream(), &addr, &mut op);
+    client.resume();
+    ran?;
     match op.outcome() {
         Some(Ok(_)) => Ok(()),
         Some(Err(e)) => Err(failed(t, key, e)),
@@ -250,7 +254,9 @@ pub fn list(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
     for oid in oids {
         let mut op = AttrOp::new(vec![0u8; ATTR_LEN], 1, AttrKind::Read(oid))
             .map_err(|_| CliError::msg("internal error"))?;
-        run_op(client.stream(), &addr, &mut op)?;
+        let ran = run_op(client.stream(), &addr, &mut op);
+        client.resume();
+        ran?;
         match op.outcome() {
             Some(Ok(AttrDone::Value(a, _)))
                 if !a.is_deleted() && a.name == t.name.as_bytes() && selected(&t, &a) =>
