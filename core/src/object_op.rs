@@ -35,7 +35,10 @@ pub enum ObjectKind {
         copies: u8,
     },
     /// REMOVE_OBJ (the buffer is not used).
-    Remove,
+    Remove {
+        /// Copies to remove (0: the VDI's own).
+        copies: u8,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +82,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ObjectOp<B> {
             ObjectKind::Write { offset, copies } => {
                 Request::write_obj(self.id, self.oid, offset, len, copies)
             }
-            ObjectKind::Remove => Request::remove_obj(self.id, self.oid),
+            ObjectKind::Remove { copies } => Request::remove_obj(self.id, self.oid, copies),
         }
     }
 

@@ -1234,6 +1234,45 @@ fn deleting_a_hyper_volume_never_writes_its_b_tree() {
 }
 
 #[test]
+fn a_vm_state_is_recorded_only_on_the_vid_that_holds_it() {
+    let mut w = wire();
+    let v = create(&mut w, "vm", 4 * OBJ);
+    open(&mut w, "vm");
+    // The state's objects were written under `v`: it becomes the snapshot,
+    // with the size and clock in its inode; the new working VDI has none.
+    match control(&mut w, |e| e.snapshot_with_vmstate("saved", 12345, 77, v)) {
+        ControlDone::Snapshot { snapshot, .. } => assert_eq!(snapshot, v),
+        other => panic!("{other:?}"),
+    }
+    let h = w.cluster.inode_header(v).unwrap();
+    assert_eq!(
+        (h.vm_state_size, h.vm_clock_nsec, h.tag()),
+        (12345, 77, &b"saved"[..])
+    );
+    assert!(h.is_snapshot());
+    let working = w.engine.volume().unwrap().vid;
+    assert_eq!(w.cluster.inode_header(working).unwrap().vm_state_size, 0);
+
+    // Prepared for `v`, which is no longer the working VDI: refused, with
+    // nothing written to any inode and no snapshot taken.
+    record(&mut w);
+    assert_eq!(
+        control(&mut w, |e| e.snapshot_with_vmstate("late", 1, 1, v)),
+        ControlDone::Failed(Error::WorkingVdiMoved { vid: working })
+    );
+    let seen = recorded(&mut w);
+    assert!(
+        !opcodes(&seen)
+            .iter()
+            .any(|o| matches!(o, Opcode::WriteObj | Opcode::NewVdi)),
+        "{:?}",
+        opcodes(&seen)
+    );
+    assert_eq!(w.engine.volume().unwrap().vid, working);
+    assert_eq!(w.cluster.inode_header(working).unwrap().vm_state_size, 0);
+}
+
+#[test]
 fn lock_is_taken_on_open_and_released_on_close() {
     let mut w = wire_on(ClusterConfig::default().with_locking(true));
     let vid = create(&mut w, "vm", OBJ);

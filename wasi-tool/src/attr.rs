@@ -25,19 +25,28 @@ use crate::error::{self, CliError};
 use crate::gateways;
 use crate::raw::exchange;
 use crate::session;
-use crate::target::{Snap, Target};
+use crate::target::Target;
 
 /// The first GET_OBJ_LIST buffer, and the largest: 1 Mi and 64 Mi oids.
 const OBJ_LIST_FIRST: usize = 8 << 20;
 const OBJ_LIST_MAX: usize = 512 << 20;
 
-/// What the attribute of `t` with `key` is sent as.
-fn encoded(t: &Target, key: &str, value: &[u8]) -> Result<Vec<u8>, CliError> {
-    let (tag, snap_id) = match &t.snapshot {
-        None => ("", 0),
-        Some(Snap::Tag(tag)) => (tag.as_str(), 0),
-        Some(Snap::Id(i)) => ("", *i),
-    };
+/// The snapshot id `t` names (0 for the working VDI). A snapshot's
+/// attributes are kept under its id, whether it is named by tag or by id,
+/// so that `VDI@TAG` and `VDI@ID` are the same attributes.
+fn snap_id_of(cli: &Cli, t: &Target) -> Result<u32, CliError> {
+    if t.snapshot.is_none() {
+        return Ok(0);
+    }
+    let mut c = session::connect(t, cli)?;
+    let info = session::open(&mut c, t, false)?;
+    session::close(&mut c, &t.display())?;
+    Ok(info.snap_id)
+}
+
+/// What the attribute of `t` (snapshot `snap_id`) with `key` is sent as.
+fn encoded(t: &Target, snap_id: u32, key: &str, value: &[u8]) -> Result<Vec<u8>, CliError> {
+    let tag = "";
     let mut buf = vec![0u8; ATTR_LEN];
     attr::encode(
         &mut buf,
@@ -103,7 +112,7 @@ fn failed(t: &Target, key: &str, e: sheepdog_core::engine::Error) -> CliError {
 /// `attr get VDI[@SNAP] KEY`: the value, as it is, on stdout.
 pub fn get(cli: &Cli, vdi: &str, key: &str) -> Result<(), CliError> {
     let t = Target::parse(vdi)?;
-    let buf = encoded(&t, key, &[])?;
+    let buf = encoded(&t, snap_id_of(cli, &t)?, key, &[])?;
     let mut client = session::connect(&t, cli)?;
     let addr = client.addr.clone();
     let mut op = AttrOp::new(buf, 1, AttrKind::Get).map_err(|_| CliError::msg("internal error"))?;
@@ -146,7 +155,7 @@ pub fn set(
             ))
         }
     };
-    let buf = encoded(&t, key, &value)?;
+    let buf = encoded(&t, snap_id_of(cli, &t)?, key, &value)?;
     control(cli, &t, key, buf, AttrKind::Set { exclusive })?;
     if !cli.quiet {
         eprintln!("set {} ({} bytes)", what(&t, key), value.len());
@@ -171,7 +180,7 @@ fn read_value(r: &mut dyn Read, name: &str) -> Result<Vec<u8>, CliError> {
 /// `attr delete VDI[@SNAP] KEY`
 pub fn delete(cli: &Cli, vdi: &str, key: &str) -> Result<(), CliError> {
     let t = Target::parse(vdi)?;
-    let buf = encoded(&t, key, &[])?;
+    let buf = encoded(&t, snap_id_of(cli, &t)?, key, &[])?;
     control(cli, &t, key, buf, AttrKind::Delete)?;
     if !cli.quiet {
         eprintln!("deleted {}", what(&t, key));
@@ -231,10 +240,18 @@ fn objects_of(addr: &str, timeout: Duration) -> Result<Vec<Oid>, CliError> {
 /// `@SNAP`, of that snapshot only).
 pub fn list(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
     let t = Target::parse(vdi)?;
+    let snap_id = snap_id_of(cli, &t)?;
     let mut client = session::connect(&t, cli)?;
-    // The VDI must exist; its attributes live under its name's hash.
-    session::open(&mut client, &t, false)?;
-    session::close(&mut client, &t.display())?;
+    // The VDI's VIDs: it must exist, and their tags name the snapshots.
+    // (sheep keeps attributes by name: those a deleted VDI of the same
+    // name left are this one's too, for dog's getattr as for ours.)
+    let family: Vec<crate::list::VdiRow> = crate::list::collect(&mut session::connect(&t, cli)?)?
+        .into_iter()
+        .filter(|r| r.name() == t.name)
+        .collect();
+    if family.is_empty() {
+        return Err(CliError::msg(format!("no such VDI: {}", t.name)));
+    }
     let hvid = vid_hash(t.name.as_bytes());
     let mut nodes: Vec<String> = client.nodes().iter().map(|a| a.to_string()).collect();
     if nodes.is_empty() {
@@ -259,9 +276,11 @@ pub fn list(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
         ran?;
         match op.outcome() {
             Some(Ok(AttrDone::Value(a, _)))
-                if !a.is_deleted() && a.name == t.name.as_bytes() && selected(&t, &a) =>
+                if !a.is_deleted()
+                    && a.name == t.name.as_bytes()
+                    && (t.snapshot.is_none() || a.snap_id == snap_id && a.tag.is_empty()) =>
             {
-                rows.push(Row::of(&a));
+                rows.push(Row::of(&a, &family));
             }
             // Removed since the listing: gone.
             Some(Err(sheepdog_core::engine::Error::Server {
@@ -277,16 +296,6 @@ pub fn list(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Whether attribute `a` belongs to what `t` names: with `@SNAP` that
-/// snapshot's; without, all of the VDI's.
-fn selected(t: &Target, a: &Attr<'_>) -> bool {
-    match &t.snapshot {
-        None => true,
-        Some(Snap::Tag(tag)) => a.tag == tag.as_bytes() && a.snap_id == 0,
-        Some(Snap::Id(i)) => a.snap_id == *i && a.tag.is_empty(),
-    }
-}
-
 struct Row {
     key: String,
     value: Vec<u8>,
@@ -294,11 +303,15 @@ struct Row {
 }
 
 impl Row {
-    fn of(a: &Attr<'_>) -> Row {
+    fn of(a: &Attr<'_>, family: &[crate::list::VdiRow]) -> Row {
         let snapshot = if !a.tag.is_empty() {
             String::from_utf8_lossy(a.tag).into_owned()
         } else if a.snap_id != 0 {
-            a.snap_id.to_string()
+            // By its tag where it has one.
+            family
+                .iter()
+                .find(|r| r.is_snapshot() && r.snap_id() == a.snap_id && !r.tag().is_empty())
+                .map_or_else(|| a.snap_id.to_string(), |r| r.tag().to_owned())
         } else {
             String::new()
         };

@@ -149,20 +149,24 @@ pub fn delete(cli: &Cli, vdi: &str, snapshot_only: bool) -> Result<(), CliError>
         Ok(info) => {
             let size = client.engine.header().map_or(0, |h| h.vm_state_size);
             close(&mut client, &t.display())?;
-            (size > 0).then_some((info.vid, info.object_size, size))
+            (size > 0).then_some((info.vid, info.object_size, info.copies, size))
         }
-        // The delete says why, if it cannot be done either.
+        // The delete says why, if it cannot be done either (a hyper
+        // volume, which cannot be opened, has no VM state: dog refuses to
+        // snapshot one).
         Err(_) => None,
     };
-    match run(&mut client, &t.display(), |e| {
+    let deleted = match run(&mut client, &t.display(), |e| {
         e.delete(&t.name, t.selector())
     })? {
-        ControlDone::Deleted { .. } => {}
+        ControlDone::Deleted { vid } => vid,
         other => return Err(unexpected(&other)),
-    }
+    };
     let mut also = String::new();
-    if let Some((vid, os, size)) = vmstate {
-        let n = crate::vmstate::remove(&mut client, vid, os, size).map_err(|e| {
+    // Only the state of the VID that was deleted: the name may have moved
+    // to another (a snapshot taken meanwhile) between the two lookups.
+    if let Some((vid, os, copies, size)) = vmstate.filter(|v| v.0 == deleted) {
+        let n = crate::vmstate::remove(&mut client, vid, os, copies, size).map_err(|e| {
             CliError::msg(format!(
                 "deleted {}, but not all of its VM state objects: {e}",
                 t.display()

@@ -279,14 +279,20 @@ fn pump(
     let mut queue: VecDeque<Step> = VecDeque::new();
     let mut stats = Stats::default();
     let werr = |e: io::Error| CliError::msg(format!("cannot write the diff: {e}"));
-    let failed = |queue: &VecDeque<Step>, token: Token, e| {
+    // Which object a failed read was of: the two pipes number their
+    // tokens alike, so `of_from` says which one it came from.
+    let failed = |queue: &VecDeque<Step>, token: Token, of_from: bool, e| {
         let idx = queue.iter().find_map(|s| match s {
             Step::Read {
                 idx,
                 token: t,
                 from,
                 ..
-            } if *t == Some(token) || from.is_some_and(|f| f.1 == Some(token)) => Some(*idx),
+            } if (!of_from && *t == Some(token))
+                || (of_from && from.is_some_and(|f| f.1 == Some(token))) =>
+            {
+                Some(*idx)
+            }
             _ => None,
         });
         error::engine(&format!("{name} (object {})", idx.unwrap_or(0)), e)
@@ -393,12 +399,12 @@ fn pump(
                 return Err(CliError::msg("export-diff: FROM is not open"));
             };
             for (token, buf, result) in from_pipe.wait(fc)? {
-                result.map_err(|e| failed(&queue, token, e))?;
+                result.map_err(|e| failed(&queue, token, true, e))?;
                 from_ready.insert(token, buf);
             }
         } else {
             for (token, buf, result) in pipe.wait(client)? {
-                result.map_err(|e| failed(&queue, token, e))?;
+                result.map_err(|e| failed(&queue, token, false, e))?;
                 ready.insert(token, buf);
             }
         }

@@ -89,7 +89,7 @@ pub fn export(
             let v = verify::check(&mut client, &t.display(), c, "written out", part, qd)?;
             if !cli.quiet {
                 eprintln!(
-                    "verified {} objects ({} bytes) of {}: read again, they match what was written out",
+                    "verified {} objects ({} bytes) of {}: read again, the cluster returned what was written out",
                     v.objects,
                     v.bytes,
                     t.display()

@@ -70,6 +70,21 @@ impl VdiRow {
         self.kind == 's' && self.name == name
     }
 
+    /// The VDI's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it is a snapshot.
+    pub fn is_snapshot(&self) -> bool {
+        self.kind == 's'
+    }
+
+    /// Its snapshot id (0 for a working VDI).
+    pub fn snap_id(&self) -> u32 {
+        self.snap_id
+    }
+
     /// Its tag (empty if none).
     pub fn tag(&self) -> &str {
         &self.tag

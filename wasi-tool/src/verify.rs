@@ -104,6 +104,11 @@ impl Crcs {
         self.done.get(idx as usize).copied().flatten()
     }
 
+    /// Whether object `idx` is left out.
+    pub fn is_skipped(&self, idx: u32) -> bool {
+        self.skipped.contains(&idx)
+    }
+
     /// Objects counted.
     pub fn objects(&self) -> u32 {
         self.done.len() as u32
@@ -180,6 +185,13 @@ pub fn check(
         // Submit the next parts while there is room.
         while pipe.has_room() && next < objects {
             if want.get(next).is_none() {
+                if !want.is_skipped(next) {
+                    // Never claimed as checked when it was not hashed.
+                    let (start, end) = want.range(next);
+                    return Err(CliError::msg(format!(
+                        "verify of {name}: object {next} (bytes {start}..{end}) was not {what} whole, so it cannot be checked"
+                    )));
+                }
                 next += 1;
                 continue;
             }

@@ -27,6 +27,12 @@ use crate::raw::exchange;
 use crate::session::{self, close, open, run, unexpected};
 use crate::target::Target;
 
+/// Where the inode keeps the VM clock and the state's size.
+const VM_CLOCK_NSEC: u32 = 528;
+const VM_STATE_SIZE: u32 = 544;
+/// The most vmstate objects a state may take: as many as a VDI's index.
+const MAX_OBJECTS: u32 = 1 << 20;
+
 /// Run one object request to its end.
 fn object(
     client: &mut Client,
@@ -42,6 +48,19 @@ fn object(
     client.resume();
     res?;
     Ok(op)
+}
+
+/// The objects a state of `size` bytes takes: refused when an inode
+/// claims more than a VDI can hold (it is read from the cluster).
+fn objects(size: u64, object_size: u32) -> Result<u32, CliError> {
+    u32::try_from(size.div_ceil(u64::from(object_size)))
+        .ok()
+        .filter(|&n| n <= MAX_OBJECTS)
+        .ok_or_else(|| {
+            CliError::msg(format!(
+                "the inode records a VM state of {size} bytes, more than a VDI can hold"
+            ))
+        })
 }
 
 fn vid_of(v: u32) -> Result<Vid, CliError> {
@@ -98,6 +117,7 @@ fn copy_out(
     file: &str,
 ) -> Result<(), CliError> {
     let vid = vid_of(vid)?;
+    objects(size, object_size)?;
     let os = u64::from(object_size);
     let mut at = 0u64;
     while at < size {
@@ -181,8 +201,10 @@ pub fn snapshot(
                 offset: 0,
                 copies: info.copies,
             };
-            let op = object(&mut client, buf, oid, kind)?;
+            // Counted before it is sent: a create whose reply is lost
+            // may have landed.
             written.push(oid);
+            let op = object(&mut client, buf, oid, kind)?;
             if let Some(Err(e)) = op.outcome() {
                 return Err(error::engine(
                     &format!("vmstate object {idx} of {}", t.name),
@@ -200,22 +222,17 @@ pub fn snapshot(
                 "cannot save the VM state: {file} is empty"
             )));
         }
-        match run(&mut client, &what, |e| e.snapshot_with_vmstate(tag, size, clock_nsec))? {
-            // The state went to the VID that became the snapshot.
+        match run(&mut client, &what, |e| {
+            e.snapshot_with_vmstate(tag, size, clock_nsec, info.vid)
+        })? {
             ControlDone::Snapshot { snapshot, .. } if snapshot == info.vid => Ok(()),
-            ControlDone::Snapshot { snapshot, .. } => Err(CliError::msg(format!(
-                "{} was snapshotted by someone else meanwhile: the snapshot taken ({snapshot:x}) has no VM state; take it again",
-                t.name
-            ))),
             other => Err(unexpected(&other)),
         }
     })();
-    if res.is_err() {
-        // Objects no snapshot names are not left behind.
-        for oid in written {
-            let _ = object(&mut client, Vec::new(), oid, ObjectKind::Remove);
-        }
-    }
+    let res = match res {
+        Ok(()) => Ok(()),
+        Err(e) => Err(undo(cli, t, info.vid, info.copies, &written, e)),
+    };
     let closed = close(&mut client, &t.name);
     res?;
     closed?;
@@ -228,18 +245,96 @@ pub fn snapshot(
     Ok(())
 }
 
+/// A `snapshot create --vmstate` failed with `e`: if `vid` is still the
+/// working VDI (no snapshot took the state), clear the vmstate fields the
+/// snapshot may have written into its inode and remove the objects
+/// written; if it is not, they belong to a snapshot now and stay. Looked
+/// at on a connection of its own, as the one that failed may be gone.
+fn undo(cli: &Cli, t: &Target, vid: u32, copies: u8, written: &[Oid], e: CliError) -> CliError {
+    if written.is_empty() {
+        return e;
+    }
+    let working = session::connect(t, cli).and_then(|mut c| {
+        let now = open(&mut c, t, false)?.vid;
+        close(&mut c, &t.name)?;
+        Ok((c, now))
+    });
+    let (mut c, now) = match working {
+        Ok(w) => w,
+        Err(why) => {
+            return CliError::msg(format!(
+                "{}; and its {} vmstate objects could not be checked or removed: {why}",
+                e,
+                written.len()
+            ))
+        }
+    };
+    if now != vid {
+        return CliError::msg(format!(
+            "{}; {vid:x} is a snapshot now, so its vmstate objects are left as they are",
+            e
+        ));
+    }
+    let inode = Oid::inode(match vid_of(vid) {
+        Ok(v) => v,
+        Err(x) => return x,
+    });
+    let mut left = 0;
+    for field in [VM_CLOCK_NSEC, VM_STATE_SIZE] {
+        let kind = ObjectKind::Write {
+            offset: field,
+            copies,
+        };
+        if !matches!(
+            object(&mut c, vec![0u8; 8], inode, kind).map(|o| o.outcome()),
+            Ok(Some(Ok(())))
+        ) {
+            left += 1;
+        }
+    }
+    let mut kept = 0;
+    for &oid in written {
+        let op = object(&mut c, Vec::new(), oid, ObjectKind::Remove { copies });
+        let gone = match op.as_ref().map(|o| o.outcome()) {
+            Ok(Some(Ok(()))) => true,
+            Ok(Some(Err(sheepdog_core::engine::Error::Server { result, .. }))) => {
+                result == ResultCode::NoObj
+            }
+            _ => false,
+        };
+        if !gone {
+            kept += 1;
+        }
+    }
+    if left + kept == 0 {
+        return e;
+    }
+    CliError::msg(format!(
+        "{}; and {kept} of its {} vmstate objects (and {left} of 2 inode fields) could not be undone",
+        e,
+        written.len()
+    ))
+}
+
 /// Remove the vmstate objects of a snapshot that is gone: `size` bytes in
-/// objects of `object_size` under `vid`. Objects already gone are fine.
-pub fn remove(client: &mut Client, vid: u32, object_size: u32, size: u64) -> Result<u32, CliError> {
+/// objects of `object_size` (`copies` each) under `vid`. Objects already
+/// gone are fine.
+pub fn remove(
+    client: &mut Client,
+    vid: u32,
+    object_size: u32,
+    copies: u8,
+    size: u64,
+) -> Result<u32, CliError> {
     let vid = vid_of(vid)?;
-    let n = size.div_ceil(u64::from(object_size)) as u32;
+    let n = objects(size, object_size)?;
     let mut removed = 0;
     for idx in 0..n {
         let op = object(
             client,
             Vec::new(),
             Oid::vmstate(vid, idx),
-            ObjectKind::Remove,
+            ObjectKind::Remove { copies },
         )?;
         match op.outcome() {
             Some(Ok(())) => removed += 1,

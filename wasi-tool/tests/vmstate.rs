@@ -157,6 +157,12 @@ fn vm_state_errors_name_the_problem() {
         &["vm@x"],
     );
     assert_eq!(vid(&h, "vm"), before);
+    let hd = header(&h, before);
+    assert_eq!(
+        (hd.vm_state_size, hd.vm_clock_nsec),
+        (0, 0),
+        "the fields the failed snapshot wrote are cleared"
+    );
     for idx in 0..2 {
         assert!(
             !h.cluster().object_exists(vmstate_oid(before, idx)),

@@ -210,6 +210,12 @@ pub enum Error {
     },
     /// A snapshot with that tag exists already.
     TagExists,
+    /// The working VDI is not the one the operation was prepared for (it
+    /// was snapshotted behind our back): now it is this VID.
+    WorkingVdiMoved {
+        /// The working VDI's VID now.
+        vid: u32,
+    },
     /// The connection was lost as often as the retry policy allows while
     /// the operation was in flight.
     ConnectionLost,
@@ -361,6 +367,10 @@ impl fmt::Display for Error {
                 "cannot shrink a VDI from {size} to {new_size} bytes (grow only)"
             ),
             Error::TagExists => f.write_str("a snapshot with that tag already exists"),
+            Error::WorkingVdiMoved { vid } => write!(
+                f,
+                "the VDI was snapshotted by another client meanwhile (its working VDI is now {vid:x})"
+            ),
             Error::ConnectionLost => {
                 f.write_str("connection lost too many times while the request was in flight")
             }

@@ -306,11 +306,13 @@ impl Request {
         Request::obj_op(Opcode::CreateAndWriteObj, flags, id, len, args)
     }
 
-    /// REMOVE_OBJ: remove `oid` and its copies outright (no reference
-    /// counts): for objects no index names, such as vmstate objects.
-    pub fn remove_obj(id: u32, oid: Oid) -> Request {
+    /// REMOVE_OBJ: remove `oid` and its `copies` copies (0: the VDI's
+    /// own) outright, without reference counts: for objects no index
+    /// names, such as vmstate objects.
+    pub fn remove_obj(id: u32, oid: Oid, copies: u8) -> Request {
         let args = ObjArgs {
             oid,
+            copies,
             ..ObjArgs::default()
         };
         Request::obj_op(Opcode::RemoveObj, Flags::NONE, id, 0, args)

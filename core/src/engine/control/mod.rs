@@ -222,14 +222,16 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     }
 
     /// Snapshot the open working VDI as [`Engine::snapshot`] does, recording
-    /// a VM state of `size` bytes (already written to this VDI's vmstate
-    /// objects) and the VM clock `clock_nsec` in its inode first, as QEMU's
-    /// savevm did (PROTOCOL.md §9.9).
+    /// a VM state of `size` bytes and the VM clock `clock_nsec` in its
+    /// inode first, as QEMU's savevm did (PROTOCOL.md §9.9). The state is
+    /// in the vmstate objects of `vid`, which must still be the working
+    /// VDI: else [`Error::WorkingVdiMoved`], with nothing written.
     pub fn snapshot_with_vmstate(
         &mut self,
         tag: &str,
         size: u64,
         clock_nsec: u64,
+        vid: u32,
     ) -> Result<(), Error> {
         let vol = self.volume.as_ref().ok_or(Error::NotOpen)?;
         if vol.header.is_snapshot() {
@@ -238,7 +240,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         if vol.header.is_hyper() {
             return Err(Error::Size(SizeError::HyperVolume));
         }
-        let s = snapshot::Snapshot::new(tag_from(tag)?, Some((size, clock_nsec)));
+        let s = snapshot::Snapshot::new(tag_from(tag)?, Some((size, clock_nsec, vid)));
         self.start(Op::Snapshot(s))
     }
 

@@ -45,13 +45,14 @@ pub(super) enum Lost {
 pub(in crate::engine) struct Snapshot {
     tag: Name,
     step: Step,
-    /// The vmstate saved in this VDI's vmstate objects: its size and the
-    /// VM's clock, recorded in the inode as QEMU's savevm did.
-    vmstate: Option<(u64, u64)>,
+    /// The vmstate saved in the vmstate objects of VID `.2`: its size and
+    /// the VM's clock, recorded in the inode as QEMU's savevm did. Only
+    /// that VID may become the snapshot.
+    vmstate: Option<(u64, u64, u32)>,
 }
 
 impl Snapshot {
-    pub(super) fn new(tag: Name, vmstate: Option<(u64, u64)>) -> Snapshot {
+    pub(super) fn new(tag: Name, vmstate: Option<(u64, u64, u32)>) -> Snapshot {
         Snapshot {
             tag,
             step: Step::Sync(Sync::Lookup),
@@ -126,7 +127,16 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         let here = current(self.volume.as_ref());
         match s.step {
             Step::Sync(mut sync) => match self.sync_advance(&mut sync, rsp, payload) {
-                None => s.first(),
+                // The vmstate objects belong to the VID they were written
+                // under: no other may take the state.
+                None => match s.vmstate {
+                    Some((_, _, v)) if current(self.volume.as_ref()) != v => {
+                        Next::Fail(Error::WorkingVdiMoved {
+                            vid: current(self.volume.as_ref()),
+                        })
+                    }
+                    _ => s.first(),
+                },
                 Some(next) => {
                     s.step = Step::Sync(sync);
                     next
