@@ -340,6 +340,12 @@ fn pump(
                 break;
             }
         }
+        // Both connections send what they were given now, so that TO's and
+        // FROM's reads overlap rather than take turns.
+        if let Some(fc) = from.as_deref_mut() {
+            client.transmit(&pipe)?;
+            fc.transmit(&from_pipe)?;
+        }
         // Write out what is ready, in order; else wait for what the next
         // step lacks.
         let mut wait_from = false;
