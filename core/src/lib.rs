@@ -16,8 +16,9 @@
 //!   and emit), opcodes, flags and result codes with their classes.
 //! - [`oid`], [`object_size`], [`redundancy`]: object ids, object sizes and
 //!   size limits, copies and erasure codes.
-//! - [`inode`], [`index`]: the inode header, the flat index over a caller's
-//!   buffer, and the smallest byte ranges a client writes.
+//! - [`inode`], [`index`], [`btree`]: the inode header, the flat index
+//!   over a caller's buffer, the smallest byte ranges a client writes, and
+//!   a hyper volume's B-tree.
 //! - [`hash`], [`bitmap`]: FNV-1a and the VID hash; the 2 MiB VID bitmaps.
 //! - [`address`]: `vdi`, `vdi@snap`, QEMU's `host:port:vdi:snap` and
 //!   `sheepdog://host:port/vdi#snap`.
@@ -124,6 +125,7 @@
 pub mod address;
 pub mod attr;
 pub mod bitmap;
+pub mod btree;
 pub mod dog_backup;
 pub mod driver;
 pub mod engine;

@@ -80,6 +80,7 @@ fn opts(size: u64) -> CreateOptions {
         redundancy: Redundancy::ClusterDefault,
         block_size_shift: 0,
         prealloc: false,
+        hyper: false,
     }
 }
 

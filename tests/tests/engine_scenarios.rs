@@ -11,12 +11,13 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use sheepdog_core::address::{encode_name_tag, Snapshot};
+use sheepdog_core::btree;
 use sheepdog_core::engine::{ControlDone, CreateOptions, Error, Event, Token};
 use sheepdog_core::error::SizeError;
 use sheepdog_core::hash::vid_hash;
 use sheepdog_core::inode;
 use sheepdog_core::list::ListEntry;
-use sheepdog_core::oid::Oid;
+use sheepdog_core::oid::{Oid, Vid};
 use sheepdog_core::wire::{Flags, LockType, NewVdi, Opcode, Request, ResultCode, NAME_TAG_LEN};
 use sheepdog_tests::server::{Cluster, ClusterConfig, FaultAction, LockState, Matcher, Restore};
 use sheepdog_tests::sim::rng::Rng;
@@ -1163,11 +1164,15 @@ fn open_honours_the_vdi_block_size_shift() {
 
 /// A hyper volume "hyper" of `size` bytes, made on the server directly.
 fn new_hyper(w: &mut Wire, size: u64) -> u32 {
+    new_hyper_named(w, "hyper", size)
+}
+
+fn new_hyper_named(w: &mut Wire, name: &str, size: u64) -> u32 {
     let now = w.now;
     w.cluster
         .new_vdi(
             now,
-            "hyper",
+            name,
             NewVdi {
                 vdi_size: size,
                 store_policy: 1,
@@ -1270,6 +1275,75 @@ fn a_vm_state_is_recorded_only_on_the_vid_that_holds_it() {
     );
     assert_eq!(w.engine.volume().unwrap().vid, working);
     assert_eq!(w.cluster.inode_header(working).unwrap().vm_state_size, 0);
+}
+
+/// Write `root` (a B-tree header and its entries) into `vid`'s inode
+/// from offset 0, header included, as dog does.
+fn put_root(w: &mut Wire, vid: u32, depth: u16, entries: u32, body: &[u8]) {
+    let now = w.now;
+    let mut b = w
+        .cluster
+        .read_object(inode_of(vid), 0, inode::HEADER_LEN)
+        .unwrap();
+    b.extend_from_slice(&btree::MAGIC.to_le_bytes());
+    b.extend_from_slice(&depth.to_le_bytes());
+    b.extend_from_slice(&entries.to_le_bytes());
+    b.extend_from_slice(body);
+    let req = Request::write_obj(1, inode_of(vid), 0, b.len() as u32, 0);
+    w.cluster.handle(now, &req, &b);
+}
+
+fn leaf_bytes(entries: &[(u32, u32)]) -> Vec<u8> {
+    entries
+        .iter()
+        .flat_map(|(i, v)| [i.to_le_bytes(), v.to_le_bytes()].concat())
+        .collect()
+}
+
+#[test]
+fn listing_counts_a_hyper_volumes_objects_at_depth_1_and_2() {
+    let mut w = wire();
+    let now = w.now;
+    // Depth 1: three own objects and one shared, in the root.
+    let a = new_hyper_named(&mut w, "ha", 5 << 40);
+    let root = leaf_bytes(&[(0, a), (5, a), (9, 77), (1_300_000, a)]);
+    put_root(&mut w, a, 1, 4, &root);
+    // Depth 2: two leaves, of 20,000 and 3 entries (several reads each).
+    let b = new_hyper_named(&mut w, "hb", 5 << 40);
+    let mut indirect = Vec::new();
+    for (n, range) in [(0u32, 0..20_000u32), (1, 20_000..20_003)] {
+        let leaf = Oid::btree(Vid::new(b).unwrap(), n);
+        let e: Vec<(u32, u32)> = range.clone().map(|i| (i, b)).collect();
+        let mut bytes = btree::MAGIC.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&1u16.to_le_bytes());
+        bytes.extend_from_slice(&(e.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&leaf_bytes(&e));
+        let req = Request::create_and_write(1, leaf, None, 0, bytes.len() as u32, 0);
+        w.cluster.handle(now, &req, &bytes);
+        indirect.extend_from_slice(&(range.end - 1).to_le_bytes());
+        indirect.extend_from_slice(&[0; 4]);
+        indirect.extend_from_slice(&leaf.0.to_le_bytes());
+    }
+    put_root(&mut w, b, 2, 2, &indirect);
+    // An empty hyper volume, as the server makes it.
+    let c = new_hyper_named(&mut w, "hc", 1 << 40);
+    let got = list(&mut w.cluster);
+    let of = |v: u32| {
+        got.iter()
+            .find(|e| e.header.vdi_id == v)
+            .map(|e| (e.used, e.shared))
+    };
+    assert_eq!(of(a), Some((3, 1)));
+    assert_eq!(of(b), Some((20_003, 0)));
+    assert_eq!(of(c), Some((0, 0)));
+
+    // A root of depth 3 cannot be: the listing ends with a bad reply
+    // rather than show the volume wrong.
+    put_root(&mut w, c, 3, 0, &[]);
+    assert!(
+        matches!(list_with(&mut w.cluster, |_, r| r), Err(Error::BadReply(_))),
+        "a depth-3 root is refused"
+    );
 }
 
 #[test]

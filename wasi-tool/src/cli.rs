@@ -80,6 +80,9 @@ pub enum Command {
         /// Allocate every object now
         #[arg(long)]
         prealloc: bool,
+        /// A hyper volume (B-tree index, dog's -y): up to 16 PiB, 4 MiB objects
+        #[arg(long, conflicts_with_all = ["prealloc", "object_size"])]
+        hyper: bool,
     },
     /// Copy a raw image (or stdin with -) into a VDI, creating it if needed
     Import {

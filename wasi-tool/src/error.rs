@@ -27,6 +27,8 @@ pub enum Kind {
     Partial,
     /// `compare` found a difference (exit 1, the message on stdout).
     Different,
+    /// A hyper volume, which only some commands can handle yet.
+    Hyper,
     /// Anything else.
     Other,
 }
@@ -131,7 +133,13 @@ pub fn engine(what: &str, e: EngineError) -> CliError {
             format!("{what}: size {size} is too large for its object size (at most {max} bytes)")
         }
         EngineError::Size(SizeError::HyperVolume) => {
-            format!("{what}: hyper volumes (B-tree index) are not supported")
+            return CliError {
+                msg: format!(
+                    "{what}: hyper volumes (B-tree index) cannot be read or written yet \
+                     (create --hyper, info, list and delete handle them)"
+                ),
+                kind: Kind::Hyper,
+            }
         }
         EngineError::ReadOnly => format!("{what} is a snapshot and cannot be written"),
         EngineError::TagExists => format!("snapshot exists: {what}"),

@@ -100,6 +100,7 @@ pub fn import(
                 redundancy: Redundancy::ClusterDefault,
                 block_size_shift: 0,
                 prealloc: false,
+                hyper: false,
             };
             match run(&mut client, &t.name, |e| e.create(&t.name, opts))? {
                 ControlDone::Created { .. } => {}

@@ -35,6 +35,7 @@ pub struct VdiRow {
     block_size_shift: u8,
     vm_state_size: u64,
     vm_clock_nsec: u64,
+    hyper: bool,
 }
 
 impl VdiRow {
@@ -62,6 +63,7 @@ impl VdiRow {
             block_size_shift: h.block_size_shift,
             vm_state_size: h.vm_state_size,
             vm_clock_nsec: h.vm_clock_nsec,
+            hyper: h.is_hyper(),
         }
     }
 
@@ -73,6 +75,17 @@ impl VdiRow {
     /// The VDI's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether it is the VDI or snapshot `t` names.
+    pub fn is(&self, t: &crate::target::Target) -> bool {
+        use crate::target::Snap;
+        self.name == t.name
+            && match &t.snapshot {
+                None => self.kind != 's',
+                Some(Snap::Tag(tag)) => self.kind == 's' && self.tag == *tag,
+                Some(Snap::Id(i)) => self.kind == 's' && self.snap_id == *i,
+            }
     }
 
     /// Whether it is a snapshot.
@@ -120,6 +133,7 @@ impl VdiRow {
             "block_size_shift": self.block_size_shift,
             "vm_state_size": self.vm_state_size,
             "vm_clock_nsec": self.vm_clock_nsec,
+            "hyper": self.hyper,
         })
     }
 }

@@ -44,6 +44,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             copies,
             object_size,
             prealloc,
+            hyper,
         } => commands::create(
             cli,
             vdi,
@@ -51,6 +52,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             copies.as_deref(),
             object_size.as_deref(),
             *prealloc,
+            *hyper,
         ),
         Command::Import {
             file,

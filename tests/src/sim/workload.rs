@@ -647,6 +647,7 @@ impl Workload {
             redundancy: Redundancy::ClusterDefault,
             block_size_shift: 0,
             prealloc: self.rng.chance(100),
+            hyper: false,
         };
         let n = name.clone();
         match self.control(|e| e.create(&n, opts)) {

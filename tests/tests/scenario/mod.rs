@@ -72,6 +72,7 @@ pub fn opts(size: u64) -> CreateOptions {
         redundancy: Redundancy::ClusterDefault,
         block_size_shift: 0,
         prealloc: false,
+        hyper: false,
     }
 }
 

@@ -6,8 +6,9 @@ use super::super::reply;
 use super::super::{ControlDone, CreateOptions, Engine, Error, Expect, Inline, Name, Target};
 use super::exist::{self, Exist};
 use super::{fill_run, vid, Next};
+use crate::error::SizeError;
 use crate::inode::InodeHeader;
-use crate::object_size::{ObjectSize, DEFAULT_BLOCK_SIZE_SHIFT};
+use crate::object_size::{ObjectSize, DEFAULT_BLOCK_SIZE_SHIFT, MAX_HYPER_VDI_SIZE};
 use crate::oid::Oid;
 use crate::wire::{NewVdi, Request, Response, ResponseArgs};
 
@@ -34,6 +35,8 @@ pub(in crate::engine) struct Create {
     policy: u8,
     shift: u8,
     prealloc: bool,
+    /// 1 for a hyper volume.
+    store_policy: u8,
     /// The new VDI's VID, once NEW_VDI answered.
     vid: u32,
     /// Objects it has (preallocation).
@@ -44,6 +47,32 @@ pub(in crate::engine) struct Create {
 impl Create {
     pub(super) fn new(name: Name, opts: CreateOptions) -> Result<Create, Error> {
         let (copies, policy) = opts.redundancy.to_wire();
+        if opts.hyper {
+            // dog forces 4 MiB objects; the server would take any, so the
+            // shift is sent rather than left to the cluster's default.
+            if opts.prealloc || !matches!(opts.block_size_shift, 0 | DEFAULT_BLOCK_SIZE_SHIFT) {
+                return Err(SizeError::HyperVolume.into());
+            }
+            if opts.size == 0 || opts.size > MAX_HYPER_VDI_SIZE {
+                return Err(SizeError::TooLarge {
+                    size: opts.size,
+                    max: MAX_HYPER_VDI_SIZE,
+                }
+                .into());
+            }
+            return Ok(Create {
+                name,
+                size: opts.size,
+                copies,
+                policy,
+                shift: DEFAULT_BLOCK_SIZE_SHIFT,
+                prealloc: false,
+                store_policy: 1,
+                vid: 0,
+                count: 0,
+                step: Step::NewVdi,
+            });
+        }
         let step = if opts.block_size_shift == 0 {
             Step::Defaults
         } else {
@@ -57,6 +86,7 @@ impl Create {
             policy,
             shift: opts.block_size_shift,
             prealloc: opts.prealloc,
+            store_policy: 0,
             vid: 0,
             count: 0,
             step,
@@ -74,7 +104,7 @@ impl Create {
                         base_vdi_id: 0,
                         copies: self.copies,
                         copy_policy: self.policy,
-                        store_policy: 0,
+                        store_policy: self.store_policy,
                         block_size_shift: self.shift,
                         snapshot: false,
                     },
@@ -103,6 +133,7 @@ impl Create {
             && h.parent_vdi_id == 0
             && h.vdi_size == self.size
             && h.block_size_shift == self.shift
+            && h.store_policy == self.store_policy
             && h.copy_policy == self.policy
             && (self.copies == 0 || h.nr_copies == self.copies)
     }

@@ -45,6 +45,9 @@ pub struct CreateOptions {
     pub block_size_shift: u8,
     /// Allocate every object now.
     pub prealloc: bool,
+    /// A hyper volume (store_policy 1, a B-tree index; PROTOCOL.md §7.5):
+    /// up to 16 PiB, 4 MiB objects, no preallocation.
+    pub hyper: bool,
 }
 
 /// Which VDI a lookup names: the working one, or a snapshot by tag or id.
