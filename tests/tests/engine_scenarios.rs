@@ -1183,17 +1183,86 @@ fn new_hyper_named(w: &mut Wire, name: &str, size: u64) -> u32 {
         .unwrap()
 }
 
+/// Data object `idx` of hyper volume `vid`, holding `bytes` (from 0).
+fn put_object(w: &mut Wire, vid: u32, idx: u32, bytes: &[u8]) {
+    let now = w.now;
+    let req = Request::create_and_write(1, data(vid, idx), None, 0, bytes.len() as u32, 0);
+    w.cluster.handle(now, &req, bytes);
+}
+
+/// Leaf `n` of hyper volume `vid` with `entries`; its indirect entry.
+fn put_leaf(w: &mut Wire, vid: u32, n: u32, entries: &[(u32, u32)]) -> Vec<u8> {
+    let now = w.now;
+    let leaf = Oid::btree(Vid::new(vid).unwrap(), n);
+    let mut bytes = btree::MAGIC.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&leaf_bytes(entries));
+    let req = Request::create_and_write(1, leaf, None, 0, bytes.len() as u32, 0);
+    w.cluster.handle(now, &req, &bytes);
+    let mut indirect = entries.last().map_or(0, |e| e.0).to_le_bytes().to_vec();
+    indirect.extend_from_slice(&[0; 4]);
+    indirect.extend_from_slice(&leaf.0.to_le_bytes());
+    indirect
+}
+
 #[test]
-fn hyper_volumes_are_refused() {
-    let mut w = wire_on(ClusterConfig::default().with_locking(true));
-    let vid = new_hyper(&mut w, 1 << 40);
-    let hyper = ControlDone::Failed(Error::Size(SizeError::HyperVolume));
-    assert_eq!(open_at(&mut w, "hyper", None, false), hyper);
-    assert!(w.engine.volume().is_none());
-    // With a lock: refused, and the lock is given back.
-    assert_eq!(open_at(&mut w, "hyper", None, true), hyper);
-    assert!(w.engine.volume().is_none());
-    assert_eq!(w.cluster.vdi_state(vid).unwrap().lock, LockState::Unlocked);
+fn a_hyper_volume_reads_through_its_b_tree_and_refuses_writes() {
+    // An index cache for 2^20 objects: a 4 TiB hyper volume.
+    let mut w = Wire::new(
+        Cluster::new(ClusterConfig::default().with_locking(true)),
+        1,
+        1 << 20,
+    );
+    // Depth 1: objects 0 and 3 in the root.
+    let v = new_hyper(&mut w, 1 << 40);
+    let (a, b) = (pattern(1, OBJ), pattern(2, 4096));
+    put_object(&mut w, v, 0, &a);
+    put_object(&mut w, v, 3, &b);
+    put_root(&mut w, v, 1, 2, &leaf_bytes(&[(0, v), (3, v)]));
+    open(&mut w, "hyper");
+    assert_eq!(read(&mut w, 0, OBJ).unwrap(), a);
+    assert_eq!(read(&mut w, 3 * OBJ, 4096).unwrap(), b);
+    assert!(
+        read(&mut w, OBJ, 4096).unwrap().iter().all(|&x| x == 0),
+        "a hole"
+    );
+    assert_eq!(
+        w.engine.write(token(), 0, 512),
+        Err(Error::Size(SizeError::HyperVolume)),
+        "inserts are not written yet"
+    );
+    assert_eq!(
+        w.engine.discard(token(), 0, OBJ),
+        Err(Error::Size(SizeError::HyperVolume))
+    );
+    assert_eq!(read(&mut w, 0, OBJ).unwrap(), a, "nothing written");
+    close(&mut w);
+
+    // Depth 2: two leaves; object 200,000 in the second.
+    let d = new_hyper_named(&mut w, "deep", 1 << 40);
+    let c = pattern(3, 8192);
+    put_object(&mut w, d, 1, &c);
+    put_object(&mut w, d, 200_000, &c);
+    let mut root = put_leaf(&mut w, d, 0, &[(1, d)]);
+    root.extend_from_slice(&put_leaf(&mut w, d, 1, &[(200_000, d)]));
+    put_root(&mut w, d, 2, 2, &root);
+    open(&mut w, "deep");
+    assert_eq!(read(&mut w, OBJ, 8192).unwrap(), c);
+    assert_eq!(read(&mut w, 200_000 * OBJ, 8192).unwrap(), c);
+    assert!(read(&mut w, 2 * OBJ, 4096).unwrap().iter().all(|&x| x == 0));
+    close(&mut w);
+
+    // A tree that cannot be: refused, and a lock taken is given back.
+    for (depth, body) in [(3u16, Vec::new()), (1, leaf_bytes(&[(300_000, v)]))] {
+        put_root(&mut w, v, depth, (body.len() / 8) as u32, &body);
+        match open_at(&mut w, "hyper", None, true) {
+            ControlDone::Failed(Error::BadReply(_)) => {}
+            other => panic!("depth {depth}: {other:?}"),
+        }
+        assert!(w.engine.volume().is_none());
+        assert_eq!(w.cluster.vdi_state(v).unwrap().lock, LockState::Unlocked);
+    }
 }
 
 #[test]

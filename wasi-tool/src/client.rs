@@ -29,7 +29,9 @@ pub const QUEUE_MAX: usize = 64;
 pub const DEFAULT_QUEUE_DEPTH: usize = 4;
 /// The engine the tool uses.
 pub type Eng = Engine<Vec<u8>, QUEUE_MAX>;
-/// The index cache: room for the largest flat VDI (2^20 entries).
+/// The index cache: room for the largest flat VDI (2^20 entries). A hyper
+/// volume larger than 4 TiB gets a larger one when it is opened
+/// (`session::open`).
 const INDEX_CACHE_LEN: usize = 4 << 20;
 /// Requests carrying more than this are written with the socket in
 /// blocking mode: the kernel then moves the whole payload in one call (one

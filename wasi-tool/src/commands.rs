@@ -220,27 +220,14 @@ pub fn resize(cli: &Cli, vdi: &str, size: &str) -> Result<(), CliError> {
 pub fn info(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
     let t = Target::parse(vdi)?;
     let mut client = session::connect(&t, cli)?;
-    let info = match open(&mut client, &t, false) {
-        Ok(info) => info,
-        // A hyper volume cannot be opened yet: its row from the listing,
-        // which counts its objects from the B-tree.
-        Err(e) if e.kind() == crate::error::Kind::Hyper => {
-            let rows = crate::list::collect(&mut session::connect(&t, cli)?)?;
-            let row = rows.into_iter().find(|r| r.is(&t)).ok_or(e)?;
-            if json {
-                println!("{}", row.json());
-            } else {
-                print_entries(&[row], false, false);
-            }
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-    };
+    let info = open(&mut client, &t, false)?;
     let header = *client
         .engine
         .header()
         .ok_or_else(|| CliError::msg("internal error: no header"))?;
-    let count = header.index_len().unwrap_or(0);
+    // Every object of its size (a hyper volume's B-tree is in the same
+    // cache).
+    let count = info.size.div_ceil(u64::from(info.object_size)) as u32;
     let (mut used, mut shared) = (0u32, 0u32);
     for idx in 0..count {
         match client.engine.entry(idx) {

@@ -134,14 +134,15 @@ pub fn engine(what: &str, e: EngineError) -> CliError {
         }
         EngineError::Size(SizeError::HyperVolume) => {
             return CliError {
-                msg: format!(
-                    "{what}: hyper volumes (B-tree index) cannot be read or written yet \
-                     (create --hyper, info, list and delete handle them)"
-                ),
+                msg: format!("{what}: hyper volumes (B-tree index) can be read, not written, yet"),
                 kind: Kind::Hyper,
             }
         }
         EngineError::ReadOnly => format!("{what} is a snapshot and cannot be written"),
+        EngineError::IndexBufferTooSmall { need } => format!(
+            "{what}: its index would need {need} bytes of memory, more than this tool gives it \
+             (hyper volumes of up to 256 TiB are read)"
+        ),
         EngineError::TagExists => format!("snapshot exists: {what}"),
         EngineError::NotSnapshot => format!("{what} is not a snapshot (use VDI@SNAP)"),
         other => format!("{what}: {other}"),

@@ -77,17 +77,6 @@ impl VdiRow {
         &self.name
     }
 
-    /// Whether it is the VDI or snapshot `t` names.
-    pub fn is(&self, t: &crate::target::Target) -> bool {
-        use crate::target::Snap;
-        self.name == t.name
-            && match &t.snapshot {
-                None => self.kind != 's',
-                Some(Snap::Tag(tag)) => self.kind == 's' && self.tag == *tag,
-                Some(Snap::Id(i)) => self.kind == 's' && self.snap_id == *i,
-            }
-    }
-
     /// Whether it is a snapshot.
     pub fn is_snapshot(&self) -> bool {
         self.kind == 's'

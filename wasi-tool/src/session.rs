@@ -26,13 +26,43 @@ pub fn run(
     }
 }
 
-/// Open the VDI or snapshot `t`.
+/// The largest index cache the tool gives an engine: a hyper volume of
+/// 256 TiB (2^26 objects of 4 MiB). A flat VDI needs at most 4 MiB.
+pub const MAX_INDEX_CACHE: u64 = 256 << 20;
+
+/// Open the VDI or snapshot `t`. A hyper volume whose B-tree needs a
+/// larger index cache than the engine has gets one, and is opened again.
 pub fn open(client: &mut Client, t: &Target, lock: bool) -> Result<VolumeInfo, CliError> {
     let what = t.display();
-    match run(client, &what, |e| e.open(&t.name, t.selector(), lock))? {
+    start(client, |e| e.open(&t.name, t.selector(), lock), &what)?;
+    let done = match client.control()? {
+        ControlDone::Failed(EngineError::IndexBufferTooSmall { need })
+            if need <= MAX_INDEX_CACHE =>
+        {
+            if client
+                .engine
+                .replace_index(vec![0u8; need as usize])
+                .is_err()
+            {
+                return Err(CliError::msg("internal error: the engine is busy"));
+            }
+            run(client, &what, |e| e.open(&t.name, t.selector(), lock))?
+        }
+        ControlDone::Failed(e) => return Err(error::engine(&what, e)),
+        done => done,
+    };
+    match done {
         ControlDone::Opened(info) => Ok(info),
         other => Err(unexpected(&other)),
     }
+}
+
+fn start(
+    client: &mut Client,
+    begin: impl FnOnce(&mut Eng) -> Result<(), EngineError>,
+    what: &str,
+) -> Result<(), CliError> {
+    begin(&mut client.engine).map_err(|e| error::engine(what, e))
 }
 
 /// Close the open VDI, releasing its lock if it holds one.

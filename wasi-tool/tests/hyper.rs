@@ -1,31 +1,70 @@
-//! Hyper volumes as far as sheep-tool handles them yet: `create --hyper`
-//! makes one as dog's `-y` does, `info` and `list` show it, reading or
-//! writing it is refused with a clear error, and `delete` removes it
-//! without touching its B-tree.
+//! Hyper volumes (store_policy 1, a B-tree index): `create --hyper` makes
+//! one as dog's `-y` does, `info` and `list` count its objects from the
+//! tree, `export` reads through it, writing is refused with a clear error,
+//! and `delete` removes it without touching its B-tree.
 
 mod common;
 
 use common::*;
+use sheepdog_core::btree;
+use sheepdog_core::inode;
+use sheepdog_core::oid::Oid;
+use sheepdog_core::wire::Request;
 
 #[test]
-fn a_hyper_volume_is_created_listed_refused_and_deleted() {
+fn a_hyper_volume_is_created_read_refused_and_deleted() {
     let h = server();
-    let r = sheep_ok(&h, &["create", "--hyper", "hv", "5T"]);
-    assert!(r.out().contains("created hv (5497558138880 bytes"), "{r:?}");
+    let dir = TempDir::new();
+    let r = sheep_ok(&h, &["create", "--hyper", "hv", "1T"]);
+    assert!(r.out().contains("created hv (1099511627776 bytes"), "{r:?}");
     let v = vid(&h, "hv");
     let hd = header(&h, v);
     assert_eq!((hd.store_policy, hd.block_size_shift), (1, 22));
-    assert_eq!(hd.vdi_size, 5 << 40);
+
+    // Object 7 holds data, named by the root as dog's write leaves it.
+    let data = random(1, OBJ);
+    {
+        let mut c = h.cluster();
+        let now = 1 << 32;
+        let req = Request::create_and_write(1, data_oid(v, 7), None, 0, OBJ as u32, 0);
+        c.handle(now, &req, &data);
+        let mut b = c
+            .read_object(
+                Oid::inode(sheepdog_core::oid::Vid::new(v).unwrap()),
+                0,
+                inode::HEADER_LEN,
+            )
+            .unwrap();
+        b.extend_from_slice(&btree::MAGIC.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&7u32.to_le_bytes());
+        b.extend_from_slice(&v.to_le_bytes());
+        let inode_oid = Oid::inode(sheepdog_core::oid::Vid::new(v).unwrap());
+        let req = Request::write_obj(2, inode_oid, 0, b.len() as u32, 0);
+        c.handle(now, &req, &b);
+    }
 
     let info = sheep_ok(&h, &["info", "--json", "hv"]).out();
     let j: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(j["hyper"], true);
-    assert_eq!(j["size"], 5u64 << 40);
+    assert_eq!(j["used"], OBJ as u64);
     assert!(sheep_ok(&h, &["list"]).out().contains("hv"));
 
+    // Exported sparse: the object where the tree says, zeros elsewhere.
+    let out = dir.path("hv.raw");
+    sheep_ok(&h, &["export", "hv", &s(&out)]);
+    let f = std::fs::File::open(&out).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 1 << 40);
+    let mut got = vec![0u8; 2 * OBJ];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut got, 6 * OBJ as u64).unwrap();
+    assert!(all_zero(&got[..OBJ]));
+    assert!(got[OBJ..] == data[..]);
+
+    let img = dir.file("img", &random(2, MIB));
     assert_error(
-        &sheep(&h, &["export", "hv", "-"]),
-        &["hv: hyper volumes (B-tree index) cannot be read or written yet"],
+        &sheep(&h, &["import", &img, "hv"]),
+        &["hv: hyper volumes (B-tree index) can be read, not written, yet"],
     );
     // dog's limits: 16 PiB at most, 4 MiB objects, no preallocation.
     assert_error(
@@ -37,4 +76,8 @@ fn a_hyper_volume_is_created_listed_refused_and_deleted() {
 
     sheep_ok(&h, &["delete", "hv"]);
     assert!(!exists(&h, "hv"));
+    assert!(
+        !h.cluster().object_exists(data_oid(v, 7)),
+        "the server's walk removed it"
+    );
 }

@@ -27,6 +27,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         if write && vol.header.is_snapshot() {
             return Err(Error::ReadOnly);
         }
+        // A hyper volume is read through its B-tree, loaded at open; its
+        // inserts are not written yet.
+        if write && vol.header.is_hyper() {
+            return Err(Error::Size(crate::error::SizeError::HyperVolume));
+        }
         if write && vol.index_unsettled {
             return Err(Error::IndexUnsettled);
         }

@@ -54,6 +54,8 @@ pub struct VolumeInfo {
     pub snap_id: u32,
     /// Parent VID, 0 if none.
     pub parent: u32,
+    /// A hyper volume (B-tree index): read-only for now.
+    pub hyper: bool,
 }
 
 /// Completions and notices, in the order they happened.

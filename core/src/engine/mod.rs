@@ -185,6 +185,7 @@ impl Volume {
             snapshot: self.header.is_snapshot(),
             snap_id: self.header.snap_id,
             parent: self.header.parent_vdi_id,
+            hyper: self.header.is_hyper(),
         }
     }
 }
@@ -285,6 +286,17 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     /// ([`Receive::Own`]).
     pub fn index_bytes_mut(&mut self) -> &mut [u8] {
         self.index.as_mut()
+    }
+
+    /// Give the engine another index cache (say, a larger one after an
+    /// open failed with [`Error::IndexBufferTooSmall`]), and get the old
+    /// one back. Refused, with `index` handed back, while a VDI is open or
+    /// anything is under way.
+    pub fn replace_index(&mut self, index: S) -> Result<S, S> {
+        if self.volume.is_some() || self.control.is_some() || !self.is_idle() {
+            return Err(index);
+        }
+        Ok(core::mem::replace(&mut self.index, index))
     }
 
     /// Whether nothing is submitted, in flight or waiting.

@@ -101,6 +101,9 @@ pub struct Export {
     /// Since when nothing uses it (it is closed after a while).
     pub idle_since: Option<Instant>,
     client: Client,
+    /// What is being opened: opened again with a larger index cache if a
+    /// hyper volume's B-tree needs one.
+    opening: Option<(Target, bool)>,
     pending: HashMap<u64, Pending>,
     parts: HashMap<Token, Part>,
     /// Parts not yet given to the engine, in arrival order.
@@ -150,6 +153,7 @@ impl Export {
             users: 0,
             idle_since: None,
             client,
+            opening: Some((target.clone(), lock)),
             pending: HashMap::new(),
             parts: HashMap::new(),
             queue: VecDeque::new(),
@@ -716,6 +720,22 @@ impl Export {
     }
 
     fn control(&mut self, done: ControlDone) {
+        if let (State::Opening, ControlDone::Failed(EngineError::IndexBufferTooSmall { need })) =
+            (&self.state, &done)
+        {
+            if let Some((t, lock)) = self.opening.take() {
+                if *need <= crate::session::MAX_INDEX_CACHE
+                    && self
+                        .client
+                        .engine
+                        .replace_index(vec![0u8; *need as usize])
+                        .is_ok()
+                    && self.client.engine.open(&t.name, t.selector(), lock).is_ok()
+                {
+                    return;
+                }
+            }
+        }
         self.state = match (&self.state, done) {
             (State::Opening, ControlDone::Opened(info)) => State::Open(info),
             (State::Opening, ControlDone::Failed(e)) => State::Failed(error::engine(&self.name, e)),

@@ -411,7 +411,9 @@ impl Server<'_> {
             State::Open(info) => {
                 let info = *info;
                 let mut flags = tf::SEND_FLUSH | tf::SEND_DF | tf::CAN_MULTI_CONN;
-                if e.writable {
+                // A hyper volume is served read-only: its B-tree inserts
+                // are not written yet.
+                if e.writable && !info.hyper {
                     flags |=
                         tf::SEND_FUA | tf::SEND_TRIM | tf::SEND_WRITE_ZEROES | tf::SEND_FAST_ZERO;
                 } else {
@@ -446,11 +448,11 @@ impl Server<'_> {
                                 e.idle_since = None;
                                 let limits = Limits {
                                     size: info.size,
-                                    read_only: !e.writable,
+                                    read_only: !e.writable || info.hyper,
                                     structured: neg.structured,
                                     base_allocation: neg.base_allocation,
                                 };
-                                let mode = if e.writable {
+                                let mode = if e.writable && !info.hyper {
                                     "read-write"
                                 } else {
                                     "read-only"

@@ -260,6 +260,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     /// Grow the open working VDI to `size` bytes.
     pub fn resize(&mut self, size: u64) -> Result<(), Error> {
         let vol = self.volume.as_ref().ok_or(Error::NotOpen)?;
+        if vol.header.is_hyper() {
+            return Err(Error::Size(SizeError::HyperVolume));
+        }
         if vol.header.is_snapshot() {
             return Err(Error::ReadOnly);
         }

@@ -4,11 +4,14 @@
 //! arrive. A failure after the lock was taken releases it first.
 
 use super::super::reply;
-use super::super::{ControlDone, Engine, Error, Expect, Inline, Name, Target, Volume};
+use super::super::{
+    ControlDone, Engine, Error, Expect, Inline, Name, Problem, Target, Volume, SCRATCH_LEN,
+};
 use super::{header_read, vid, Next};
-use crate::error::SizeError;
+use crate::btree;
 use crate::inode::InodeRange;
 use crate::oid::Oid;
+use crate::oid::Vid;
 use crate::wire::{LockType, Request, Response};
 
 /// Index entries read per request when opening (1 MiB of index).
@@ -23,6 +26,22 @@ pub(super) enum Step {
     Header,
     /// READ_OBJ of the index entries from `next` on.
     Index { next: u32 },
+    /// A hyper volume: its B-tree root's header.
+    HyperRoot,
+    /// Depth 1: the root's leaf entries from `next` of `count`.
+    HyperEntries { next: u32, count: u32 },
+    /// Depth 2: indirect entry `k` of `count`.
+    HyperIndirect { k: u32, count: u32 },
+    /// Depth 2: the header of leaf `oid`, named by entry `k`.
+    LeafHeader { k: u32, count: u32, oid: Oid },
+    /// Depth 2: that leaf's entries from `next` of `entries`.
+    LeafEntries {
+        k: u32,
+        count: u32,
+        oid: Oid,
+        next: u32,
+        entries: u32,
+    },
     /// RELEASE_VDI after a failure with the lock held; then fail with it.
     Release(Error),
 }
@@ -61,6 +80,37 @@ impl Open {
     }
 }
 
+/// What a hyper volume's open step reads: object, offset, length
+/// (`None` for the other steps). Entries are read a scratch buffer at a
+/// time.
+fn hyper_read(o: &Open) -> Option<(Oid, u32, u32)> {
+    let inode = Oid::inode(vid(o.vid)?);
+    let root = btree::ROOT_OFFSET + btree::HEADER_LEN;
+    let per = SCRATCH_LEN as u32 / btree::LEAF_ENTRY_LEN;
+    Some(match o.step {
+        Step::HyperRoot => (inode, btree::ROOT_OFFSET, btree::HEADER_LEN),
+        Step::HyperEntries { next, count } => (
+            inode,
+            root + next * btree::LEAF_ENTRY_LEN,
+            per.min(count - next) * btree::LEAF_ENTRY_LEN,
+        ),
+        Step::HyperIndirect { k, .. } => (
+            inode,
+            root + k * btree::INDIRECT_ENTRY_LEN,
+            btree::INDIRECT_ENTRY_LEN,
+        ),
+        Step::LeafHeader { oid, .. } => (oid, 0, btree::HEADER_LEN),
+        Step::LeafEntries {
+            oid, next, entries, ..
+        } => (
+            oid,
+            btree::HEADER_LEN + next * btree::LEAF_ENTRY_LEN,
+            per.min(entries - next) * btree::LEAF_ENTRY_LEN,
+        ),
+        _ => return None,
+    })
+}
+
 impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     /// The index entries the open reads next: `next..next + n`.
     fn open_chunk(&self, next: u32) -> u32 {
@@ -88,10 +138,17 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 let req = Request::release_vdi(id, o.vid, LockType::Normal);
                 Some((req, Inline::None))
             }
+            _ => {
+                let (oid, offset, len) = hyper_read(o)?;
+                Some((Request::read_obj(id, oid, offset, len), Inline::None))
+            }
         }
     }
 
     pub(super) fn open_expect(&self, o: &Open) -> Expect {
+        if let Some((_, _, len)) = hyper_read(o) {
+            return Expect::Scratch(len);
+        }
         match o.step {
             Step::Header => super::HEADER,
             Step::Index { next } => {
@@ -110,6 +167,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 Next::Send
             }
             Step::Header => match self.adopt_header(rsp, payload, o.vid, o.lock) {
+                Ok(_) if self.volume.as_ref().is_some_and(|v| v.header.is_hyper()) => {
+                    o.step = Step::HyperRoot;
+                    Next::Send
+                }
                 Ok(0) => self.opened(),
                 Ok(_) => {
                     o.step = Step::Index { next: 0 };
@@ -134,14 +195,105 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 Next::Send
             }
             Step::Release(e) => Next::Fail(e),
+            _ => match self.hyper_advance(o, payload) {
+                Ok(Some(step)) => {
+                    o.step = step;
+                    Next::Send
+                }
+                Ok(None) => self.opened(),
+                Err(p) => {
+                    // Nothing read from this tree is believed.
+                    self.volume = None;
+                    let e = Error::BadReply(self.asked_of_step(rsp, Target::Vdi(o.vid)).bad(p));
+                    o.fail(e)
+                }
+            },
         }
+    }
+
+    /// A step of a hyper volume's B-tree is in `payload`: its entries go
+    /// into the index cache, which then reads like a flat index. Returns
+    /// the next step, or `None` when the tree is read.
+    fn hyper_advance(&mut self, o: &Open, payload: &[u8]) -> Result<Option<Step>, Problem> {
+        let count_objects = self.volume.as_ref().map_or(0, |v| v.count);
+        let index = self.index.as_mut();
+        let mut fill = |b: &[u8]| -> Result<(), Problem> {
+            for (idx, vid) in btree::leaf_entries(b) {
+                if idx >= count_objects || (vid != 0 && Vid::new(vid).is_err()) {
+                    return Err(Problem::Field {
+                        name: "btree entry",
+                        got: (u64::from(idx) << 32) | u64::from(vid),
+                        expected: 0,
+                    });
+                }
+                let at = idx as usize * 4;
+                index[at..at + 4].copy_from_slice(&vid.to_le_bytes());
+            }
+            Ok(())
+        };
+        let per = SCRATCH_LEN as u32 / btree::LEAF_ENTRY_LEN;
+        Ok(match o.step {
+            Step::HyperRoot => {
+                let h = btree::Header::parse(payload, true)?;
+                match (h.depth, h.entries) {
+                    (_, 0) => None,
+                    (1, count) => Some(Step::HyperEntries { next: 0, count }),
+                    (_, count) => Some(Step::HyperIndirect { k: 0, count }),
+                }
+            }
+            Step::HyperEntries { next, count } => {
+                fill(payload)?;
+                let next = next + per.min(count - next);
+                (next < count).then_some(Step::HyperEntries { next, count })
+            }
+            Step::HyperIndirect { k, count } => {
+                let (_, oid) = btree::indirect_entry(payload, o.vid)?;
+                Some(Step::LeafHeader { k, count, oid })
+            }
+            Step::LeafHeader { k, count, oid } => {
+                let h = btree::Header::parse(payload, false)?;
+                if h.entries == 0 {
+                    (k + 1 < count).then_some(Step::HyperIndirect { k: k + 1, count })
+                } else {
+                    Some(Step::LeafEntries {
+                        k,
+                        count,
+                        oid,
+                        next: 0,
+                        entries: h.entries,
+                    })
+                }
+            }
+            Step::LeafEntries {
+                k,
+                count,
+                oid,
+                next,
+                entries,
+            } => {
+                fill(payload)?;
+                let next = next + per.min(entries - next);
+                if next < entries {
+                    Some(Step::LeafEntries {
+                        k,
+                        count,
+                        oid,
+                        next,
+                        entries,
+                    })
+                } else {
+                    (k + 1 < count).then_some(Step::HyperIndirect { k: k + 1, count })
+                }
+            }
+            _ => None,
+        })
     }
 
     pub(super) fn open_failed(&mut self, o: &mut Open, e: Error) -> Next {
         self.volume = None;
         match o.step {
-            Step::Header | Step::Index { .. } => o.fail(e),
-            _ => Next::Fail(e),
+            Step::Lookup | Step::Release(_) => Next::Fail(e),
+            _ => o.fail(e),
         }
     }
 
@@ -162,14 +314,21 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     ) -> Result<u32, Error> {
         let header = reply::inode_header(payload, v)
             .map_err(|p| Error::BadReply(self.asked_of_step(rsp, Target::Vdi(v)).bad(p)))?;
-        if header.is_hyper() {
-            return Err(SizeError::HyperVolume.into());
-        }
         let object_size = header.object_size()?;
-        let count = header.index_len()?;
+        let count = if header.is_hyper() {
+            // Its B-tree is loaded into the index cache: one entry per
+            // object of its size, all unallocated until the tree says.
+            let n = object_size.object_count(header.vdi_size);
+            u32::try_from(n).map_err(|_| Error::IndexBufferTooSmall { need: n * 4 })?
+        } else {
+            header.index_len()?
+        };
         let need = u64::from(count) * 4;
         if need > self.index.as_ref().len() as u64 {
             return Err(Error::IndexBufferTooSmall { need });
+        }
+        if header.is_hyper() {
+            self.index.as_mut()[..need as usize].fill(0);
         }
         let name = Name::from_slice(header.name()).unwrap_or_default();
         let mut header = header;
