@@ -147,10 +147,16 @@ pub fn delete(cli: &Cli, vdi: &str, snapshot_only: bool) -> Result<(), CliError>
     let mut client = session::connect(&t, cli)?;
     // A VM state is in objects no index names, which sheep leaves behind:
     // note where it is before the inode goes.
+    // So are a hyper volume's B-tree leaves (0..btree_counter).
+    let mut leaves = None;
     let vmstate = match open(&mut client, &t, false) {
         Ok(info) => {
-            let size = client.engine.header().map_or(0, |h| h.vm_state_size);
+            let h = client.engine.header().copied();
             close(&mut client, &t.display())?;
+            let size = h.map_or(0, |h| h.vm_state_size);
+            if let Some(h) = h.filter(|h| h.is_hyper() && h.btree_counter > 0) {
+                leaves = Some((info.vid, h.btree_counter, info.copies));
+            }
             (size > 0).then_some((info.vid, info.object_size, info.copies, size))
         }
         // The delete says why, if it cannot be done either (a hyper
@@ -176,9 +182,30 @@ pub fn delete(cli: &Cli, vdi: &str, snapshot_only: bool) -> Result<(), CliError>
         })?;
         also = format!(" and its VM state ({size} bytes, {n} objects)");
     }
+    if let Some((vid, counter, copies)) = leaves.filter(|l| l.0 == deleted) {
+        // After DEL_VDI: the server's walk reads them.
+        let v = sheepdog_core::oid::Vid::new(vid)
+            .map_err(|_| CliError::msg(format!("internal error: VID {vid:x}")))?;
+        let n = crate::raw::remove_all(
+            &mut client,
+            (0..counter.min(MAX_LEAVES)).map(|n| sheepdog_core::oid::Oid::btree(v, n)),
+            copies,
+        )
+        .map_err(|e| {
+            CliError::msg(format!(
+                "deleted {}, but not all of its B-tree leaves: {e}",
+                t.display()
+            ))
+        })?;
+        also = format!("{also} and its {n} B-tree leaves");
+    }
     say(cli, format!("deleted {}{also}", t.display()));
     Ok(())
 }
+
+/// The most B-tree leaves a hyper volume can have had: a root's worth of
+/// indirect entries, with room for the leaves splits left behind.
+const MAX_LEAVES: u32 = 1 << 20;
 
 /// `snapshot rollback VDI@SNAP`
 pub fn rollback(cli: &Cli, snapshot: &str) -> Result<(), CliError> {

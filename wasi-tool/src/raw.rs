@@ -5,8 +5,12 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
+use sheepdog_core::object_op::{ObjectKind, ObjectOp};
+use sheepdog_core::oid::Oid;
 use sheepdog_core::receive::{NoBuffers, Receiver, Replies};
+use sheepdog_core::wire::ResultCode;
 
+use crate::client::Client;
 use crate::error::{self, CliError};
 
 /// Send `header` (and `payload`), then take the reply through the one
@@ -43,4 +47,45 @@ pub fn exchange<R: Replies>(
             }
         }
     }
+}
+
+/// Run one object request (`core::object_op`) on the client's
+/// connection, then give the connection back to the readiness loop.
+pub fn object(
+    client: &mut Client,
+    buf: Vec<u8>,
+    oid: Oid,
+    kind: ObjectKind,
+) -> Result<ObjectOp<Vec<u8>>, CliError> {
+    let addr = client.addr.clone();
+    let mut op = ObjectOp::new(buf, 1, oid, kind);
+    let header = op.request();
+    let payload = op.payload().to_vec();
+    let res = exchange(client.stream(), &addr, &mut op, &header, &payload);
+    client.resume();
+    res?;
+    Ok(op)
+}
+
+/// REMOVE_OBJ each of `oids` (`copies` each); objects already gone are
+/// fine. Returns how many were removed.
+pub fn remove_all(
+    client: &mut Client,
+    oids: impl Iterator<Item = Oid>,
+    copies: u8,
+) -> Result<u32, CliError> {
+    let mut removed = 0;
+    for oid in oids {
+        let op = object(client, Vec::new(), oid, ObjectKind::Remove { copies })?;
+        match op.outcome() {
+            Some(Ok(())) => removed += 1,
+            Some(Err(sheepdog_core::engine::Error::Server {
+                result: ResultCode::NoObj,
+                ..
+            })) => {}
+            Some(Err(e)) => return Err(error::engine(&format!("object {oid}"), e)),
+            None => return Err(CliError::msg("internal error: no reply")),
+        }
+    }
+    Ok(removed)
 }

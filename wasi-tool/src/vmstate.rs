@@ -16,14 +16,14 @@
 use std::io::{self, Read, Write};
 
 use sheepdog_core::engine::ControlDone;
-use sheepdog_core::object_op::{ObjectKind, ObjectOp};
+use sheepdog_core::object_op::ObjectKind;
 use sheepdog_core::oid::{Oid, Vid};
 use sheepdog_core::wire::ResultCode;
 
 use crate::cli::Cli;
 use crate::client::Client;
 use crate::error::{self, CliError};
-use crate::raw::exchange;
+use crate::raw::{object, remove_all};
 use crate::session::{self, close, open, run, unexpected};
 use crate::target::Target;
 
@@ -34,22 +34,6 @@ const VM_STATE_SIZE: u32 = 544;
 const MAX_OBJECTS: u32 = 1 << 20;
 
 /// Run one object request to its end.
-fn object(
-    client: &mut Client,
-    buf: Vec<u8>,
-    oid: Oid,
-    kind: ObjectKind,
-) -> Result<ObjectOp<Vec<u8>>, CliError> {
-    let addr = client.addr.clone();
-    let mut op = ObjectOp::new(buf, 1, oid, kind);
-    let header = op.request();
-    let payload = op.payload().to_vec();
-    let res = exchange(client.stream(), &addr, &mut op, &header, &payload);
-    client.resume();
-    res?;
-    Ok(op)
-}
-
 /// The objects a state of `size` bytes takes: refused when an inode
 /// claims more than a VDI can hold (it is read from the cluster).
 fn objects(size: u64, object_size: u32) -> Result<u32, CliError> {
@@ -328,23 +312,5 @@ pub fn remove(
 ) -> Result<u32, CliError> {
     let vid = vid_of(vid)?;
     let n = objects(size, object_size)?;
-    let mut removed = 0;
-    for idx in 0..n {
-        let op = object(
-            client,
-            Vec::new(),
-            Oid::vmstate(vid, idx),
-            ObjectKind::Remove { copies },
-        )?;
-        match op.outcome() {
-            Some(Ok(())) => removed += 1,
-            Some(Err(sheepdog_core::engine::Error::Server {
-                result: ResultCode::NoObj,
-                ..
-            })) => {}
-            Some(Err(e)) => return Err(error::engine(&format!("vmstate object {idx}"), e)),
-            None => return Err(CliError::msg("internal error: no reply")),
-        }
-    }
-    Ok(removed)
+    remove_all(client, (0..n).map(|idx| Oid::vmstate(vid, idx)), copies)
 }

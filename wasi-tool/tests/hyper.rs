@@ -80,4 +80,52 @@ fn a_hyper_volume_is_created_read_refused_and_deleted() {
         !h.cluster().object_exists(data_oid(v, 7)),
         "the server's walk removed it"
     );
+
+    // Depth 2: two leaves (btree_counter 2) and object 3 in the second.
+    sheep_ok(&h, &["create", "--hyper", "deep", "1T"]);
+    let d = vid(&h, "deep");
+    let dv = sheepdog_core::oid::Vid::new(d).unwrap();
+    let obj = random(3, 4096);
+    {
+        let mut c = h.cluster();
+        let now = 1 << 32;
+        let req = Request::create_and_write(1, data_oid(d, 3), None, 0, 4096, 0);
+        c.handle(now, &req, &obj);
+        let mut root = Vec::new();
+        for (n, idx) in [(0u32, 1u32), (1, 3)] {
+            let leaf = Oid::btree(dv, n);
+            let mut b = btree::MAGIC.to_le_bytes().to_vec();
+            b.extend_from_slice(&1u16.to_le_bytes());
+            b.extend_from_slice(&1u32.to_le_bytes());
+            b.extend_from_slice(&idx.to_le_bytes());
+            b.extend_from_slice(&if idx == 3 { d } else { 0 }.to_le_bytes());
+            let req = Request::create_and_write(1, leaf, None, 0, b.len() as u32, 0);
+            c.handle(now, &req, &b);
+            root.extend_from_slice(&idx.to_le_bytes());
+            root.extend_from_slice(&[0; 4]);
+            root.extend_from_slice(&leaf.0.to_le_bytes());
+        }
+        let mut b = c.read_object(Oid::inode(dv), 0, inode::HEADER_LEN).unwrap();
+        b[568..572].copy_from_slice(&2u32.to_le_bytes());
+        b.extend_from_slice(&btree::MAGIC.to_le_bytes());
+        b.extend_from_slice(&2u16.to_le_bytes());
+        b.extend_from_slice(&2u32.to_le_bytes());
+        b.extend_from_slice(&root);
+        let req = Request::write_obj(2, Oid::inode(dv), 0, b.len() as u32, 0);
+        c.handle(now, &req, &b);
+    }
+    let out = dir.path("deep.raw");
+    sheep_ok(&h, &["export", "deep", &s(&out)]);
+    let f = std::fs::File::open(&out).unwrap();
+    let mut got = vec![0u8; 4096];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut got, 3 * OBJ as u64).unwrap();
+    assert!(got == obj);
+    // Deleted: the server's walk removes the data, ours the leaves it
+    // leaves behind.
+    let r = sheep_ok(&h, &["delete", "deep"]);
+    assert!(r.out().contains("and its 2 B-tree leaves"), "{r:?}");
+    for n in 0..2 {
+        assert!(!h.cluster().object_exists(Oid::btree(dv, n)), "leaf {n}");
+    }
+    assert!(!h.cluster().object_exists(data_oid(d, 3)));
 }
