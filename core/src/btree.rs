@@ -129,3 +129,171 @@ pub fn usage(b: &[u8], vid: u32) -> (u32, u32) {
         _ => (used, shared + 1),
     })
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum At {
+    /// The root's header.
+    Root,
+    /// Depth 1: the root's leaf entries from `next` of `count`.
+    Entries {
+        next: u32,
+        count: u32,
+    },
+    /// Depth 2: indirect entry `k` of `count`.
+    Indirect {
+        k: u32,
+        count: u32,
+    },
+    /// Depth 2: the header of leaf `oid`, named by entry `k`.
+    LeafHeader {
+        k: u32,
+        count: u32,
+        oid: Oid,
+    },
+    /// Depth 2: that leaf's entries from `next` of `entries`.
+    LeafEntries {
+        k: u32,
+        count: u32,
+        oid: Oid,
+        next: u32,
+        entries: u32,
+    },
+    Done,
+}
+
+/// A walk over every leaf entry of hyper volume `vid`'s B-tree, one read
+/// at a time, of at most `chunk` bytes of entries: [`Walk::read`] says
+/// what to read next, [`Walk::advance`] takes its bytes and hands back
+/// the leaf entries among them. Bounded: at most one read per chunk of
+/// entries and two per leaf, each checked before it is believed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Walk {
+    vid: u32,
+    per: u32,
+    at: At,
+}
+
+impl Walk {
+    /// A walk from the root of `vid`'s tree, reading entries `chunk`
+    /// bytes at a time (at least one entry's worth).
+    pub fn new(vid: u32, chunk: u32) -> Walk {
+        Walk {
+            vid,
+            per: (chunk / LEAF_ENTRY_LEN).max(1),
+            at: At::Root,
+        }
+    }
+
+    /// Whether every entry has been handed out.
+    pub fn is_done(&self) -> bool {
+        self.at == At::Done
+    }
+
+    /// The next read: object, offset in it, length; `None` when done.
+    pub fn read(&self) -> Option<(Oid, u32, u32)> {
+        let inode = Oid::inode(crate::oid::Vid::new(self.vid).ok()?);
+        let root = ROOT_OFFSET + HEADER_LEN;
+        Some(match self.at {
+            At::Root => (inode, ROOT_OFFSET, HEADER_LEN),
+            At::Entries { next, count } => (
+                inode,
+                root + next * LEAF_ENTRY_LEN,
+                self.per.min(count - next) * LEAF_ENTRY_LEN,
+            ),
+            At::Indirect { k, .. } => (inode, root + k * INDIRECT_ENTRY_LEN, INDIRECT_ENTRY_LEN),
+            At::LeafHeader { oid, .. } => (oid, 0, HEADER_LEN),
+            At::LeafEntries {
+                oid, next, entries, ..
+            } => (
+                oid,
+                HEADER_LEN + next * LEAF_ENTRY_LEN,
+                self.per.min(entries - next) * LEAF_ENTRY_LEN,
+            ),
+            At::Done => return None,
+        })
+    }
+
+    /// The bytes of [`Walk::read`] arrived: the leaf entries among them
+    /// (none for a header), or why the tree cannot be.
+    pub fn advance<'a>(&mut self, payload: &'a [u8]) -> Result<&'a [u8], Problem> {
+        let Some((_, _, len)) = self.read() else {
+            return Ok(&[]);
+        };
+        if payload.len() != len as usize {
+            return Err(Problem::Length {
+                got: payload.len() as u32,
+                expected: len,
+            });
+        }
+        let next_leaf = |k: u32, count: u32| {
+            if k + 1 < count {
+                At::Indirect { k: k + 1, count }
+            } else {
+                At::Done
+            }
+        };
+        let (at, entries) = match self.at {
+            At::Root => {
+                let h = Header::parse(payload, true)?;
+                let at = match (h.depth, h.entries) {
+                    (_, 0) => At::Done,
+                    (1, count) => At::Entries { next: 0, count },
+                    (_, count) => At::Indirect { k: 0, count },
+                };
+                (at, &payload[..0])
+            }
+            At::Entries { next, count } => {
+                let next = next + len / LEAF_ENTRY_LEN;
+                let at = if next < count {
+                    At::Entries { next, count }
+                } else {
+                    At::Done
+                };
+                (at, payload)
+            }
+            At::Indirect { k, count } => {
+                let (_, oid) = indirect_entry(payload, self.vid)?;
+                (At::LeafHeader { k, count, oid }, &payload[..0])
+            }
+            At::LeafHeader { k, count, oid } => {
+                let h = Header::parse(payload, false)?;
+                let at = if h.entries == 0 {
+                    next_leaf(k, count)
+                } else {
+                    At::LeafEntries {
+                        k,
+                        count,
+                        oid,
+                        next: 0,
+                        entries: h.entries,
+                    }
+                };
+                (at, &payload[..0])
+            }
+            At::LeafEntries {
+                k,
+                count,
+                oid,
+                next,
+                entries,
+            } => {
+                let next = next + len / LEAF_ENTRY_LEN;
+                let at = if next < entries {
+                    At::LeafEntries {
+                        k,
+                        count,
+                        oid,
+                        next,
+                        entries,
+                    }
+                } else {
+                    next_leaf(k, count)
+                };
+                (at, payload)
+            }
+            At::Done => (At::Done, &payload[..0]),
+        };
+        self.at = at;
+        Ok(entries)
+    }
+}

@@ -19,7 +19,7 @@ use crate::engine::reply::{self, Asked, Want};
 use crate::engine::{Error, Incoming, Receive};
 use crate::index::IndexView;
 use crate::inode::{self, InodeHeader, InodeRange};
-use crate::oid::{Oid, Vid, NR_VDIS};
+use crate::oid::{Oid, OidKind, Vid, NR_VDIS};
 use crate::wire::{Frame, Request, Response, ResultCode, HEADER_LEN, VDI_BITMAP_LEN};
 
 /// One VDI or snapshot.
@@ -54,32 +54,8 @@ enum Step {
         next: u32,
         count: u32,
     },
-    /// A hyper volume: its B-tree root's header.
-    HyperRoot,
-    /// Depth 1: the root's leaf entries `next..count`.
-    HyperEntries {
-        next: u32,
-        count: u32,
-    },
-    /// Depth 2: indirect entry `k` of `count`.
-    HyperIndirect {
-        k: u32,
-        count: u32,
-    },
-    /// Depth 2: the header of the leaf `oid` that entry `k` names.
-    LeafHeader {
-        k: u32,
-        count: u32,
-        oid: Oid,
-    },
-    /// Depth 2: that leaf's entries `next..entries`.
-    LeafEntries {
-        k: u32,
-        count: u32,
-        oid: Oid,
-        next: u32,
-        entries: u32,
-    },
+    /// A hyper volume: its B-tree, walked for the counts.
+    Hyper(btree::Walk),
     Finished,
 }
 
@@ -164,21 +140,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
                 let r = InodeRange::index_run(next, n).ok()?;
                 Request::read_obj(id, Oid::inode(Vid::new(vid).ok()?), r.offset, r.len)
             }
-            Step::HyperRoot => {
-                let vid = self.entry.as_ref()?.header.vdi_id;
-                Request::read_obj(
-                    id,
-                    Oid::inode(Vid::new(vid).ok()?),
-                    btree::ROOT_OFFSET,
-                    btree::HEADER_LEN,
-                )
-            }
-            Step::HyperEntries { .. }
-            | Step::HyperIndirect { .. }
-            | Step::LeafHeader { .. }
-            | Step::LeafEntries { .. } => {
-                let vid = self.entry.as_ref()?.header.vdi_id;
-                let (oid, offset, len) = self.hyper_read(vid)?;
+            Step::Hyper(w) => {
+                let (oid, offset, len) = w.read()?;
                 Request::read_obj(id, oid, offset, len)
             }
             Step::Finished => return None,
@@ -189,41 +152,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
         Some(HEADER_LEN)
     }
 
-    /// What a hyper volume's step reads: object, offset, length.
-    fn hyper_read(&self, vid: u32) -> Option<(Oid, u32, u32)> {
-        let inode = Oid::inode(Vid::new(vid).ok()?);
-        let root = btree::ROOT_OFFSET + btree::HEADER_LEN;
-        let per = self.chunk / btree::LEAF_ENTRY_LEN;
-        Some(match self.step {
-            Step::HyperRoot => (inode, btree::ROOT_OFFSET, btree::HEADER_LEN),
-            Step::HyperEntries { next, count } => (
-                inode,
-                root + next * btree::LEAF_ENTRY_LEN,
-                (count - next).min(per) * btree::LEAF_ENTRY_LEN,
-            ),
-            Step::HyperIndirect { k, .. } => (
-                inode,
-                root + k * btree::INDIRECT_ENTRY_LEN,
-                btree::INDIRECT_ENTRY_LEN,
-            ),
-            Step::LeafHeader { oid, .. } => (oid, 0, btree::HEADER_LEN),
-            Step::LeafEntries {
-                oid, next, entries, ..
-            } => (
-                oid,
-                btree::HEADER_LEN + next * btree::LEAF_ENTRY_LEN,
-                (entries - next).min(per) * btree::LEAF_ENTRY_LEN,
-            ),
-            _ => return None,
-        })
-    }
-
     fn expected(&self) -> Option<(u32, Receive)> {
-        if let Some(vid) = self.entry.as_ref().map(|e| e.header.vdi_id) {
-            if let Some((_, _, len)) = self.hyper_read(vid) {
-                return Some((len, Receive::Scratch));
-            }
-        }
         match self.step {
             Step::InUse | Step::Deleted => {
                 Some((VDI_BITMAP_LEN as u32, Receive::Own(0..VDI_BITMAP_LEN)))
@@ -232,7 +161,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
             Step::Index { next, count } => {
                 Some(((count - next).min(self.chunk / 4) * 4, Receive::Scratch))
             }
-            _ => None,
+            Step::Hyper(w) => w.read().map(|(_, _, len)| (len, Receive::Scratch)),
+            Step::Finished => None,
         }
     }
 
@@ -304,11 +234,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
             // Deleted between its header and its index: skipped too (a
             // missing B-tree leaf of a live volume is not: it ends the
             // listing).
-            Step::Index { .. }
-            | Step::HyperRoot
-            | Step::HyperEntries { .. }
-            | Step::HyperIndirect { .. }
-                if gone =>
+            Step::Index { .. } if gone => {
+                let vid = self.entry.take().map_or(0, |e| e.header.vdi_id);
+                self.advance_from(vid + 1);
+            }
+            Step::Hyper(w)
+                if gone
+                    && w.read()
+                        .is_some_and(|(oid, _, _)| oid.kind() == OidKind::Inode) =>
             {
                 let vid = self.entry.take().map_or(0, |e| e.header.vdi_id);
                 self.advance_from(vid + 1);
@@ -380,7 +313,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
                             shared: 0,
                         });
                         if header.is_hyper() {
-                            self.step = Step::HyperRoot;
+                            self.step = Step::Hyper(btree::Walk::new(vid, self.chunk));
                         } else if count == 0 {
                             self.pending = self.entry.take().map(ListEvent::Vdi);
                             self.advance_from(vid + 1);
@@ -406,105 +339,43 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
                     self.step = Step::Index { next, count };
                 }
             }
-            Step::HyperRoot
-            | Step::HyperEntries { .. }
-            | Step::HyperIndirect { .. }
-            | Step::LeafHeader { .. }
-            | Step::LeafEntries { .. } => self.hyper_payload(scratch),
+            Step::Hyper(_) => self.hyper_payload(scratch),
             _ => {}
         }
     }
 
-    /// A step of a hyper volume's B-tree is in `scratch`.
+    /// A read of a hyper volume's B-tree is in `scratch`: count the
+    /// objects its leaf entries name.
     fn hyper_payload(&mut self, scratch: &[u8]) {
-        let Some(vid) = self.entry.as_ref().map(|e| e.header.vdi_id) else {
+        let (Step::Hyper(mut walk), Some(vid)) =
+            (self.step, self.entry.as_ref().map(|e| e.header.vdi_id))
+        else {
             return;
         };
-        let Some((oid, _, len)) = self.hyper_read(vid) else {
+        let Some((oid, _, len)) = walk.read() else {
             return;
         };
-        let bad = |p| {
-            let asked = Asked {
-                opcode: crate::wire::Opcode::ReadObj,
-                len,
-                target: crate::engine::Target::Oid(oid),
-            };
-            Err(Error::BadReply(asked.bad(p)))
-        };
-        let mut count_in = |b: &[u8]| {
-            if let Some(e) = self.entry.as_mut() {
-                let (used, shared) = btree::usage(b, vid);
-                e.used += used;
-                e.shared += shared;
+        match walk.advance(scratch) {
+            Err(p) => {
+                let asked = Asked {
+                    opcode: crate::wire::Opcode::ReadObj,
+                    len,
+                    target: crate::engine::Target::Oid(oid),
+                };
+                self.finish(Err(Error::BadReply(asked.bad(p))));
             }
-        };
-        let next = match self.step {
-            Step::HyperRoot => match btree::Header::parse(scratch, true) {
-                Err(p) => return self.finish(bad(p)),
-                Ok(h) if h.entries == 0 => None,
-                Ok(h) if h.depth == 1 => Some(Step::HyperEntries {
-                    next: 0,
-                    count: h.entries,
-                }),
-                Ok(h) => Some(Step::HyperIndirect {
-                    k: 0,
-                    count: h.entries,
-                }),
-            },
-            Step::HyperEntries { next, count } => {
-                count_in(scratch);
-                let next = next + len / btree::LEAF_ENTRY_LEN;
-                (next < count && len > 0).then_some(Step::HyperEntries { next, count })
-            }
-            Step::HyperIndirect { k, count } => match btree::indirect_entry(scratch, vid) {
-                Err(p) => return self.finish(bad(p)),
-                Ok((_, leaf)) => Some(Step::LeafHeader {
-                    k,
-                    count,
-                    oid: leaf,
-                }),
-            },
-            Step::LeafHeader { k, count, oid } => match btree::Header::parse(scratch, false) {
-                Err(p) => return self.finish(bad(p)),
-                Ok(h) if h.entries == 0 => {
-                    (k + 1 < count).then_some(Step::HyperIndirect { k: k + 1, count })
+            Ok(entries) => {
+                if let Some(e) = self.entry.as_mut() {
+                    let (used, shared) = btree::usage(entries, vid);
+                    e.used += used;
+                    e.shared += shared;
                 }
-                Ok(h) => Some(Step::LeafEntries {
-                    k,
-                    count,
-                    oid,
-                    next: 0,
-                    entries: h.entries,
-                }),
-            },
-            Step::LeafEntries {
-                k,
-                count,
-                oid,
-                next,
-                entries,
-            } => {
-                count_in(scratch);
-                let next = next + len / btree::LEAF_ENTRY_LEN;
-                if next < entries && len > 0 {
-                    Some(Step::LeafEntries {
-                        k,
-                        count,
-                        oid,
-                        next,
-                        entries,
-                    })
+                if walk.is_done() {
+                    self.pending = self.entry.take().map(ListEvent::Vdi);
+                    self.advance_from(vid + 1);
                 } else {
-                    (k + 1 < count).then_some(Step::HyperIndirect { k: k + 1, count })
+                    self.step = Step::Hyper(walk);
                 }
-            }
-            _ => return,
-        };
-        match next {
-            Some(step) => self.step = step,
-            None => {
-                self.pending = self.entry.take().map(ListEvent::Vdi);
-                self.advance_from(vid + 1);
             }
         }
     }

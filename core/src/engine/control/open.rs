@@ -26,22 +26,8 @@ pub(super) enum Step {
     Header,
     /// READ_OBJ of the index entries from `next` on.
     Index { next: u32 },
-    /// A hyper volume: its B-tree root's header.
-    HyperRoot,
-    /// Depth 1: the root's leaf entries from `next` of `count`.
-    HyperEntries { next: u32, count: u32 },
-    /// Depth 2: indirect entry `k` of `count`.
-    HyperIndirect { k: u32, count: u32 },
-    /// Depth 2: the header of leaf `oid`, named by entry `k`.
-    LeafHeader { k: u32, count: u32, oid: Oid },
-    /// Depth 2: that leaf's entries from `next` of `entries`.
-    LeafEntries {
-        k: u32,
-        count: u32,
-        oid: Oid,
-        next: u32,
-        entries: u32,
-    },
+    /// A hyper volume: its B-tree, walked into the index cache.
+    Hyper(btree::Walk),
     /// RELEASE_VDI after a failure with the lock held; then fail with it.
     Release(Error),
 }
@@ -81,34 +67,12 @@ impl Open {
 }
 
 /// What a hyper volume's open step reads: object, offset, length
-/// (`None` for the other steps). Entries are read a scratch buffer at a
-/// time.
+/// (`None` for the other steps).
 fn hyper_read(o: &Open) -> Option<(Oid, u32, u32)> {
-    let inode = Oid::inode(vid(o.vid)?);
-    let root = btree::ROOT_OFFSET + btree::HEADER_LEN;
-    let per = SCRATCH_LEN as u32 / btree::LEAF_ENTRY_LEN;
-    Some(match o.step {
-        Step::HyperRoot => (inode, btree::ROOT_OFFSET, btree::HEADER_LEN),
-        Step::HyperEntries { next, count } => (
-            inode,
-            root + next * btree::LEAF_ENTRY_LEN,
-            per.min(count - next) * btree::LEAF_ENTRY_LEN,
-        ),
-        Step::HyperIndirect { k, .. } => (
-            inode,
-            root + k * btree::INDIRECT_ENTRY_LEN,
-            btree::INDIRECT_ENTRY_LEN,
-        ),
-        Step::LeafHeader { oid, .. } => (oid, 0, btree::HEADER_LEN),
-        Step::LeafEntries {
-            oid, next, entries, ..
-        } => (
-            oid,
-            btree::HEADER_LEN + next * btree::LEAF_ENTRY_LEN,
-            per.min(entries - next) * btree::LEAF_ENTRY_LEN,
-        ),
-        _ => return None,
-    })
+    match o.step {
+        Step::Hyper(w) => w.read(),
+        _ => None,
+    }
 }
 
 impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
@@ -168,7 +132,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             }
             Step::Header => match self.adopt_header(rsp, payload, o.vid, o.lock) {
                 Ok(_) if self.volume.as_ref().is_some_and(|v| v.header.is_hyper()) => {
-                    o.step = Step::HyperRoot;
+                    o.step = Step::Hyper(btree::Walk::new(o.vid, SCRATCH_LEN as u32));
                     Next::Send
                 }
                 Ok(0) => self.opened(),
@@ -231,62 +195,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             }
             Ok(())
         };
-        let per = SCRATCH_LEN as u32 / btree::LEAF_ENTRY_LEN;
-        Ok(match o.step {
-            Step::HyperRoot => {
-                let h = btree::Header::parse(payload, true)?;
-                match (h.depth, h.entries) {
-                    (_, 0) => None,
-                    (1, count) => Some(Step::HyperEntries { next: 0, count }),
-                    (_, count) => Some(Step::HyperIndirect { k: 0, count }),
-                }
-            }
-            Step::HyperEntries { next, count } => {
-                fill(payload)?;
-                let next = next + per.min(count - next);
-                (next < count).then_some(Step::HyperEntries { next, count })
-            }
-            Step::HyperIndirect { k, count } => {
-                let (_, oid) = btree::indirect_entry(payload, o.vid)?;
-                Some(Step::LeafHeader { k, count, oid })
-            }
-            Step::LeafHeader { k, count, oid } => {
-                let h = btree::Header::parse(payload, false)?;
-                if h.entries == 0 {
-                    (k + 1 < count).then_some(Step::HyperIndirect { k: k + 1, count })
-                } else {
-                    Some(Step::LeafEntries {
-                        k,
-                        count,
-                        oid,
-                        next: 0,
-                        entries: h.entries,
-                    })
-                }
-            }
-            Step::LeafEntries {
-                k,
-                count,
-                oid,
-                next,
-                entries,
-            } => {
-                fill(payload)?;
-                let next = next + per.min(entries - next);
-                if next < entries {
-                    Some(Step::LeafEntries {
-                        k,
-                        count,
-                        oid,
-                        next,
-                        entries,
-                    })
-                } else {
-                    (k + 1 < count).then_some(Step::HyperIndirect { k: k + 1, count })
-                }
-            }
-            _ => None,
-        })
+        let Step::Hyper(mut walk) = o.step else {
+            return Ok(None);
+        };
+        fill(walk.advance(payload)?)?;
+        Ok((!walk.is_done()).then_some(Step::Hyper(walk)))
     }
 
     pub(super) fn open_failed(&mut self, o: &mut Open, e: Error) -> Next {
