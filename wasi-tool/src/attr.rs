@@ -23,7 +23,7 @@ use sheepdog_core::wire::ResultCode;
 use crate::cli::Cli;
 use crate::error::{self, CliError};
 use crate::gateways;
-use crate::raw::exchange;
+use crate::raw::{receive, send};
 use crate::session;
 use crate::target::Target;
 
@@ -76,12 +76,9 @@ fn encoded(t: &Target, snap_id: u32, key: &str, value: &[u8]) -> Result<Vec<u8>,
 /// Run `op` to its end on `stream`.
 fn run_op(stream: &mut TcpStream, addr: &str, op: &mut AttrOp<Vec<u8>>) -> Result<(), CliError> {
     while let Some((header, with_payload)) = op.poll_transmit() {
-        let payload = if with_payload {
-            op.payload().to_vec()
-        } else {
-            Vec::new()
-        };
-        exchange(stream, addr, op, &header, &payload)?;
+        let payload = if with_payload { op.payload() } else { &[] };
+        send(stream, addr, &header, payload)?;
+        receive(stream, addr, op)?;
         if op.outcome().is_some() {
             break;
         }
@@ -220,7 +217,8 @@ fn objects_of(addr: &str, timeout: Duration) -> Result<Vec<Oid>, CliError> {
     loop {
         let mut probe = ObjListProbe::new(vec![0u8; len], 1);
         let header = probe.request();
-        exchange(&mut stream, &d.addr, &mut probe, &header, &[])?;
+        send(&mut stream, &d.addr, &header, &[])?;
+        receive(&mut stream, &d.addr, &mut probe)?;
         if probe.too_small() && len < OBJ_LIST_MAX {
             len *= 4;
             continue;

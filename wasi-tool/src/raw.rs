@@ -1,4 +1,4 @@
-//! One request and its reply over a blocking connection, for the small
+//! A request and its reply over a blocking connection, for the small
 //! sans-IO exchanges outside the engine (`core::attr`, `core::obj_list`,
 //! `core::object_op`).
 
@@ -13,19 +13,25 @@ use sheepdog_core::wire::ResultCode;
 use crate::client::Client;
 use crate::error::{self, CliError};
 
-/// Send `header` (and `payload`), then take the reply through the one
-/// receive path into `machine`.
-pub fn exchange<R: Replies>(
+/// Send `header` and `payload` (empty when none follows).
+pub fn send(
     stream: &mut TcpStream,
     addr: &str,
-    machine: &mut R,
     header: &[u8],
     payload: &[u8],
 ) -> Result<(), CliError> {
     stream
         .write_all(header)
         .and_then(|()| stream.write_all(payload))
-        .map_err(|e| error::lost(addr, &e))?;
+        .map_err(|e| error::lost(addr, &e))
+}
+
+/// Take one reply through the one receive path into `machine`.
+pub fn receive<R: Replies>(
+    stream: &mut TcpStream,
+    addr: &str,
+    machine: &mut R,
+) -> Result<(), CliError> {
     let mut rx = Receiver::new();
     let mut scratch = [0u8; 0];
     let mut no_bufs = NoBuffers;
@@ -59,9 +65,10 @@ pub fn object(
 ) -> Result<ObjectOp<Vec<u8>>, CliError> {
     let addr = client.addr.clone();
     let mut op = ObjectOp::new(buf, 1, oid, kind);
-    let header = op.request();
-    let payload = op.payload().to_vec();
-    let res = exchange(client.stream(), &addr, &mut op, &header, &payload);
+    let stream = client.stream();
+    // The payload is sent from the op's own buffer: no copy of it.
+    let res = send(stream, &addr, &op.request(), op.payload())
+        .and_then(|()| receive(stream, &addr, &mut op));
     client.resume();
     res?;
     Ok(op)
