@@ -77,6 +77,42 @@ impl Cluster {
             .map(|e| e[0])
     }
 
+    /// What hyper volume `vid`'s B-tree maps object `idx` to, looked up
+    /// as sheep does (`None`: no tree).
+    pub fn hyper_lookup(&self, vid: u32, idx: u32) -> Option<u32> {
+        let tree = super::hyper::Tree::load(&*self.store, vid).ok().flatten()?;
+        Some(tree.lookup(idx))
+    }
+
+    /// Hyper volume `vid`'s B-tree, read whole.
+    pub fn hyper_tree(&self, vid: u32) -> Option<super::hyper::Tree> {
+        super::hyper::Tree::load(&*self.store, vid).ok().flatten()
+    }
+
+    /// Every entry of hyper volume `vid`'s B-tree, as sheep's walk visits
+    /// them.
+    pub fn hyper_entries(&self, vid: u32) -> Option<Vec<(u32, u32)>> {
+        let tree = super::hyper::Tree::load(&*self.store, vid).ok().flatten()?;
+        Some(tree.walk())
+    }
+
+    /// The shape of hyper volume `vid`'s B-tree.
+    pub fn hyper_shape(&self, vid: u32) -> Option<super::hyper::Shape> {
+        let tree = super::hyper::Tree::load(&*self.store, vid).ok().flatten()?;
+        Some(tree.shape())
+    }
+
+    /// Set entries of hyper volume `vid`'s B-tree one by one as dog's
+    /// writes do (`sd_inode_set_vid`, then the inode write), without the
+    /// data objects: what a test needs to stand for dog.
+    pub fn hyper_set(&mut self, vid: u32, entries: &[(u32, u32)]) -> Result<(), ResultCode> {
+        let mut tree = super::hyper::Tree::load(&*self.store, vid)?.ok_or(ResultCode::NoVdi)?;
+        for &(idx, v) in entries {
+            tree.set(idx, v)?;
+        }
+        tree.save(&mut *self.store)
+    }
+
     /// The reference-count ledger of a data object: generation → count.
     /// `None` while untouched (the implicit `{0: 1}`).
     pub fn ledger(&self, data: Oid) -> Option<BTreeMap<u32, u32>> {

@@ -38,7 +38,7 @@ mod config;
 mod delete;
 mod dir_store;
 mod faults;
-mod hyper;
+pub mod hyper;
 mod info_ops;
 mod inode_io;
 mod lock_ops;

@@ -141,7 +141,20 @@ impl Cluster {
             Err(e) => return Outcome::err(e),
         };
         if header.store_policy != 0 {
-            // Hyper volumes would rewrite their B-tree; not modelled.
+            // The tree's entry becomes 0 (it stays in the tree), then the
+            // object goes.
+            let tree = match super::hyper::Tree::load(&*self.store, vid) {
+                Ok(Some(t)) => t,
+                Ok(None) => return Outcome::ok(),
+                Err(e) => return Outcome::err(e),
+            };
+            if tree.lookup(idx) != 0 {
+                let mut tree = tree;
+                if let Err(e) = tree.set(idx, 0).and_then(|()| tree.save(&mut *self.store)) {
+                    return Outcome::err(e);
+                }
+                let _ = self.store.remove(a.oid);
+            }
             return Outcome::ok();
         }
         let entry = match read_entries(&*self.store, ioid, idx, 1) {
