@@ -72,6 +72,8 @@ pub enum SizeError {
     },
     /// A hyper volume (B-tree index), which this client refuses.
     HyperVolume,
+    /// A hyper volume's B-tree cannot take more leaves (262,143).
+    BtreeFull,
 }
 
 impl fmt::Display for SizeError {
@@ -100,6 +102,9 @@ impl fmt::Display for SizeError {
                 "erasure code {data}:{parity} is invalid (data 2, 4, 8 or 16; parity 1 to 15)"
             ),
             SizeError::HyperVolume => f.write_str("hyper volumes (B-tree index) are not supported"),
+            SizeError::BtreeFull => {
+                f.write_str("the hyper volume's B-tree is full (262,143 leaves of 524,287 entries)")
+            }
         }
     }
 }

@@ -221,6 +221,13 @@ pub enum Error {
     /// The connection was lost as often as the retry policy allows while
     /// the operation was in flight.
     ConnectionLost,
+    /// A hyper volume's B-tree names another object for index `idx` than
+    /// the cache loaded at open: someone else wrote the volume meanwhile,
+    /// and rebuilding the tree from the cache would lose that write.
+    TreeChanged {
+        /// The index.
+        idx: u32,
+    },
 }
 
 /// The request a bad reply answered, and what was wrong with it.
@@ -376,6 +383,11 @@ impl fmt::Display for Error {
             Error::ConnectionLost => {
                 f.write_str("connection lost too many times while the request was in flight")
             }
+            Error::TreeChanged { idx } => write!(
+                f,
+                "the hyper volume's B-tree changed since it was opened (object {idx}): \
+                 another client wrote it"
+            ),
         }
     }
 }

@@ -9,6 +9,8 @@
 //! bytes, the leaf's oid: 16 bytes). A leaf is a 4 MiB object with the
 //! same header (depth 1) and leaf entries.
 
+pub mod commit;
+
 use byteorder::{ByteOrder, LittleEndian};
 
 use crate::engine::Problem;
