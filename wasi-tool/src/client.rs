@@ -575,6 +575,17 @@ impl Client {
         self.gateways.learned().to_vec()
     }
 
+    /// The socket in blocking mode with the engine beside it, for raw
+    /// requests built from the engine's state (a hyper volume's B-tree
+    /// commit); the readiness loop takes the socket back after.
+    pub fn raw_with_engine<T>(&mut self, f: impl FnOnce(&mut TcpStream, &str, &Eng) -> T) -> T {
+        let _ = self.stream.set_nonblocking(false);
+        let _ = self.stream.set_read_timeout(Some(self.gateways.timeout));
+        let out = f(&mut self.stream, &self.addr, &self.engine);
+        self.resume();
+        out
+    }
+
     /// The socket in blocking mode, for raw requests and replies (used by
     /// `list`).
     pub fn stream(&mut self) -> &mut TcpStream {

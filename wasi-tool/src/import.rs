@@ -12,6 +12,7 @@ use std::io::{self, Read, Seek};
 use sheepdog_core::engine::{ControlDone, CreateOptions, Event};
 use sheepdog_core::redundancy::Redundancy;
 
+use crate::btree;
 use crate::cli::{Cli, IoOpts};
 use crate::client::{Client, QUEUE_MAX};
 use crate::error::{self, CliError};
@@ -135,6 +136,18 @@ pub fn import(
         total,
         crcs.as_mut(),
     )
+    .and_then(|end| {
+        // A hyper volume's new entries go into its B-tree once every
+        // write is done.
+        let c = btree::commit(&mut client, &t.name)?;
+        if c.requests > 0 && !cli.quiet {
+            eprintln!(
+                "B-tree of {}: {} requests, {} new leaves, depth {}",
+                t.name, c.requests, c.leaves_made, c.depth
+            );
+        }
+        Ok(end)
+    })
     .and_then(|end| match crcs.as_mut() {
         Some(c) => {
             c.end_at(end);
@@ -385,9 +398,13 @@ impl Side for Writing<'_, '_> {
             let mut len = n as u64;
             let zero = !slot.in_file && (hole || is_zero(&slot.buf[..n]));
             let allocated = client.engine.entry(idx).is_some_and(|e| e != 0);
+            // A hyper volume's objects are not released (its B-tree takes
+            // no removals): zeros over data are written as zeros.
+            let hyper = client.engine.volume().is_some_and(|v| v.hyper);
             // A zero chunk at the start of an allocated object larger than a
             // chunk: look ahead to see whether the whole object is zeros.
             if zero
+                && !hyper
                 && allocated
                 && self.offset % self.os == 0
                 && len < obj_end - self.offset
@@ -436,8 +453,8 @@ impl Side for Writing<'_, '_> {
                     Some(client.engine.write(token, sent_at, sent_len))
                 }
                 Action::Skip => None,
-                Action::Release => Some(client.engine.discard(token, self.offset, len)),
-                Action::WriteZeros => {
+                Action::Release if !hyper => Some(client.engine.discard(token, self.offset, len)),
+                Action::Release | Action::WriteZeros => {
                     if hole {
                         // A hole was not copied into the buffer.
                         slot.buf[..n].fill(0);

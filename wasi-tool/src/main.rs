@@ -2,6 +2,7 @@
 //! serve them over NBD, natively or as a WASI 0.2 component under wasmtime.
 
 mod attr;
+mod btree;
 mod cli;
 mod client;
 mod commands;

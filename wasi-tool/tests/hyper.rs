@@ -1,7 +1,9 @@
 //! Hyper volumes (store_policy 1, a B-tree index): `create --hyper` makes
 //! one as dog's `-y` does, `info` and `list` count its objects from the
-//! tree, `export` reads through it, writing is refused with a clear error,
-//! and `delete` removes it without touching its B-tree.
+//! tree, `export` reads through it, `import` writes it and commits its
+//! entries into the tree (checked with the reference server's own lookup,
+//! written from sheep's), and `delete` removes it without touching its
+//! B-tree.
 
 mod common;
 
@@ -61,10 +63,41 @@ fn a_hyper_volume_is_created_read_refused_and_deleted() {
     assert!(all_zero(&got[..OBJ]));
     assert!(got[OBJ..] == data[..]);
 
-    let img = dir.file("img", &random(2, MIB));
+    // Imported into: objects 0 and 2 written, the zeros of object 1 not
+    // sent, object 7 left as it was; sheep's lookup finds what the tree
+    // commit wrote.
+    let mut img = random(2, 3 * OBJ);
+    img[OBJ..2 * OBJ].fill(0);
+    let file = dir.file("img", &img);
+    let r = sheep_ok(&h, &["import", &file, "hv"]);
+    assert!(r.stderr.contains("B-tree of hv"), "{r:?}");
+    {
+        let c = h.cluster();
+        assert_eq!(c.hyper_lookup(v, 0), Some(v));
+        assert_eq!(c.hyper_lookup(v, 1), Some(0));
+        assert_eq!(c.hyper_lookup(v, 2), Some(v));
+        assert_eq!(c.hyper_lookup(v, 7), Some(v));
+        assert_eq!(c.hyper_shape(v).unwrap().entries, 3);
+    }
+    let out = dir.path("hv2.raw");
+    sheep_ok(&h, &["export", "hv", &s(&out)]);
+    let f = std::fs::File::open(&out).unwrap();
+    let mut got = vec![0u8; 8 * OBJ];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut got, 0).unwrap();
+    assert!(got[..3 * OBJ] == img[..]);
+    assert!(got[7 * OBJ..] == data[..]);
+    // Zeros over data are written as zeros (the tree takes no removals).
+    let zeros = dir.file("zeros", &vec![0u8; OBJ]);
+    sheep_ok(&h, &["import", &zeros, "hv"]);
+    assert_eq!(h.cluster().hyper_lookup(v, 0), Some(v));
+    sheep_ok(&h, &["export", "hv", &s(&out)]);
+    let f = std::fs::File::open(&out).unwrap();
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut got, 0).unwrap();
+    assert!(all_zero(&got[..OBJ]));
+    // What is still refused says what.
     assert_error(
-        &sheep(&h, &["import", &img, "hv"]),
-        &["hv: hyper volumes (B-tree index) can be read, not written, yet"],
+        &sheep(&h, &["snapshot", "create", "hv", "--tag", "s"]),
+        &["hv", "hyper volumes"],
     );
     // dog's limits: 16 PiB at most, 4 MiB objects, no preallocation.
     assert_error(
@@ -122,10 +155,65 @@ fn a_hyper_volume_is_created_read_refused_and_deleted() {
     assert!(got == obj);
     // Deleted: the server's walk removes the data, ours the leaves it
     // leaves behind.
+    // Imported into at depth 2: objects 0 and 1 go to the first leaf, 2
+    // to 4 to the last, whose root entry now names 4.
+    let img = random(4, 5 * OBJ);
+    let file = dir.file("deep.img", &img);
+    sheep_ok(&h, &["import", &file, "deep"]);
+    {
+        let c = h.cluster();
+        let shape = c.hyper_shape(d).unwrap();
+        assert_eq!(shape.leaves, vec![(1, 0, 2), (4, 1, 3)], "{shape:?}");
+        for idx in 0..5 {
+            assert_eq!(c.hyper_lookup(d, idx), Some(d), "object {idx}");
+        }
+    }
+    let out = dir.path("deep2.raw");
+    sheep_ok(&h, &["export", "deep", &s(&out)]);
+    let f = std::fs::File::open(&out).unwrap();
+    let mut got = vec![0u8; 5 * OBJ];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut got, 0).unwrap();
+    assert!(got == img);
     let r = sheep_ok(&h, &["delete", "deep"]);
     assert!(r.out().contains("and its 2 B-tree leaves"), "{r:?}");
     for n in 0..2 {
         assert!(!h.cluster().object_exists(Oid::btree(dv, n)), "leaf {n}");
     }
-    assert!(!h.cluster().object_exists(data_oid(d, 3)));
+    for idx in 0..5 {
+        assert!(!h.cluster().object_exists(data_oid(d, idx)));
+    }
+}
+
+#[test]
+fn a_tree_dog_made_past_one_leaf_takes_an_import_and_dogs_inserts_after() {
+    let h = server();
+    let dir = TempDir::new();
+    sheep_ok(&h, &["create", "--hyper", "big", "5T"]);
+    let v = vid(&h, "big");
+    // dog's inserts of 600,000 objects from index 100 on (their data is
+    // not needed here): a depth-2 tree of three leaves.
+    let dogs: Vec<(u32, u32)> = (100..600_100).map(|i| (i, v)).collect();
+    h.cluster().hyper_set(v, &dogs).unwrap();
+    assert_eq!(h.cluster().hyper_shape(v).unwrap().depth, 2);
+    let img = random(5, 3 * OBJ);
+    let file = dir.file("img", &img);
+    sheep_ok(&h, &["import", &file, "big"]);
+    // dog writes again after us, into the leaf we rewrote.
+    h.cluster().hyper_set(v, &[(50, v), (600_200, v)]).unwrap();
+    let c = h.cluster();
+    for idx in [0, 1, 2, 50, 100, 300_000, 600_099, 600_200] {
+        assert_eq!(c.hyper_lookup(v, idx), Some(v), "object {idx}");
+    }
+    assert_eq!(c.hyper_lookup(v, 3), Some(0));
+    assert_eq!(c.hyper_lookup(v, 600_100), Some(0));
+    drop(c);
+    let out = dir.path("big.raw");
+    let r = sheep(&h, &["export", "big", &s(&out)]);
+    // Objects dog indexed without data: the export names the first.
+    assert_error(&r, &["object 50 of big"]);
+    let f = std::fs::File::open(&out);
+    assert!(f.is_err(), "a failed export leaves no file");
+    let info = sheep_ok(&h, &["info", "--json", "big"]).out();
+    let j: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(j["used"], (600_005u64) * OBJ as u64);
 }

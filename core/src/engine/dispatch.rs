@@ -272,6 +272,20 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
                 // Once the index is unsettled, a new object is not indexed
                 // (its write has failed): the cache must not claim it.
                 let index = action.creates() && !self.index_unsettled();
+                let hyper = self.volume.as_ref().is_some_and(|v| v.header.is_hyper());
+                if index && hyper {
+                    // The entry goes into the B-tree when the caller
+                    // commits it; the write is done once its data is.
+                    self.set_entry(piece.idx, action.oid().vid_bits());
+                    if let Some(v) = self.volume.as_mut() {
+                        v.widen_uncommitted(piece.idx);
+                    }
+                    if let Some(io) = self.io_mut(token) {
+                        io.outstanding -= 1;
+                        io.settle();
+                    }
+                    return;
+                }
                 if index {
                     self.set_entry(piece.idx, action.oid().vid_bits());
                     // Room was reserved when the create was planned.

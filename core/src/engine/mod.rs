@@ -168,11 +168,22 @@ struct Volume {
     /// An index write failed for good: the inode may differ from the
     /// cache, so writes are refused until the VDI is opened again.
     index_unsettled: bool,
+    /// A hyper volume: the lowest and highest index whose entry a CREATE
+    /// set in the cache and that the caller has not taken to commit to the
+    /// B-tree yet ([`Engine::take_uncommitted`]).
+    uncommitted: Option<(u32, u32)>,
 }
 
 impl Volume {
     fn vid(&self) -> u32 {
         self.header.vdi_id
+    }
+
+    fn widen_uncommitted(&mut self, idx: u32) {
+        self.uncommitted = Some(match self.uncommitted {
+            None => (idx, idx),
+            Some((lo, hi)) => (lo.min(idx), hi.max(idx)),
+        });
     }
 
     fn info(&self) -> VolumeInfo {
@@ -280,6 +291,32 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         }
         let at = idx as usize * 4;
         Some(LittleEndian::read_u32(&self.index.as_ref()[at..at + 4]))
+    }
+
+    /// The open VDI's index entries as cached (4 bytes per object, every
+    /// object of the VDI): what a hyper volume's B-tree is rebuilt from
+    /// ([`crate::btree::commit`]).
+    pub fn index_entries(&self) -> &[u8] {
+        let count = self.volume.as_ref().map_or(0, |v| v.count) as usize;
+        &self.index.as_ref()[..count * 4]
+    }
+
+    /// A hyper volume's entries that writes set and that are not in its
+    /// B-tree yet: the lowest and highest index, taken (so the next call
+    /// says `None` until more are set). The caller commits them with
+    /// [`crate::btree::commit::Commit`] while nothing else writes; until
+    /// then the data is on the cluster but no reader finds it.
+    pub fn take_uncommitted(&mut self) -> Option<(u32, u32)> {
+        self.volume.as_mut()?.uncommitted.take()
+    }
+
+    /// Give back what [`Engine::take_uncommitted`] took, after a commit
+    /// that failed, so that a later one covers it again.
+    pub fn restore_uncommitted(&mut self, lo: u32, hi: u32) {
+        if let Some(v) = self.volume.as_mut() {
+            v.widen_uncommitted(lo);
+            v.widen_uncommitted(hi);
+        }
     }
 
     /// The index cache, for reading index payloads into

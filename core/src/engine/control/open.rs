@@ -254,6 +254,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             locked,
             lock_vid: if locked { v } else { 0 },
             index_unsettled: false,
+            uncommitted: None,
         });
         self.readonly_vid = 0;
         self.resolve_waits = 0;

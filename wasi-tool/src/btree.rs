@@ -1,0 +1,97 @@
+//! A hyper volume's B-tree brought up to date after writes
+//! (`core::btree::commit`): the entries the engine set in its cache since
+//! the last commit go into the tree, one request at a time on the client's
+//! connection, once every write is done.
+
+use std::net::TcpStream;
+
+use sheepdog_core::btree::commit::{Buffer, Commit, LEAF_BUF_LEN, ROOT_BUF_LEN};
+use sheepdog_core::object_op::ObjectOp;
+use sheepdog_core::oid::Vid;
+
+use crate::client::{Client, Eng};
+use crate::error::{self, CliError};
+use crate::raw::{receive, send};
+
+/// What a commit did.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// Requests made.
+    pub requests: u32,
+    /// Leaves created.
+    pub leaves_made: u32,
+    /// The root's depth after it.
+    pub depth: u16,
+}
+
+/// Commit what writes to the open hyper volume `name` left out of its
+/// B-tree (nothing for a flat VDI). The engine must be idle.
+pub fn commit(client: &mut Client, name: &str) -> Result<Committed, CliError> {
+    let Some(info) = client.engine.volume().filter(|v| v.hyper) else {
+        return Ok(Committed::default());
+    };
+    let Some((lo, hi)) = client.engine.take_uncommitted() else {
+        return Ok(Committed::default());
+    };
+    let vid = Vid::new(info.vid).map_err(|e| CliError::msg(format!("{name}: {e}")))?;
+    let mut machine = Commit::new(vid, info.copies, lo, hi);
+    let mut root = vec![0u8; ROOT_BUF_LEN];
+    let mut leaf = vec![0u8; LEAF_BUF_LEN];
+    let res = client.raw_with_engine(|stream, addr, engine| {
+        run(
+            stream,
+            addr,
+            engine,
+            &mut machine,
+            &mut root,
+            &mut leaf,
+            name,
+        )
+    });
+    if res.is_err() {
+        // A later commit covers these again.
+        client.engine.restore_uncommitted(lo, hi);
+    }
+    let requests = res?;
+    Ok(Committed {
+        requests,
+        leaves_made: machine.leaves_made(),
+        depth: machine.depth(),
+    })
+}
+
+fn run(
+    stream: &mut TcpStream,
+    addr: &str,
+    engine: &Eng,
+    machine: &mut Commit,
+    root: &mut [u8],
+    leaf: &mut [u8],
+    name: &str,
+) -> Result<u32, CliError> {
+    let what = format!("B-tree of {name}");
+    let index = engine.index_entries();
+    let mut requests = 0;
+    while let Some(step) = machine
+        .next(index, root, leaf)
+        .map_err(|e| error::engine(&what, e))?
+    {
+        let buf = match step.buffer {
+            Buffer::Root => &mut root[step.range.clone()],
+            Buffer::Leaf => &mut leaf[step.range.clone()],
+        };
+        let mut op = ObjectOp::new(buf, 1, step.oid, step.kind);
+        send(stream, addr, &op.request(), op.payload())?;
+        receive(stream, addr, &mut op)?;
+        requests += 1;
+        match op.outcome() {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(error::engine(&format!("{what}, object {}", step.oid), e)),
+            None => return Err(CliError::msg("internal error: no reply")),
+        }
+        machine
+            .done(index, root)
+            .map_err(|e| error::engine(&what, e))?;
+    }
+    Ok(requests)
+}
