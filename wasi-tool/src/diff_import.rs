@@ -63,6 +63,7 @@ pub fn import_diff(
         to: None,
         written: 0,
         quiet: cli.quiet,
+        hyper: info.hyper,
     };
     let res = a.stream(&mut *input, file, force, &snapshots);
     if res.is_err() {
@@ -74,6 +75,23 @@ pub fn import_diff(
     let to = a.to.take();
     let written = a.written;
     let mut res = res.and(drained);
+    if res.is_ok() {
+        // A hyper volume's new entries go into its B-tree now that every
+        // write is done.
+        res = crate::btree::commit(&mut client, &t.name).map(|_| ());
+    }
+    let to = match to {
+        Some(tag) if info.hyper => {
+            if !cli.quiet {
+                eprintln!(
+                    "{}: hyper volumes have no snapshots; {tag} is not made",
+                    t.name
+                );
+            }
+            None
+        }
+        to => to,
+    };
     if let (Ok(()), Some(tag)) = (&res, &to) {
         let what = format!("{}@{tag}", t.name);
         res = match run(&mut client, &what, |e| e.snapshot(tag)) {
@@ -98,6 +116,8 @@ pub fn import_diff(
 /// Applying one stream.
 struct Apply<'a> {
     client: &'a mut Client,
+    /// A hyper volume: zeros are written, not released.
+    hyper: bool,
     pipe: Pipe,
     name: String,
     size: u64,
@@ -315,7 +335,8 @@ impl Apply<'_> {
                     self.collect()?;
                 }
                 let name = self.name.clone();
-                if whole {
+                // A hyper volume's tree takes no removals: zeros it is.
+                if whole && !self.hyper {
                     self.pipe
                         .submit(self.client, Vec::new(), &name, |e, t| e.discard(t, at, n))?;
                 } else {

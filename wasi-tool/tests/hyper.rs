@@ -217,3 +217,43 @@ fn a_tree_dog_made_past_one_leaf_takes_an_import_and_dogs_inserts_after() {
     let j: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(j["used"], (600_005u64) * OBJ as u64);
 }
+
+#[test]
+fn an_rbd_diff_applies_to_a_hyper_volume_zeros_written_not_released() {
+    let h = server();
+    let dir = TempDir::new();
+    // A flat VDI's change between two snapshots: object 0 rewritten,
+    // object 1 zeroed (a z record), object 2 untouched.
+    let s1 = random(6, 3 * OBJ);
+    let mut s2 = s1.clone();
+    s2[..OBJ].copy_from_slice(&random(7, OBJ));
+    s2[OBJ..2 * OBJ].fill(0);
+    let f1 = dir.file("s1", &s1);
+    let f2 = dir.file("s2", &s2);
+    sheep_ok(&h, &["import", &f1, "flat"]);
+    sheep_ok(&h, &["snapshot", "create", "flat", "--tag", "s1"]);
+    sheep_ok(&h, &["import", &f2, "flat"]);
+    sheep_ok(&h, &["snapshot", "create", "flat", "--tag", "s2"]);
+    let diff = dir.path("d");
+    sheep_ok(&h, &["export-diff", "--from", "s1", "flat@s2", &s(&diff)]);
+    // The hyper volume holds s1; it has no snapshot s1, hence --force.
+    sheep_ok(&h, &["create", "--hyper", "hv", "1T"]);
+    sheep_ok(&h, &["import", &f1, "hv"]);
+    let r = sheep_ok(&h, &["import-diff", "--force", &s(&diff), "hv"]);
+    assert!(
+        r.stderr.contains("hyper volumes have no snapshots"),
+        "{r:?}"
+    );
+    let v = vid(&h, "hv");
+    assert_eq!(
+        h.cluster().hyper_lookup(v, 1),
+        Some(v),
+        "zeroed, not released"
+    );
+    let out = dir.path("hv.raw");
+    sheep_ok(&h, &["export", "hv", &s(&out)]);
+    let f = std::fs::File::open(&out).unwrap();
+    let mut got = vec![0u8; 3 * OBJ];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut got, 0).unwrap();
+    assert!(got == s2);
+}
