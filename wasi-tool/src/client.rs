@@ -575,6 +575,13 @@ impl Client {
         self.gateways.learned().to_vec()
     }
 
+    /// Wait at least `t` for a reply before the node counts as stopped:
+    /// for a request the server takes long over (DEL_VDI of a volume with
+    /// many objects removes each before it answers).
+    pub fn allow_slow_reply(&mut self, t: std::time::Duration) {
+        self.gateways.timeout = self.gateways.timeout.max(t);
+    }
+
     /// The socket in blocking mode with the engine beside it, for raw
     /// requests built from the engine's state (a hyper volume's B-tree
     /// commit); the readiness loop takes the socket back after.
