@@ -294,3 +294,71 @@ fn a_root_that_cannot_be_is_refused() {
     let e = m.next(&index, &mut [0; 100], &mut [0; 100]).unwrap_err();
     assert!(matches!(e, Error::BufferTooSmall { .. }));
 }
+
+#[test]
+fn mutated_roots_never_panic_or_stall_the_commit() {
+    let size = TIB;
+    let objects = (size >> 22) as u32;
+    let vid = 0x1234u32;
+    let v = Vid::new(vid).unwrap();
+    let mut index = cache(size);
+    for idx in (0..objects).step_by(97) {
+        set(&mut index, idx, vid);
+    }
+    // A valid head (counter 3) and depth-2 root of three leaves.
+    let mut head = vec![0u8; 4672];
+    head[568..572].copy_from_slice(&3u32.to_le_bytes());
+    head[4664..4672].copy_from_slice(&[0x74, 0x62, 2, 0, 3, 0, 0, 0]);
+    let mut root = Vec::new();
+    for (n, idx) in [(0u32, 1000u32), (1, 90_000), (2, 200_000)] {
+        root.extend_from_slice(&idx.to_le_bytes());
+        root.extend_from_slice(&[0; 4]);
+        root.extend_from_slice(&Oid::btree(v, n).0.to_le_bytes());
+    }
+    let mut x = 99u64;
+    let mut rnd = move || {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (x >> 33) as usize
+    };
+    let mut b = Bufs::new();
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..3000 {
+        let (mut h, mut r) = (head.clone(), root.clone());
+        for _ in 0..1 + rnd() % 3 {
+            if rnd() % 2 == 0 {
+                let at = 4664 + rnd() % 8;
+                h[at] = rnd() as u8;
+            } else {
+                let at = rnd() % r.len();
+                r[at] = rnd() as u8;
+            }
+        }
+        let mut m = Commit::new(v, 0, rnd() as u32 % objects, objects - 1);
+        let mut steps = 0;
+        let outcome = loop {
+            let step = match m.next(&index, &mut b.root, &mut b.leaf) {
+                Ok(Some(s)) => s,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            steps += 1;
+            assert!(steps < 64, "bounded");
+            if let ObjectKind::Read { offset } = step.kind {
+                let src: &[u8] = if offset == 0 { &h } else { &r };
+                let want = step.range.len();
+                let got = &mut b.root[step.range.clone()];
+                let n = want.min(src.len());
+                got[..n].copy_from_slice(&src[..n]);
+                got[n..].fill(0);
+            }
+            if let Err(e) = m.done(&index, &mut b.root) {
+                break Err(e);
+            }
+        };
+        match outcome {
+            Ok(()) => ok += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(ok > 0 && refused > 0, "{ok} {refused}");
+}
