@@ -18,7 +18,8 @@
 //!   size limits, copies and erasure codes.
 //! - [`inode`], [`index`], [`btree`]: the inode header, the flat index
 //!   over a caller's buffer, the smallest byte ranges a client writes, and
-//!   a hyper volume's B-tree.
+//!   a hyper volume's B-tree: read, and rebuilt from the cache after
+//!   writes ([`btree::commit`]).
 //! - [`hash`], [`bitmap`]: FNV-1a and the VID hash; the 2 MiB VID bitmaps.
 //! - [`address`]: `vdi`, `vdi@snap`, QEMU's `host:port:vdi:snap` and
 //!   `sheepdog://host:port/vdi#snap`.

@@ -33,6 +33,12 @@
 //!   (batched with others into range writes) only after the CREATE
 //!   succeeded, and a write completes only after its entries are on the
 //!   inode and the inode was checked not to have become a snapshot meanwhile.
+//! - A hyper volume (B-tree index) is the exception: a CREATE's entry goes
+//!   into the cache and a range the caller takes with
+//!   [`Engine::take_uncommitted`], and the write is done once its data is.
+//!   The caller commits the entries to the tree with
+//!   [`crate::btree::commit::Commit`] after its writes, as the tool's import
+//!   does; until then readers of the cluster do not see the new objects.
 //! - READONLY (someone took a snapshot): the engine looks the working VDI up
 //!   again, adopts its VID, and resends the write as copy-on-write; index
 //!   entries not yet on the new inode are written there.
