@@ -317,7 +317,9 @@ fn mutated_roots_never_panic_or_stall_the_commit() {
     }
     let mut x = 99u64;
     let mut rnd = move || {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (x >> 33) as usize
     };
     let mut b = Bufs::new();
