@@ -220,6 +220,40 @@ fn a_full_leaf_that_takes_more_is_split_and_new_leaves_go_out_before_the_root() 
 }
 
 #[test]
+fn an_old_leaf_split_below_the_commit_still_gets_its_upper_part() {
+    // Every third index: a left leaf, a full middle leaf, a last one.
+    let size = 16 * TIB;
+    let mut c = Cluster::new(ClusterConfig::default());
+    let vid = hyper(&mut c, "hv", size);
+    let mut index = cache(size);
+    let n = MAX + 400_000;
+    for i in 0..n {
+        set(&mut index, 3 * i, vid);
+    }
+    commit(&mut c, vid, &index, 0, 3 * (n - 1)).unwrap();
+    let shape = c.hyper_shape(vid).unwrap();
+    assert_eq!(shape.leaves[1].2, MAX as usize, "{shape:?}");
+    // One new index at the bottom of the full middle leaf: it splits, and
+    // the old leaf's new range (its upper half) lies above the commit.
+    let new = shape.leaves[0].0 + 1;
+    set(&mut index, new, vid);
+    let ops = commit(&mut c, vid, &index, new, new).unwrap();
+    let kinds: String = ops
+        .iter()
+        .map(|o| match (o.oid.kind(), o.kind) {
+            (OidKind::Inode, ObjectKind::Read { .. }) => 'r',
+            (OidKind::Inode, _) => 'R',
+            (OidKind::Btree, ObjectKind::Create { .. }) => 'C',
+            _ => 'W',
+        })
+        .collect();
+    assert_eq!(kinds, "rrCRW");
+    assert_found(&c, vid, &index);
+    assert_well_formed(&c, vid);
+    assert_eq!(c.hyper_shape(vid).unwrap().leaves.len(), 4);
+}
+
+#[test]
 fn a_tree_dog_made_takes_our_commits_and_ours_takes_dogs_inserts() {
     let size = 16 * TIB;
     let mut c = Cluster::new(ClusterConfig::default());
@@ -289,6 +323,10 @@ fn a_root_that_cannot_be_is_refused() {
     write(&mut c, 4664, &root);
     let e = commit(&mut c, vid, &index, 3, 3).unwrap_err();
     assert!(e.to_string().contains("btree leaf oid"), "{e}");
+    // A depth-2 root naming no leaf would take the commit and map nothing.
+    write(&mut c, 4664, &[0x74, 0x62, 2, 0, 0, 0, 0, 0]);
+    let e = commit(&mut c, vid, &index, 3, 3).unwrap_err();
+    assert!(e.to_string().contains("btree entries"), "{e}");
     // Buffers too small are refused before anything is sent.
     let mut m = Commit::new(Vid::new(vid).unwrap(), 0, 3, 3);
     let e = m.next(&index, &mut [0; 100], &mut [0; 100]).unwrap_err();

@@ -27,7 +27,9 @@
 //! from offset 0 (an inode write from 0 is not refcounted, one at 4664
 //! would be: PROTOCOL.md §8), then the old leaves get their new entries.
 //! Stopped anywhere, the tree still maps every index committed before to
-//! the object it mapped, and at worst misses some of the new ones.
+//! the object it mapped, and at worst misses some of the new ones; an old
+//! leaf not yet rewritten keeps copies of entries outside its new range,
+//! which lookups (and [`super::Walk::range`]) never reach.
 //!
 //! Run: [`Commit::next`] gives the request to make over a range of one of
 //! the buffers (an [`ObjectKind`] for [`crate::object_op::ObjectOp`]), and
@@ -210,6 +212,10 @@ pub struct Commit {
     /// `btree_counter` as read: leaves below it are old.
     counter_start: u32,
     counter: u32,
+    /// The old ranges of the nodes that met `lo..=hi`: an old leaf in it
+    /// is rewritten, even one whose new range, after a split, lies
+    /// wholly above or below the entries committed.
+    touched: Option<(u32, u32)>,
 }
 
 fn entry(index: &[u8], idx: u32) -> u32 {
@@ -288,6 +294,7 @@ impl Commit {
             entries: 0,
             counter_start: 0,
             counter: 0,
+            touched: None,
         }
     }
 
@@ -419,6 +426,15 @@ impl Commit {
                 self.counter_start =
                     LittleEndian::read_u32(&root[COUNTER_OFFSET..COUNTER_OFFSET + 4]);
                 self.counter = self.counter_start;
+                // A depth-2 root names at least one leaf (an empty one
+                // would take the commit and map nothing).
+                if h.depth == 2 && h.entries == 0 {
+                    return Err(self.bad(Problem::Field {
+                        name: "btree entries",
+                        got: 0,
+                        expected: 1,
+                    }));
+                }
                 // sheep makes an unwritten root depth 1 on its first insert.
                 self.depth = h.depth.max(1);
                 self.entries = h.entries;
@@ -540,6 +556,10 @@ impl Commit {
             self.state = next;
             return Ok(());
         }
+        self.touched = Some(match self.touched {
+            None => (lower, upper),
+            Some((a, b)) => (a.min(lower), b.max(upper)),
+        });
         let max = u64::from(MAX_LEAF_ENTRIES);
         let (sizes, old_j) = if last {
             let a = count(index, lower, old_max);
@@ -645,7 +665,8 @@ impl Commit {
     }
 
     /// The next old leaf from root position `k` on whose range meets the
-    /// range committed, built in `leaf` from the cache.
+    /// old ranges of the nodes the commit touched, built in `leaf` from
+    /// the cache.
     fn rewrite(&self, index: &[u8], root: &[u8], leaf: &mut [u8], k: u32) -> Option<(Op, u32)> {
         let mut k = k;
         while k < self.entries {
@@ -655,7 +676,8 @@ impl Commit {
                 root_entry(root, k - 1).0.saturating_add(1)
             };
             let (upper, oid) = root_entry(root, k);
-            if oid.index() < self.counter_start && upper >= self.lo && lower <= self.hi {
+            let (lo, hi) = self.touched?;
+            if oid.index() < self.counter_start && upper >= lo && lower <= hi {
                 let n = count(index, lower, upper);
                 fill(index, lower, n, &mut leaf[HEADER_LEN as usize..]);
                 write_header(&mut leaf[..HEADER_LEN as usize], 1, n as u32);
