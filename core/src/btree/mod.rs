@@ -141,16 +141,21 @@ enum At {
         next: u32,
         count: u32,
     },
-    /// Depth 2: indirect entry `k` of `count`.
+    /// Depth 2: indirect entry `k` of `count`, whose leaf's range starts
+    /// at `low`.
     Indirect {
         k: u32,
         count: u32,
+        low: u32,
     },
-    /// Depth 2: the header of leaf `oid`, named by entry `k`.
+    /// Depth 2: the header of leaf `oid`, named by entry `k`, which sheep's
+    /// lookup reaches for indexes `low..=high`.
     LeafHeader {
         k: u32,
         count: u32,
         oid: Oid,
+        low: u32,
+        high: u32,
     },
     /// Depth 2: that leaf's entries from `next` of `entries`.
     LeafEntries {
@@ -159,6 +164,8 @@ enum At {
         oid: Oid,
         next: u32,
         entries: u32,
+        low: u32,
+        high: u32,
     },
     Done,
 }
@@ -189,6 +196,18 @@ impl Walk {
     /// Whether every entry has been handed out.
     pub fn is_done(&self) -> bool {
         self.at == At::Done
+    }
+
+    /// The indexes sheep's lookup reaches in the node [`Walk::read`]
+    /// reads: all of them in a depth-1 root; in a leaf, those above the
+    /// previous root entry's `idx` up to its own. A leaf may hold entries
+    /// outside (a split stopped halfway leaves copies there); sheep never
+    /// reads them, nor should a cache. (Call before [`Walk::advance`].)
+    pub fn range(&self) -> (u32, u32) {
+        match self.at {
+            At::LeafHeader { low, high, .. } | At::LeafEntries { low, high, .. } => (low, high),
+            _ => (0, u32::MAX),
+        }
     }
 
     /// The next read: object, offset in it, length; `None` when done.
@@ -227,12 +246,13 @@ impl Walk {
                 expected: len,
             });
         }
-        let next_leaf = |k: u32, count: u32| {
-            if k + 1 < count {
-                At::Indirect { k: k + 1, count }
-            } else {
-                At::Done
-            }
+        let next_leaf = |k: u32, count: u32, high: u32| match high.checked_add(1) {
+            Some(low) if k + 1 < count => At::Indirect {
+                k: k + 1,
+                count,
+                low,
+            },
+            _ => At::Done,
         };
         let (at, entries) = match self.at {
             At::Root => {
@@ -240,7 +260,11 @@ impl Walk {
                 let at = match (h.depth, h.entries) {
                     (_, 0) => At::Done,
                     (1, count) => At::Entries { next: 0, count },
-                    (_, count) => At::Indirect { k: 0, count },
+                    (_, count) => At::Indirect {
+                        k: 0,
+                        count,
+                        low: 0,
+                    },
                 };
                 (at, &payload[..0])
             }
@@ -253,14 +277,27 @@ impl Walk {
                 };
                 (at, payload)
             }
-            At::Indirect { k, count } => {
-                let (_, oid) = indirect_entry(payload, self.vid)?;
-                (At::LeafHeader { k, count, oid }, &payload[..0])
+            At::Indirect { k, count, low } => {
+                let (high, oid) = indirect_entry(payload, self.vid)?;
+                let at = At::LeafHeader {
+                    k,
+                    count,
+                    oid,
+                    low,
+                    high,
+                };
+                (at, &payload[..0])
             }
-            At::LeafHeader { k, count, oid } => {
+            At::LeafHeader {
+                k,
+                count,
+                oid,
+                low,
+                high,
+            } => {
                 let h = Header::parse(payload, false)?;
                 let at = if h.entries == 0 {
-                    next_leaf(k, count)
+                    next_leaf(k, count, high)
                 } else {
                     At::LeafEntries {
                         k,
@@ -268,6 +305,8 @@ impl Walk {
                         oid,
                         next: 0,
                         entries: h.entries,
+                        low,
+                        high,
                     }
                 };
                 (at, &payload[..0])
@@ -278,6 +317,8 @@ impl Walk {
                 oid,
                 next,
                 entries,
+                low,
+                high,
             } => {
                 let next = next + len / LEAF_ENTRY_LEN;
                 let at = if next < entries {
@@ -287,9 +328,11 @@ impl Walk {
                         oid,
                         next,
                         entries,
+                        low,
+                        high,
                     }
                 } else {
-                    next_leaf(k, count)
+                    next_leaf(k, count, high)
                 };
                 (at, payload)
             }

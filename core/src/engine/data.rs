@@ -27,10 +27,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         if write && vol.header.is_snapshot() {
             return Err(Error::ReadOnly);
         }
-        // A hyper volume's B-tree, loaded at open, is rebuilt by the
-        // caller (take_uncommitted); a discard would have to take entries
-        // out of it, which is not done.
-        if discard && vol.header.is_hyper() {
+        // A hyper volume's B-tree, loaded at open, is rebuilt by a caller
+        // that said it commits it (accept_hyper_writes); a discard would
+        // have to take entries out of it, which is not done.
+        if write && vol.header.is_hyper() && (discard || !vol.hyper_writes) {
             return Err(Error::Size(crate::error::SizeError::HyperVolume));
         }
         if write && vol.index_unsettled {

@@ -54,7 +54,8 @@ pub struct VolumeInfo {
     pub snap_id: u32,
     /// Parent VID, 0 if none.
     pub parent: u32,
-    /// A hyper volume (B-tree index): read-only for now.
+    /// A hyper volume (B-tree index): writes are taken only by a caller
+    /// that commits them ([`super::Engine::accept_hyper_writes`]).
     pub hyper: bool,
 }
 

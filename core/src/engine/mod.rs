@@ -178,6 +178,9 @@ struct Volume {
     /// set in the cache and that the caller has not taken to commit to the
     /// B-tree yet ([`Engine::take_uncommitted`]).
     uncommitted: Option<(u32, u32)>,
+    /// A hyper volume's writes are taken: the caller said it commits
+    /// them ([`Engine::accept_hyper_writes`]).
+    hyper_writes: bool,
 }
 
 impl Volume {
@@ -314,6 +317,16 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     /// then the data is on the cluster but no reader finds it.
     pub fn take_uncommitted(&mut self) -> Option<(u32, u32)> {
         self.volume.as_mut()?.uncommitted.take()
+    }
+
+    /// Take writes to the open hyper volume, whose entries the caller
+    /// commits to its B-tree ([`Engine::take_uncommitted`]); without this
+    /// they are refused, so that no caller that does not commit has a
+    /// write reported done that no reader will find.
+    pub fn accept_hyper_writes(&mut self) {
+        if let Some(v) = self.volume.as_mut() {
+            v.hyper_writes = true;
+        }
     }
 
     /// Give back what [`Engine::take_uncommitted`] took, after a commit

@@ -181,8 +181,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     fn hyper_advance(&mut self, o: &Open, payload: &[u8]) -> Result<Option<Step>, Problem> {
         let count_objects = self.volume.as_ref().map_or(0, |v| v.count);
         let index = self.index.as_mut();
-        let mut fill = |b: &[u8]| -> Result<(), Problem> {
+        let mut fill = |b: &[u8], (low, high): (u32, u32)| -> Result<(), Problem> {
             for (idx, vid) in btree::leaf_entries(b) {
+                if idx < low || idx > high {
+                    // Where sheep's lookup never looks.
+                    continue;
+                }
                 if idx >= count_objects || (vid != 0 && Vid::new(vid).is_err()) {
                     return Err(Problem::Field {
                         name: "btree entry",
@@ -198,7 +202,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         let Step::Hyper(mut walk) = o.step else {
             return Ok(None);
         };
-        fill(walk.advance(payload)?)?;
+        let range = walk.range();
+        fill(walk.advance(payload)?, range)?;
         Ok((!walk.is_done()).then_some(Step::Hyper(walk)))
     }
 
@@ -255,6 +260,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             lock_vid: if locked { v } else { 0 },
             index_unsettled: false,
             uncommitted: None,
+            hyper_writes: false,
         });
         self.readonly_vid = 0;
         self.resolve_waits = 0;
