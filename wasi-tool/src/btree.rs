@@ -4,14 +4,20 @@
 //! connection, once every write is done.
 
 use std::net::TcpStream;
+use std::time::Duration;
 
 use sheepdog_core::btree::commit::{Buffer, Commit, LEAF_BUF_LEN, ROOT_BUF_LEN};
+use sheepdog_core::engine::Error as EngineError;
 use sheepdog_core::object_op::ObjectOp;
 use sheepdog_core::oid::Vid;
+use sheepdog_core::wire::ResultClass;
 
 use crate::client::{Client, Eng};
 use crate::error::{self, CliError};
 use crate::raw::{receive, send};
+
+/// Transient results waited out per request (about 16 s in all).
+const RETRIES: u32 = 8;
 
 /// What a commit did.
 #[derive(Debug, Default)]
@@ -80,14 +86,27 @@ fn run(
             Buffer::Root => &mut root[step.range.clone()],
             Buffer::Leaf => &mut leaf[step.range.clone()],
         };
-        let mut op = ObjectOp::new(buf, 1, step.oid, step.kind);
-        send(stream, addr, &op.request(), op.payload())?;
-        receive(stream, addr, &mut op)?;
-        requests += 1;
-        match op.outcome() {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(error::engine(&format!("{what}, object {}", step.oid), e)),
-            None => return Err(CliError::msg("internal error: no reply")),
+        // A transient result (the cluster recovering, a node joining) is
+        // waited out a few times, as the engine's retries are.
+        let mut attempt = 0u32;
+        loop {
+            let mut op = ObjectOp::new(&mut *buf, 1, step.oid, step.kind);
+            send(stream, addr, &op.request(), op.payload())?;
+            receive(stream, addr, &mut op)?;
+            requests += 1;
+            match op.outcome() {
+                Some(Ok(())) => break,
+                Some(Err(EngineError::Server { result, .. }))
+                    if result.class() == ResultClass::Transient && attempt < RETRIES =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(100 << attempt.min(5)));
+                }
+                Some(Err(e)) => {
+                    return Err(error::engine(&format!("{what}, object {}", step.oid), e))
+                }
+                None => return Err(CliError::msg("internal error: no reply")),
+            }
         }
         machine
             .done(index, root)

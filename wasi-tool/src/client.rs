@@ -112,6 +112,9 @@ pub struct Client {
     start: Instant,
     /// The nodes to fail over to, and the timeout.
     gateways: Gateways,
+    /// How long a reply may take (the timeout, or more for a request the
+    /// server is known to take long over); dialling keeps the timeout.
+    reply_timeout: Duration,
     /// Say nothing of failovers.
     quiet: bool,
     /// Connections given up for another node, and requests resent.
@@ -166,6 +169,7 @@ impl Client {
                         out: None,
                         heard: Instant::now(),
                         start: Instant::now(),
+                        reply_timeout: gateways.timeout,
                         gateways,
                         quiet,
                         failovers: Failovers::default(),
@@ -545,7 +549,7 @@ impl Client {
             .map(|d| Duration::from_nanos(d.saturating_sub(self.now())));
         let silence = self
             .awaiting()
-            .then(|| self.gateways.timeout.saturating_sub(self.heard.elapsed()));
+            .then(|| self.reply_timeout.saturating_sub(self.heard.elapsed()));
         match (retry, silence) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -556,7 +560,7 @@ impl Client {
     /// timeout means the node stopped answering: fail over.
     pub fn tick(&mut self) -> Result<(), CliError> {
         self.alive()?;
-        if self.awaiting() && self.heard.elapsed() >= self.gateways.timeout {
+        if self.awaiting() && self.heard.elapsed() >= self.reply_timeout {
             self.recover(io::ErrorKind::TimedOut.into())?;
         }
         self.refresh_nodes();
@@ -578,8 +582,8 @@ impl Client {
     /// Wait at least `t` for a reply before the node counts as stopped:
     /// for a request the server takes long over (DEL_VDI of a volume with
     /// many objects removes each before it answers).
-    pub fn allow_slow_reply(&mut self, t: std::time::Duration) {
-        self.gateways.timeout = self.gateways.timeout.max(t);
+    pub fn allow_slow_reply(&mut self, t: Duration) {
+        self.reply_timeout = self.gateways.timeout.max(t);
     }
 
     /// The socket in blocking mode with the engine beside it, for raw
@@ -587,7 +591,7 @@ impl Client {
     /// commit); the readiness loop takes the socket back after.
     pub fn raw_with_engine<T>(&mut self, f: impl FnOnce(&mut TcpStream, &str, &Eng) -> T) -> T {
         let _ = self.stream.set_nonblocking(false);
-        let _ = self.stream.set_read_timeout(Some(self.gateways.timeout));
+        let _ = self.stream.set_read_timeout(Some(self.reply_timeout));
         let out = f(&mut self.stream, &self.addr, &self.engine);
         self.resume();
         out

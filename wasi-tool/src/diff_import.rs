@@ -52,6 +52,8 @@ pub fn import_diff(
         .collect();
     let mut client = session::connect(&t, cli)?;
     let info = open(&mut client, &t, false)?;
+    // A hyper volume's entries are committed to its B-tree below.
+    client.engine.accept_hyper_writes();
     let mut a = Apply {
         client: &mut client,
         pipe: Pipe::new(depth),
@@ -75,10 +77,11 @@ pub fn import_diff(
     let to = a.to.take();
     let written = a.written;
     let mut res = res.and(drained);
-    if res.is_ok() {
+    if res.is_ok() || client.engine.in_flight() == 0 {
         // A hyper volume's new entries go into its B-tree now that every
-        // write is done.
-        res = crate::btree::commit(&mut client, &t.name).map(|_| ());
+        // write is done (those written before a failure too).
+        let committed = crate::btree::commit(&mut client, &t.name).map(|_| ());
+        res = res.and(committed);
     }
     let to = match to {
         Some(tag) if info.hyper => {

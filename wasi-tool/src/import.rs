@@ -111,6 +111,8 @@ pub fn import(
         }
         Err(e) => return Err(e),
     };
+    // A hyper volume's entries are committed to its B-tree below.
+    client.engine.accept_hyper_writes();
     if let Some(len) = file_len.filter(|&l| l > info.size) {
         let _ = close(&mut client, &t.name);
         return Err(CliError::msg(format!(
@@ -163,6 +165,11 @@ pub fn import(
         }
         None => Ok(()),
     });
+    if res.is_err() && client.engine.in_flight() == 0 {
+        // What was written before the failure is indexed too, so that the
+        // volume does not show some of the import and hide the rest.
+        let _ = btree::commit(&mut client, &t.name);
+    }
     let closed = close(&mut client, &t.name);
     res.map_err(|e| {
         e.during(
