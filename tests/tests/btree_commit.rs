@@ -77,6 +77,20 @@ fn commit(c: &mut Cluster, vid: u32, index: &[u8], lo: u32, hi: u32) -> Result<V
     Ok(ops)
 }
 
+/// The requests in order: `r`/`R` inode read/write, `C`/`W` leaf
+/// create/write.
+fn kinds(ops: &[Op]) -> String {
+    ops.iter()
+        .map(|o| match (o.oid.kind(), o.kind) {
+            (OidKind::Inode, ObjectKind::Read { .. }) => 'r',
+            (OidKind::Inode, _) => 'R',
+            (OidKind::Btree, ObjectKind::Create { .. }) => 'C',
+            (OidKind::Btree, _) => 'W',
+            _ => '?',
+        })
+        .collect()
+}
+
 /// Every index of the cache reads back through sheep's lookup as cached.
 fn assert_found(c: &Cluster, vid: u32, index: &[u8]) {
     let tree = c.hyper_tree(vid).expect("a tree");
@@ -199,19 +213,9 @@ fn a_full_leaf_that_takes_more_is_split_and_new_leaves_go_out_before_the_root() 
         set(&mut index, i, vid);
     }
     let ops = commit(&mut c, vid, &index, 1, left_max - 1).unwrap();
-    let kinds: Vec<_> = ops
-        .iter()
-        .map(|o| match (o.oid.kind(), o.kind) {
-            (OidKind::Inode, ObjectKind::Read { .. }) => 'r',
-            (OidKind::Inode, _) => 'R',
-            (OidKind::Btree, ObjectKind::Create { .. }) => 'C',
-            (OidKind::Btree, _) => 'W',
-            _ => '?',
-        })
-        .collect();
     // Head and root read; one new leaf (the lower half); the root; the
     // old leaf with the upper half.
-    assert_eq!(kinds.iter().collect::<String>(), "rrCRW", "{ops:?}");
+    assert_eq!(kinds(&ops), "rrCRW", "{ops:?}");
     let shape = c.hyper_shape(vid).unwrap();
     assert_eq!(shape.leaves.len(), 3, "{shape:?}");
     assert_eq!(shape.counter, 3);
@@ -238,16 +242,7 @@ fn an_old_leaf_split_below_the_commit_still_gets_its_upper_part() {
     let new = shape.leaves[0].0 + 1;
     set(&mut index, new, vid);
     let ops = commit(&mut c, vid, &index, new, new).unwrap();
-    let kinds: String = ops
-        .iter()
-        .map(|o| match (o.oid.kind(), o.kind) {
-            (OidKind::Inode, ObjectKind::Read { .. }) => 'r',
-            (OidKind::Inode, _) => 'R',
-            (OidKind::Btree, ObjectKind::Create { .. }) => 'C',
-            _ => 'W',
-        })
-        .collect();
-    assert_eq!(kinds, "rrCRW");
+    assert_eq!(kinds(&ops), "rrCRW", "{ops:?}");
     assert_found(&c, vid, &index);
     assert_well_formed(&c, vid);
     assert_eq!(c.hyper_shape(vid).unwrap().leaves.len(), 4);

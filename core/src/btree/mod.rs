@@ -314,27 +314,16 @@ impl Walk {
             At::LeafEntries {
                 k,
                 count,
-                oid,
-                next,
+                ref mut next,
                 entries,
-                low,
                 high,
+                ..
             } => {
-                let next = next + len / LEAF_ENTRY_LEN;
-                let at = if next < entries {
-                    At::LeafEntries {
-                        k,
-                        count,
-                        oid,
-                        next,
-                        entries,
-                        low,
-                        high,
-                    }
-                } else {
-                    next_leaf(k, count, high)
-                };
-                (at, payload)
+                *next += len / LEAF_ENTRY_LEN;
+                if *next >= entries {
+                    self.at = next_leaf(k, count, high);
+                }
+                return Ok(payload);
             }
             At::Done => (At::Done, &payload[..0]),
         };
