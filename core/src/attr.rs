@@ -19,7 +19,7 @@
 
 use byteorder::{ByteOrder, LittleEndian};
 
-use crate::engine::reply::{self, Asked, Want};
+use crate::engine::reply::{self, Asked, Refusal, Want};
 use crate::engine::{Error, Incoming, Problem, Receive};
 use crate::inode::trim_nul;
 use crate::oid::{Oid, Vid};
@@ -267,34 +267,35 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> AttrOp<B> {
     /// A reply header arrived: where its payload goes. An error means the
     /// connection is out of step: drop it without reading the payload.
     pub fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
-        let rsp = Response::parse_bytes(header)?;
-        let asked = match self.asked() {
-            Some(req) if self.sent && rsp.id == req.id => req,
-            _ => return Err(Error::UnexpectedReply { id: rsp.id }),
+        let Some(req) = self.asked().filter(|_| self.sent) else {
+            let rsp = Response::parse_bytes(header)?;
+            return Err(Error::UnexpectedReply { id: rsp.id });
         };
-        self.sent = false;
-        self.id = self.id.wrapping_add(1).max(1);
-        let a = Asked::of(&asked);
         let reading = matches!(self.state, State::Reading(_));
         let want = if reading {
             Want::Exact(ATTR_LEN as u32)
         } else {
             Want::Ignored
         };
-        if let Err(p) = reply::check_header(&a, &rsp, want) {
-            return Err(self.fail(Error::BadReply(a.bad(p))));
+        let screened = reply::screen(header, true, &req, want);
+        if !matches!(screened, Err(Refusal::OutOfStep(_))) {
+            // The reply to this request came: the next one gets a new id.
+            self.sent = false;
+            self.id = self.id.wrapping_add(1).max(1);
         }
+        let rsp = match screened {
+            Ok(rsp) => rsp,
+            Err(r) => {
+                return r.settle(|e| {
+                    self.fail(e);
+                })
+            }
+        };
+        let a = Asked::of(&req);
         let discard = Incoming {
             len: rsp.data_length,
             into: Receive::Discard,
         };
-        if !rsp.result.is_success() {
-            self.fail(Error::Server {
-                opcode: rsp.opcode,
-                result: rsp.result,
-            });
-            return Ok(discard);
-        }
         match self.state {
             State::Reading(oid) => {
                 self.state = State::Read(oid);

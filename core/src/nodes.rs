@@ -23,7 +23,7 @@ use byteorder::{ByteOrder, LittleEndian};
 use crate::engine::reply::{self, Asked, Want};
 use crate::engine::{Error, Incoming, Problem, Receive};
 use crate::receive::Replies;
-use crate::wire::{Request, Response, ResponseArgs, HEADER_LEN};
+use crate::wire::{Request, ResponseArgs, HEADER_LEN};
 
 /// The most nodes a Sheepdog 1.0 cluster has (`SD_MAX_NODES`).
 pub const MAX_NODES: u32 = 6144;
@@ -187,26 +187,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> NodeProbe<B> {
     /// A reply header arrived: where its payload goes. An error means the
     /// connection is out of step: drop it without reading the payload.
     pub fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
-        let rsp = Response::parse_bytes(header)?;
-        if self.state != State::Asking || rsp.id != self.id {
-            return Err(Error::UnexpectedReply { id: rsp.id });
-        }
-        let asked = Asked::of(&self.asked());
-        if let Err(p) = reply::check_header(&asked, &rsp, Want::Ignored) {
-            let e = Error::BadReply(asked.bad(p));
-            self.state = State::Failed(e);
-            return Err(e);
-        }
-        if !rsp.result.is_success() {
-            self.state = State::Failed(Error::Server {
-                opcode: rsp.opcode,
-                result: rsp.result,
-            });
-            return Ok(Incoming {
-                len: rsp.data_length,
-                into: Receive::Discard,
-            });
-        }
+        let waiting = self.state == State::Asking;
+        let rsp = match reply::screen(header, waiting, &self.asked(), Want::Ignored) {
+            Ok(rsp) => rsp,
+            Err(r) => return r.settle(|e| self.state = State::Failed(e)),
+        };
         let nr_nodes = match rsp.args {
             ResponseArgs::Raw(raw) => LittleEndian::read_u32(&raw[..4]),
             _ => 0,
@@ -275,7 +260,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Replies for NodeProbe<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Opcode, ResultCode};
+    use crate::wire::{Opcode, Response, ResultCode};
 
     fn reply(id: u32, nr: u32, payload_len: u32, result: ResultCode) -> [u8; HEADER_LEN] {
         let req = Request::get_node_list(id, NODE_LIST_BUF_LEN as u32);

@@ -16,7 +16,7 @@ use crate::engine::reply::{self, Asked, Want};
 use crate::engine::{Error, Incoming, Problem, Receive};
 use crate::oid::Oid;
 use crate::receive::Replies;
-use crate::wire::{Request, Response, ResultCode, HEADER_LEN};
+use crate::wire::{Request, ResultCode, HEADER_LEN};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -59,26 +59,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ObjListProbe<B> {
     /// A reply header arrived: where its payload goes. An error means the
     /// connection is out of step: drop it without reading the payload.
     pub fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
-        let rsp = Response::parse_bytes(header)?;
-        if self.state != State::Asking || rsp.id != self.id {
-            return Err(Error::UnexpectedReply { id: rsp.id });
-        }
+        let waiting = self.state == State::Asking;
+        let rsp = match reply::screen(header, waiting, &self.asked(), Want::Ignored) {
+            Ok(rsp) => rsp,
+            Err(r) => return r.settle(|e| self.state = State::Failed(e)),
+        };
         let asked = Asked::of(&self.asked());
-        if let Err(p) = reply::check_header(&asked, &rsp, Want::Ignored) {
-            let e = Error::BadReply(asked.bad(p));
-            self.state = State::Failed(e);
-            return Err(e);
-        }
-        if !rsp.result.is_success() {
-            self.state = State::Failed(Error::Server {
-                opcode: rsp.opcode,
-                result: rsp.result,
-            });
-            return Ok(Incoming {
-                len: rsp.data_length,
-                into: Receive::Discard,
-            });
-        }
         let len = rsp.data_length;
         if len % 8 != 0 {
             let e = Error::BadReply(asked.bad(Problem::Length {

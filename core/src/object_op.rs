@@ -5,11 +5,11 @@
 //! one receive path into that buffer, checked (a read must return exactly
 //! what it asked for), then the outcome.
 
-use crate::engine::reply::{self, Asked, Want};
+use crate::engine::reply::{self, Want};
 use crate::engine::{Error, Incoming, Receive};
 use crate::oid::Oid;
 use crate::receive::Replies;
-use crate::wire::{Request, Response, HEADER_LEN};
+use crate::wire::{Request, HEADER_LEN};
 
 /// What an [`ObjectOp`] does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,34 +103,21 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ObjectOp<B> {
     /// A reply header arrived: where its payload goes. An error means the
     /// connection is out of step: drop it without reading the payload.
     pub fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
-        let rsp = Response::parse_bytes(header)?;
-        if self.state != State::Asking || rsp.id != self.id {
-            return Err(Error::UnexpectedReply { id: rsp.id });
-        }
         let req = self.asked();
-        let asked = Asked::of(&req);
         let read = matches!(self.kind, ObjectKind::Read { .. });
         let want = if read {
             Want::Exact(req.data_length)
         } else {
             Want::Ignored
         };
-        if let Err(p) = reply::check_header(&asked, &rsp, want) {
-            let e = Error::BadReply(asked.bad(p));
-            self.state = State::Failed(e);
-            return Err(e);
-        }
+        let rsp = match reply::screen(header, self.state == State::Asking, &req, want) {
+            Ok(rsp) => rsp,
+            Err(r) => return r.settle(|e| self.state = State::Failed(e)),
+        };
         let discard = Incoming {
             len: rsp.data_length,
             into: Receive::Discard,
         };
-        if !rsp.result.is_success() {
-            self.state = State::Failed(Error::Server {
-                opcode: rsp.opcode,
-                result: rsp.result,
-            });
-            return Ok(discard);
-        }
         if read {
             self.state = State::Reading;
             return Ok(Incoming {
