@@ -91,8 +91,9 @@ fn run(
         let mut attempt = 0u32;
         loop {
             let mut op = ObjectOp::new(&mut *buf, 1, step.oid, step.kind);
-            send(stream, addr, &op.request(), op.payload())?;
-            receive(stream, addr, &mut op)?;
+            send(stream, addr, &op.request(), op.payload())
+                .and_then(|()| receive(stream, addr, &mut op))
+                .map_err(|e| e.of(&what))?;
             requests += 1;
             match op.outcome() {
                 Some(Ok(())) => break,

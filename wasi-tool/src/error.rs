@@ -77,6 +77,14 @@ impl CliError {
         }
     }
 
+    /// The same failure, said to be of `what`.
+    pub fn of(self, what: &str) -> CliError {
+        CliError {
+            msg: format!("{what}: {}", self.msg),
+            kind: self.kind,
+        }
+    }
+
     /// The connection was lost during `what` (`import of vm1`): say so,
     /// and what to do (`advice`).
     pub fn during(self, what: &str, advice: &str) -> CliError {

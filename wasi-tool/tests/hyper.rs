@@ -259,3 +259,55 @@ fn exported_head(h: &ServerHandle, dir: &TempDir, vdi: &str, len: usize) -> Vec<
     std::os::unix::fs::FileExt::read_exact_at(&f, &mut got, 0).unwrap();
     got
 }
+
+#[test]
+fn a_commit_the_server_breaks_fails_with_one_clear_error_and_a_rerun_completes_it() {
+    use sheepdog_core::wire::{Opcode, ResultCode};
+    use sheepdog_tests::server::{FaultAction, Matcher};
+    let h = server();
+    let dir = TempDir::new();
+    sheep_ok(&h, &["create", "--hyper", "hv", "1T"]);
+    let v = vid(&h, "hv");
+    let inode = Oid::inode(sheepdog_core::oid::Vid::new(v).unwrap());
+    let root_write = move |req: &Request| {
+        req.opcode == Opcode::WriteObj && req.obj().is_some_and(|a| a.oid == inode && a.offset == 0)
+    };
+    let img = random(8, 2 * OBJ);
+    let file = dir.file("img", &img);
+    let lines = |r: &Run| r.stderr.lines().filter(|l| l.contains("error")).count();
+
+    // The connection cut as the root goes out: one error, nothing mapped.
+    h.cluster()
+        .inject(Matcher::custom(root_write), FaultAction::Disconnect, 1);
+    let r = sheep(&h, &["import", &file, "hv"]);
+    assert_error(&r, &["hv", "closed the connection"]);
+    assert_eq!(lines(&r), 1, "{r:?}");
+    assert_eq!(h.cluster().hyper_lookup(v, 0), Some(0));
+
+    // The head read answered with the wrong length: refused by name.
+    h.cluster().inject(
+        Matcher::custom(move |req| {
+            req.opcode == Opcode::ReadObj
+                && req.obj().is_some_and(|a| a.oid == inode && a.offset == 0)
+                && req.data_length == inode::HEADER_LEN as u32 + 8
+        }),
+        FaultAction::ApplyThenLength(100),
+        1,
+    );
+    let r = sheep(&h, &["import", &file, "hv"]);
+    assert_error(&r, &["B-tree of hv", "100 bytes, expected 4672"]);
+    assert_eq!(h.cluster().hyper_lookup(v, 1), Some(0));
+
+    // A transient refusal of the root write is waited out; this run
+    // completes what the others wrote.
+    h.cluster().inject(
+        Matcher::custom(root_write),
+        FaultAction::Fail(ResultCode::WaitForJoin),
+        2,
+    );
+    sheep_ok(&h, &["import", &file, "hv"]);
+    for idx in 0..2 {
+        assert_eq!(h.cluster().hyper_lookup(v, idx), Some(v), "object {idx}");
+    }
+    assert!(exported_head(&h, &dir, "hv", 2 * OBJ) == img);
+}
