@@ -12,19 +12,18 @@
 //! object.
 //!
 //! [`encode`] writes the struct into a caller's buffer, [`Attr::parse`]
-//! reads one back, checked, and [`AttrOp`] is the sans-IO exchange, like
-//! [`crate::nodes::NodeProbe`]: its requests, its replies through the one
-//! receive path into the caller's buffer, then its outcome. No attribute
-//! is believed unless it is the one asked for.
+//! reads one back, checked, and [`AttrOp`] is the conversation of an
+//! [`Exchange`](crate::reply::Exchange) over that buffer: its requests,
+//! its replies through the one receive path into the buffer, then its
+//! outcome. No attribute is believed unless it is the one asked for; a
+//! key that is not there is the exchange `refused_with(ResultCode::NoObj)`.
 
 use byteorder::{ByteOrder, LittleEndian};
 
-use crate::engine::reply::{self, Asked, Refusal, Want};
-use crate::engine::{Error, Incoming, Problem, Receive};
 use crate::inode::trim_nul;
 use crate::oid::{Oid, Vid};
-use crate::receive::Replies;
-use crate::wire::{Flags, Request, Response, ResponseArgs, ResultCode, HEADER_LEN};
+use crate::reply::{Accept, Conversation, Next, Problem, Want};
+use crate::wire::{Flags, Request, Response, ResponseArgs};
 
 /// Bytes of `struct sheepdog_vdi_attr`, and of an attribute object.
 pub const ATTR_LEN: usize = 66_320;
@@ -54,6 +53,25 @@ pub enum AttrError {
     /// A value longer than [`MAX_VALUE`].
     ValueTooLong,
 }
+
+impl core::fmt::Display for AttrError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AttrError::BufferTooSmall => {
+                write!(f, "an attribute needs a buffer of {ATTR_LEN} bytes")
+            }
+            AttrError::BadField(field) => write!(
+                f,
+                "bad {field}: 1 to 255 bytes without NUL (a tag may be empty)"
+            ),
+            AttrError::ValueTooLong => {
+                write!(f, "the value is longer than {MAX_VALUE} bytes")
+            }
+        }
+    }
+}
+
+impl core::error::Error for AttrError {}
 
 /// Write the attribute of VDI `name` (snapshot `tag` or `snap_id`, both
 /// empty/0 for the working VDI) with `key` and `value` into `buf`, which
@@ -170,227 +188,119 @@ pub enum AttrDone<'a> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// GET_VDI_ATTR is to be sent or on the wire.
+enum Step {
+    /// GET_VDI_ATTR is next.
     Asking,
-    /// The attribute object is to be read, or being read.
+    /// The attribute object is next, or was read last.
     Reading(Oid),
-    /// Its bytes are in the buffer.
-    Read(Oid),
-    Done,
-    Failed(Error),
 }
 
-/// One attribute exchange; see the module docs.
-#[derive(Debug)]
-pub struct AttrOp<B> {
-    buf: B,
-    id: u32,
-    snap_id: u32,
+/// One attribute exchange, as an [`Exchange`](crate::reply::Exchange)'s
+/// conversation over a buffer of [`ATTR_LEN`] bytes that holds the
+/// attribute [`encode`]d; see the module docs.
+#[derive(Clone, Debug)]
+pub struct AttrOp {
     kind: AttrKind,
-    state: State,
+    snap_id: u32,
     /// What was asked, to check what is read back: name, tag, key.
     want: [u8; KEY + 256],
-    sent: bool,
+    step: Step,
 }
 
-impl<B: AsRef<[u8]> + AsMut<[u8]>> AttrOp<B> {
-    /// An exchange over `buf` ([`ATTR_LEN`] bytes at least), which holds
-    /// the attribute [`encode`]d (for `Read`, only its buffer is used),
-    /// with request ids from `id` on.
-    pub fn new(buf: B, id: u32, kind: AttrKind) -> Result<AttrOp<B>, AttrError> {
-        let b = buf.as_ref();
-        if b.len() < ATTR_LEN {
+impl AttrOp {
+    /// `kind` of the attribute `attr` (the exchange's buffer as
+    /// [`encode`] wrote it; for `Read` its bytes are not used).
+    pub fn new(attr: &[u8], kind: AttrKind) -> Result<AttrOp, AttrError> {
+        if attr.len() < ATTR_LEN {
             return Err(AttrError::BufferTooSmall);
         }
         let mut want = [0u8; KEY + 256];
-        want.copy_from_slice(&b[..KEY + 256]);
-        let snap_id = LittleEndian::read_u32(&b[SNAP_ID..SNAP_ID + 4]);
-        let state = match kind {
-            AttrKind::Read(oid) => State::Reading(oid),
-            _ => State::Asking,
-        };
+        want.copy_from_slice(&attr[..KEY + 256]);
         Ok(AttrOp {
-            buf,
-            id,
-            snap_id,
             kind,
-            state,
+            snap_id: LittleEndian::read_u32(&attr[SNAP_ID..SNAP_ID + 4]),
             want,
-            sent: false,
+            step: match kind {
+                AttrKind::Read(oid) => Step::Reading(oid),
+                _ => Step::Asking,
+            },
         })
     }
+}
 
-    fn asked(&self) -> Option<Request> {
-        match self.state {
-            State::Asking => {
+impl Conversation for AttrOp {
+    type Outcome<'a> = AttrDone<'a>;
+
+    fn request(&self, id: u32, _buf_len: u32) -> Request {
+        match self.step {
+            Step::Asking => {
                 let flags = match self.kind {
                     AttrKind::Set { exclusive: false } => Flags::CREAT,
                     AttrKind::Set { exclusive: true } => Flags::CREAT | Flags::EXCL,
                     AttrKind::Delete => Flags::DEL,
                     _ => Flags::NONE,
                 };
-                Some(Request::get_vdi_attr(
-                    self.id,
-                    flags,
-                    self.snap_id,
-                    ATTR_LEN as u32,
-                ))
+                Request::get_vdi_attr(id, flags, self.snap_id, ATTR_LEN as u32)
             }
-            State::Reading(oid) => Some(Request::read_obj(self.id, oid, 0, ATTR_LEN as u32)),
-            _ => None,
+            Step::Reading(oid) => Request::read_obj(id, oid, 0, ATTR_LEN as u32),
         }
     }
 
-    /// The next request to send (its header), and whether the attribute
-    /// ([`AttrOp::payload`]) follows it; `None` while one is on the wire
-    /// or when done.
-    pub fn poll_transmit(&mut self) -> Option<([u8; HEADER_LEN], bool)> {
-        if self.sent {
-            return None;
+    fn want(&self, _req: &Request) -> Want {
+        match self.step {
+            Step::Reading(_) => Want::Exact(ATTR_LEN as u32),
+            Step::Asking => Want::Ignored,
         }
-        let req = self.asked()?;
-        self.sent = true;
-        Some((req.to_bytes(), req.flags.has_payload()))
     }
 
-    /// The payload that follows a GET_VDI_ATTR header.
-    pub fn payload(&self) -> &[u8] {
-        &self.buf.as_ref()[..ATTR_LEN]
-    }
-
-    fn fail(&mut self, e: Error) -> Error {
-        self.state = State::Failed(e);
-        e
-    }
-
-    /// A reply header arrived: where its payload goes. An error means the
-    /// connection is out of step: drop it without reading the payload.
-    pub fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
-        let Some(req) = self.asked().filter(|_| self.sent) else {
-            let rsp = Response::parse_bytes(header)?;
-            return Err(Error::UnexpectedReply { id: rsp.id });
-        };
-        let reading = matches!(self.state, State::Reading(_));
-        let want = if reading {
-            Want::Exact(ATTR_LEN as u32)
-        } else {
-            Want::Ignored
-        };
-        let screened = reply::screen(header, true, &req, want);
-        if !matches!(screened, Err(Refusal::OutOfStep(_))) {
-            // The reply to this request came: the next one gets a new id.
-            self.sent = false;
-            self.id = self.id.wrapping_add(1).max(1);
+    fn accept(&mut self, _req: &Request, rsp: &Response) -> Result<Accept, Problem> {
+        match (self.step, self.kind, rsp.args) {
+            (Step::Reading(_), _, _) => Ok(Accept::Payload(0..ATTR_LEN)),
+            // A get learns the slot, then reads its object.
+            (
+                Step::Asking,
+                AttrKind::Get,
+                ResponseArgs::Vdi {
+                    vdi_id, attr_id, ..
+                },
+            ) => {
+                let v = Vid::new(vdi_id).map_err(|_| Problem::Vid { got: vdi_id })?;
+                self.step = Step::Reading(Oid::attr(v, attr_id));
+                Ok(Accept::Skip(Next::Ask))
+            }
+            (Step::Asking, _, _) => Ok(Accept::Skip(Next::Done)),
         }
-        let rsp = match screened {
-            Ok(rsp) => rsp,
-            Err(r) => {
-                return r.settle(|e| {
-                    self.fail(e);
-                })
-            }
-        };
-        let a = Asked::of(&req);
-        let discard = Incoming {
-            len: rsp.data_length,
-            into: Receive::Discard,
-        };
-        match self.state {
-            State::Reading(oid) => {
-                self.state = State::Read(oid);
-                Ok(Incoming {
-                    len: rsp.data_length,
-                    into: Receive::Own(0..ATTR_LEN),
-                })
-            }
-            _ => {
-                self.state = match (self.kind, rsp.args) {
-                    (
-                        AttrKind::Get,
-                        ResponseArgs::Vdi {
-                            vdi_id, attr_id, ..
-                        },
-                    ) => match Vid::new(vdi_id) {
-                        Ok(v) => State::Reading(Oid::attr(v, attr_id)),
-                        Err(_) => {
-                            let bad = a.bad(Problem::Vid { got: vdi_id });
-                            return Err(self.fail(Error::BadReply(bad)));
-                        }
-                    },
-                    _ => State::Done,
-                };
-                Ok(discard)
+    }
+
+    /// The attribute read must be the one asked for (a listing's read
+    /// takes any).
+    fn check(&mut self, _req: &Request, bytes: &[u8]) -> Result<Next, Problem> {
+        let a = Attr::parse(bytes)?;
+        if matches!(self.kind, AttrKind::Read(_)) {
+            return Ok(Next::Done);
+        }
+        let w = &self.want;
+        let same = a.name == trim_nul(&w[NAME..NAME + 256])
+            && a.tag == trim_nul(&w[TAG..TAG + 256])
+            && a.snap_id == self.snap_id
+            && a.key == trim_nul(&w[KEY..KEY + 256]);
+        if !same {
+            return Err(Problem::Field {
+                name: "key",
+                got: 0,
+                expected: 0,
+            });
+        }
+        Ok(Next::Done)
+    }
+
+    fn outcome<'a>(&self, buf: &'a [u8]) -> Result<AttrDone<'a>, Problem> {
+        match self.step {
+            Step::Asking => Ok(AttrDone::Done),
+            Step::Reading(oid) => {
+                let bytes = buf.get(..ATTR_LEN).unwrap_or(buf);
+                Attr::parse(bytes).map(|a| AttrDone::Value(a, oid))
             }
         }
-    }
-
-    /// The payload is in the buffer: check it is the attribute asked for
-    /// (a listing's read takes any).
-    pub fn handle_payload(&mut self) {
-        let State::Read(oid) = self.state else {
-            return;
-        };
-        let asked = Asked::of(&Request::read_obj(0, oid, 0, ATTR_LEN as u32));
-        let bytes = &self.buf.as_ref()[..ATTR_LEN];
-        let problem = match Attr::parse(bytes) {
-            Err(p) => Some(p),
-            Ok(_) if matches!(self.kind, AttrKind::Read(_)) => None,
-            Ok(a) => {
-                let w = &self.want;
-                let same = a.name == trim_nul(&w[NAME..NAME + 256])
-                    && a.tag == trim_nul(&w[TAG..TAG + 256])
-                    && a.snap_id == self.snap_id
-                    && a.key == trim_nul(&w[KEY..KEY + 256]);
-                (!same).then_some(Problem::Field {
-                    name: "key",
-                    got: 0,
-                    expected: 0,
-                })
-            }
-        };
-        if let Some(p) = problem {
-            self.fail(Error::BadReply(asked.bad(p)));
-        }
-    }
-
-    /// The outcome once the last reply is in.
-    pub fn outcome(&self) -> Option<Result<AttrDone<'_>, Error>> {
-        match self.state {
-            State::Asking | State::Reading(_) => None,
-            State::Failed(e) => Some(Err(e)),
-            State::Done => Some(Ok(AttrDone::Done)),
-            State::Read(oid) => Some(
-                Attr::parse(&self.buf.as_ref()[..ATTR_LEN])
-                    .map(|a| AttrDone::Value(a, oid))
-                    .map_err(|p| {
-                        let asked = Asked::of(&Request::read_obj(0, oid, 0, ATTR_LEN as u32));
-                        Error::BadReply(asked.bad(p))
-                    }),
-            ),
-        }
-    }
-
-    /// Whether the server said the key is not there (NO_OBJ).
-    pub fn is_missing(&self) -> bool {
-        matches!(
-            self.state,
-            State::Failed(Error::Server {
-                result: ResultCode::NoObj,
-                ..
-            })
-        )
-    }
-}
-
-impl<B: AsRef<[u8]> + AsMut<[u8]>> Replies for AttrOp<B> {
-    fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
-        AttrOp::handle_header(self, header)
-    }
-    fn handle_payload(&mut self, _now: u64, _scratch: &[u8]) {
-        AttrOp::handle_payload(self)
-    }
-    fn own_bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.buf.as_mut()[..ATTR_LEN]
     }
 }

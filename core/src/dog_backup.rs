@@ -23,6 +23,8 @@ use core::fmt;
 
 use byteorder::{BigEndian, ByteOrder, LittleEndian};
 
+use crate::stream::StreamDecoder;
+
 /// The version dog 1.0 writes.
 pub const VERSION: u32 = 1;
 /// The header's magic number.
@@ -124,6 +126,8 @@ pub enum BackupError {
     },
 }
 
+impl core::error::Error for BackupError {}
+
 impl fmt::Display for BackupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -160,6 +164,31 @@ pub struct Decoder {
     at: u64,
 }
 
+impl StreamDecoder for Decoder {
+    type Item<'a> = Item<'a>;
+    type Error = BackupError;
+
+    fn position(&self) -> u64 {
+        self.at
+    }
+
+    fn is_done(&self) -> bool {
+        self.state == State::Ended
+    }
+
+    fn truncated(at: u64) -> BackupError {
+        BackupError::Truncated { at }
+    }
+
+    fn step<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Option<Item<'a>>), BackupError> {
+        self.decode(input)
+    }
+
+    fn consumed(&mut self, used: usize) {
+        self.at += used as u64;
+    }
+}
+
 impl Decoder {
     /// A decoder at the start of a stream for a volume of `object_size`
     /// byte objects.
@@ -172,35 +201,6 @@ impl Decoder {
         }
     }
 
-    /// Stream bytes consumed so far: where the next record starts, or
-    /// where the stream broke.
-    pub fn position(&self) -> u64 {
-        self.at
-    }
-
-    /// Whether the end record has been read.
-    pub fn is_done(&self) -> bool {
-        self.state == State::Ended
-    }
-
-    /// The stream ended: fine after the end record, else the error.
-    pub fn finish(&self) -> Result<(), BackupError> {
-        match self.state {
-            State::Ended => Ok(()),
-            _ => Err(BackupError::Truncated { at: self.at }),
-        }
-    }
-
-    /// Decode from `input`, the bytes the caller has from
-    /// [`Decoder::position`] on. Returns how many were used and what they
-    /// were; `(0, None)` means a whole header is not there yet: come back
-    /// with more (16 bytes always suffice).
-    pub fn next<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Option<Item<'a>>), BackupError> {
-        let (used, item) = self.step(input)?;
-        self.at += used as u64;
-        Ok((used, item))
-    }
-
     fn u32_at(&self, b: &[u8], i: usize) -> u32 {
         if self.big_endian {
             BigEndian::read_u32(&b[i..i + 4])
@@ -209,7 +209,9 @@ impl Decoder {
         }
     }
 
-    fn step<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Option<Item<'a>>), BackupError> {
+    /// One item from `input` ([`StreamDecoder::step`]); 16 bytes always
+    /// suffice for a header or record.
+    fn decode<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Option<Item<'a>>), BackupError> {
         let at = self.at;
         match self.state {
             State::Header => {

@@ -68,6 +68,15 @@ impl<E: fmt::Debug> fmt::Display for DriverError<E> {
     }
 }
 
+impl<E: fmt::Debug> core::error::Error for DriverError<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            DriverError::Engine(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Runs one operation at a time to completion on one connection.
 pub struct Driver<T, S, C, const N: usize> {
     conn: T,

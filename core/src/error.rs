@@ -180,3 +180,7 @@ impl fmt::Display for AddressError {
         }
     }
 }
+
+impl core::error::Error for DecodeError {}
+impl core::error::Error for SizeError {}
+impl core::error::Error for AddressError {}

@@ -31,12 +31,16 @@
 //! - [`nbd`]: the server side of NBD, for serving volumes to QEMU, the
 //!   kernel and qemu-img: handshake, requests and replies, sans-IO too.
 //! - [`sparse`]: the sparse rule: write, write zeros, release or skip.
-//! - [`attr`], [`obj_list`]: VDI attributes (`dog vdi setattr`), and the
-//!   objects a node stores, to find them.
-//! - [`object_op`]: one request on an object outside any index (vmstate
-//!   objects, objects a client removes itself).
+//! - [`reply`]: the floor under every machine that reads replies: the
+//!   errors, where a payload goes, the checks of a reply against its
+//!   request, and the one [`reply::Exchange`] for the conversations that
+//!   ask one thing at a time: [`nodes`] (the node list), [`obj_list`] (the
+//!   objects a node stores), [`object_op`] (one object outside any index:
+//!   vmstate, B-tree leaves) and [`attr`] (VDI attributes, `dog vdi
+//!   setattr`).
 //! - [`rbd_diff`], [`dog_backup`]: the diff streams of `rbd export-diff`
-//!   and of `dog vdi backup`, read sans-IO.
+//!   and of `dog vdi backup`, read sans-IO through one trait
+//!   ([`stream::StreamDecoder`]).
 //! - [`receive`]: the one receive path: replies read off a byte stream
 //!   straight into the buffers they belong in, blocking or not.
 //! - [`driver`]: a blocking driver over `embedded-io` for firmware.
@@ -144,5 +148,7 @@ pub mod oid;
 pub mod rbd_diff;
 pub mod receive;
 pub mod redundancy;
+pub mod reply;
 pub mod sparse;
+pub mod stream;
 pub mod wire;

@@ -15,11 +15,11 @@
 //! whose inode is gone (NO_OBJ: deleted meanwhile) is skipped, as dog does.
 
 use crate::btree;
-use crate::engine::reply::{self, Asked, Want};
-use crate::engine::{Error, Incoming, Receive};
 use crate::index::IndexView;
 use crate::inode::{self, InodeHeader, InodeRange};
 use crate::oid::{Oid, OidKind, Vid, NR_VDIS};
+use crate::reply::check::{self as reply, Asked, Want};
+use crate::reply::{Error, Incoming, Receive, Replies, Target};
 use crate::wire::{Frame, Request, Response, ResultCode, HEADER_LEN, VDI_BITMAP_LEN};
 
 /// One VDI or snapshot.
@@ -297,7 +297,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
                         let asked = Asked {
                             opcode: crate::wire::Opcode::ReadObj,
                             len: inode::HEADER_LEN as u32,
-                            target: crate::engine::Target::Vdi(vid),
+                            target: Target::Vdi(vid),
                         };
                         self.finish(Err(Error::BadReply(asked.bad(p))))
                     }
@@ -360,7 +360,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
                 let asked = Asked {
                     opcode: crate::wire::Opcode::ReadObj,
                     len,
-                    target: crate::engine::Target::Oid(oid),
+                    target: Target::Oid(oid),
                 };
                 self.finish(Err(Error::BadReply(asked.bad(p))));
             }
@@ -383,5 +383,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Lister<B> {
     /// The next VDI, or the end of the listing.
     pub fn poll_event(&mut self) -> Option<ListEvent> {
         self.pending.take().or_else(|| self.done.take())
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Replies for Lister<B> {
+    fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
+        Lister::handle_header(self, header)
+    }
+    fn handle_payload(&mut self, _now: u64, scratch: &[u8]) {
+        Lister::handle_payload(self, scratch)
+    }
+    fn own_bytes_mut(&mut self) -> &mut [u8] {
+        self.bitmap_mut()
     }
 }

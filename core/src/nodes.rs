@@ -1,10 +1,10 @@
 //! The cluster's nodes (GET_NODE_LIST, PROTOCOL.md §4.2): which gateways a
 //! client can fail over to.
 //!
-//! A [`NodeProbe`] is sans-IO like the [`Lister`](crate::list::Lister): it
-//! writes one request ([`NodeProbe::request`]), takes the reply through the
-//! one receive path ([`crate::receive::Receiver`]) into the caller's buffer,
-//! and then lends out the [`NodeList`]. The reply is checked before it is
+//! [`GetNodeList`] is the conversation of an
+//! [`Exchange`](crate::reply::Exchange): one request, the reply through
+//! the one receive path into the caller's buffer, and then the
+//! [`NodeList`] lent out of it. The reply is checked before it is
 //! believed: its id and opcode, its length against the buffer offered, and
 //! that `data_length` is a whole number of entries of a size that can hold
 //! an address. The entry size is `data_length / nr_nodes`, not a constant:
@@ -20,10 +20,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use byteorder::{ByteOrder, LittleEndian};
 
-use crate::engine::reply::{self, Asked, Want};
-use crate::engine::{Error, Incoming, Problem, Receive};
-use crate::receive::Replies;
-use crate::wire::{Request, ResponseArgs, HEADER_LEN};
+use crate::reply::{Accept, Conversation, Next, Problem};
+use crate::wire::{Request, Response, ResponseArgs};
 
 /// The most nodes a Sheepdog 1.0 cluster has (`SD_MAX_NODES`).
 pub const MAX_NODES: u32 = 6144;
@@ -134,133 +132,47 @@ fn node(e: &[u8], entry: usize) -> Node {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// The request is to be sent, or on the wire.
-    Asking,
-    /// The payload of this many entries is being read.
-    Reading {
-        nr_nodes: u32,
-        len: u32,
-        epoch: u32,
-    },
-    /// The list is in the buffer.
-    Done {
-        nr_nodes: u32,
-        len: u32,
-        epoch: u32,
-    },
-    Failed(Error),
+/// GET_NODE_LIST as an [`Exchange`]'s conversation; see the module docs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GetNodeList {
+    /// From the reply: entries, payload bytes, the answering node's epoch.
+    nr_nodes: u32,
+    len: u32,
+    epoch: u32,
 }
 
-/// Asks one node for the node list; see the module docs.
-#[derive(Debug)]
-pub struct NodeProbe<B> {
-    buf: B,
-    id: u32,
-    state: State,
-}
+impl Conversation for GetNodeList {
+    type Outcome<'a> = NodeList<'a>;
 
-impl<B: AsRef<[u8]> + AsMut<[u8]>> NodeProbe<B> {
-    /// A probe whose reply goes into `buf` (offer [`NODE_LIST_BUF_LEN`]
-    /// bytes: sheep writes past a shorter one), with request id `id`.
-    pub fn new(buf: B, id: u32) -> NodeProbe<B> {
-        NodeProbe {
-            buf,
-            id,
-            state: State::Asking,
-        }
+    fn request(&self, id: u32, buf_len: u32) -> Request {
+        Request::get_node_list(id, buf_len)
     }
 
-    fn asked(&self) -> Request {
-        Request::get_node_list(
-            self.id,
-            self.buf.as_ref().len().min(u32::MAX as usize) as u32,
-        )
-    }
-
-    /// The request to send.
-    pub fn request(&self) -> [u8; HEADER_LEN] {
-        self.asked().to_bytes()
-    }
-
-    /// A reply header arrived: where its payload goes. An error means the
-    /// connection is out of step: drop it without reading the payload.
-    pub fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
-        let waiting = self.state == State::Asking;
-        let rsp = match reply::screen(header, waiting, &self.asked(), Want::Ignored) {
-            Ok(rsp) => rsp,
-            Err(r) => return r.settle(|e| self.state = State::Failed(e)),
-        };
-        let nr_nodes = match rsp.args {
+    fn accept(&mut self, _req: &Request, rsp: &Response) -> Result<Accept, Problem> {
+        self.nr_nodes = match rsp.args {
             ResponseArgs::Raw(raw) => LittleEndian::read_u32(&raw[..4]),
             _ => 0,
         };
-        let len = rsp.data_length;
-        self.state = State::Reading {
-            nr_nodes,
-            len,
-            epoch: rsp.epoch,
-        };
-        Ok(Incoming {
-            len,
-            into: Receive::Own(0..len as usize),
-        })
+        self.len = rsp.data_length;
+        self.epoch = rsp.epoch;
+        Ok(Accept::Payload(0..self.len as usize))
     }
 
-    /// The payload is in the buffer: check it.
-    pub fn handle_payload(&mut self) {
-        if let State::Reading {
-            nr_nodes,
-            len,
-            epoch,
-        } = self.state
-        {
-            let bytes = &self.buf.as_ref()[..len as usize];
-            self.state = match NodeList::parse(bytes, nr_nodes, epoch) {
-                Ok(_) => State::Done {
-                    nr_nodes,
-                    len,
-                    epoch,
-                },
-                Err(p) => State::Failed(Error::BadReply(Asked::of(&self.asked()).bad(p))),
-            };
-        }
+    fn check(&mut self, _req: &Request, bytes: &[u8]) -> Result<Next, Problem> {
+        NodeList::parse(bytes, self.nr_nodes, self.epoch).map(|_| Next::Done)
     }
 
-    /// The outcome once the reply is in: the nodes, or why not.
-    pub fn outcome(&self) -> Option<Result<NodeList<'_>, Error>> {
-        match self.state {
-            State::Asking | State::Reading { .. } => None,
-            State::Failed(e) => Some(Err(e)),
-            State::Done {
-                nr_nodes,
-                len,
-                epoch,
-            } => Some(
-                NodeList::parse(&self.buf.as_ref()[..len as usize], nr_nodes, epoch)
-                    .map_err(|p| Error::BadReply(Asked::of(&self.asked()).bad(p))),
-            ),
-        }
-    }
-}
-
-impl<B: AsRef<[u8]> + AsMut<[u8]>> Replies for NodeProbe<B> {
-    fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
-        NodeProbe::handle_header(self, header)
-    }
-    fn handle_payload(&mut self, _now: u64, _scratch: &[u8]) {
-        NodeProbe::handle_payload(self)
-    }
-    fn own_bytes_mut(&mut self) -> &mut [u8] {
-        self.buf.as_mut()
+    fn outcome<'a>(&self, buf: &'a [u8]) -> Result<NodeList<'a>, Problem> {
+        let bytes = buf.get(..self.len as usize).unwrap_or_default();
+        NodeList::parse(bytes, self.nr_nodes, self.epoch)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Opcode, Response, ResultCode};
+    use crate::reply::{Error, Exchange, Receive, Replies};
+    use crate::wire::{Opcode, ResultCode, HEADER_LEN};
 
     fn reply(id: u32, nr: u32, payload_len: u32, result: ResultCode) -> [u8; HEADER_LEN] {
         let req = Request::get_node_list(id, NODE_LIST_BUF_LEN as u32);
@@ -283,8 +195,8 @@ mod tests {
     }
 
     fn probe(header: &[u8; HEADER_LEN], payload: &[u8]) -> Result<std::vec::Vec<Node>, Error> {
-        let mut p = NodeProbe::new(std::vec![0u8; NODE_LIST_BUF_LEN], 3);
-        let req = Request::parse_bytes(&p.request()).unwrap();
+        let mut p = Exchange::new(std::vec![0u8; NODE_LIST_BUF_LEN], 3, GetNodeList::default());
+        let req = Request::parse_bytes(&p.poll_transmit().unwrap()).unwrap();
         assert_eq!(req.opcode, Opcode::GetNodeList);
         assert_eq!(req.proto_ver, crate::wire::SHEEP_PROTO_VER);
         assert_eq!(req.data_length, NODE_LIST_BUF_LEN as u32);

@@ -26,6 +26,8 @@ use core::fmt;
 
 use byteorder::{ByteOrder, LittleEndian};
 
+use crate::stream::StreamDecoder;
+
 /// The first bytes of a v1 stream.
 pub const V1_MAGIC: &[u8; 12] = b"rbd diff v1\n";
 /// The first bytes of a v2 stream.
@@ -175,6 +177,31 @@ impl Default for Decoder {
     }
 }
 
+impl StreamDecoder for Decoder {
+    type Item<'a> = Item<'a>;
+    type Error = DiffError;
+
+    fn position(&self) -> u64 {
+        self.at
+    }
+
+    fn is_done(&self) -> bool {
+        self.state == State::Ended
+    }
+
+    fn truncated(at: u64) -> DiffError {
+        DiffError::Truncated { at }
+    }
+
+    fn step<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Option<Item<'a>>), DiffError> {
+        self.decode(input)
+    }
+
+    fn consumed(&mut self, used: usize) {
+        self.at += used as u64;
+    }
+}
+
 impl Decoder {
     /// A decoder at the start of a stream.
     pub const fn new() -> Decoder {
@@ -185,37 +212,9 @@ impl Decoder {
         }
     }
 
-    /// Stream bytes consumed so far: where the next record starts, or
-    /// where the stream broke.
-    pub fn position(&self) -> u64 {
-        self.at
-    }
-
-    /// Whether the end record has been read.
-    pub fn is_done(&self) -> bool {
-        self.state == State::Ended
-    }
-
-    /// The stream ended: fine after the end record, else the error.
-    pub fn finish(&self) -> Result<(), DiffError> {
-        match self.state {
-            State::Ended => Ok(()),
-            _ => Err(DiffError::Truncated { at: self.at }),
-        }
-    }
-
-    /// Decode from `input`, the bytes the caller has from
-    /// [`Decoder::position`] on. Returns how many were used and what they
-    /// were; `(0, None)` means a whole record header is not there yet:
-    /// come back with more bytes (a buffer of [`MAX_RECORD_HEADER`] bytes
-    /// always suffices).
-    pub fn next<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Option<Item<'a>>), DiffError> {
-        let (used, item) = self.step(input)?;
-        self.at += used as u64;
-        Ok((used, item))
-    }
-
-    fn step<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Option<Item<'a>>), DiffError> {
+    /// One item from `input` ([`StreamDecoder::step`]); a buffer of
+    /// [`MAX_RECORD_HEADER`] bytes always suffices for a record header.
+    fn decode<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Option<Item<'a>>), DiffError> {
         let at = self.at;
         match self.state {
             State::Magic => {
@@ -386,6 +385,8 @@ impl Decoder {
     }
 }
 
+impl core::error::Error for DiffError {}
+
 /// Why a record cannot be encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EncodeError {
@@ -397,6 +398,21 @@ pub enum EncodeError {
     /// A name longer than [`MAX_NAME`].
     NameTooLong,
 }
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::BufferTooSmall { need } => {
+                write!(f, "a record needs a buffer of {need} bytes")
+            }
+            EncodeError::NameTooLong => {
+                write!(f, "a snapshot name is longer than {MAX_NAME} bytes")
+            }
+        }
+    }
+}
+
+impl core::error::Error for EncodeError {}
 
 /// The header of a stream of `version`.
 pub fn magic(version: Version) -> &'static [u8; 12] {

@@ -1,7 +1,8 @@
 //! The one receive path: reading replies off a byte stream into the buffers
 //! they belong in (PROTOCOL.md §1: a 48-byte header, then exactly
-//! `data_length` payload bytes), for the [`Engine`] and the [`Lister`]
-//! alike, and for blocking and non-blocking callers alike.
+//! `data_length` payload bytes), for every machine that takes replies
+//! ([`Replies`]: the engine, the lister, an exchange) and for blocking and
+//! non-blocking callers alike.
 //!
 //! A [`Receiver`] says where the next bytes from the connection go
 //! ([`Receiver::buffer`]: the header, the caller's read buffer, the
@@ -23,72 +24,10 @@
 //! assert_eq!(rx.buffer(&mut engine, &mut NoBuffers, &mut scratch).len(), 48);
 //! ```
 
-use core::ops::Range;
-
-use crate::engine::{DataRange, Engine, Error, Token};
-use crate::list::Lister;
+use crate::reply::{Error, Token};
 use crate::wire::HEADER_LEN;
 
-/// Where the payload of a reply goes: what
-/// [`Engine::handle_header`] and [`Lister::handle_header`] answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Receive {
-    /// Into the buffer of the read `token`, at this range.
-    Data(DataRange),
-    /// Into the receiver's own buffer ([`Replies::own_bytes_mut`]) at this
-    /// byte range: the engine's index cache, or the bitmap the lister is
-    /// reading.
-    Own(Range<usize>),
-    /// Into the caller's scratch buffer, then to `handle_payload`.
-    Scratch,
-    /// Read and drop.
-    Discard,
-}
-
-/// What to do with the payload that follows a reply header.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Incoming {
-    /// Payload bytes that follow the header.
-    pub len: u32,
-    /// Where they go.
-    pub into: Receive,
-}
-
-/// What reads replies: the [`Engine`], or the [`Lister`].
-pub trait Replies {
-    /// See [`Engine::handle_header`].
-    fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error>;
-    /// See [`Engine::handle_payload`]; `scratch` holds the payload when it
-    /// went to [`Receive::Scratch`].
-    fn handle_payload(&mut self, now: u64, scratch: &[u8]);
-    /// The buffer of [`Receive::Own`]: the engine's index cache, or the
-    /// bitmap the lister is reading.
-    fn own_bytes_mut(&mut self) -> &mut [u8];
-}
-
-impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Replies for Engine<S, N> {
-    fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
-        Engine::handle_header(self, header)
-    }
-    fn handle_payload(&mut self, now: u64, scratch: &[u8]) {
-        Engine::handle_payload(self, now, scratch)
-    }
-    fn own_bytes_mut(&mut self) -> &mut [u8] {
-        self.index_bytes_mut()
-    }
-}
-
-impl<B: AsRef<[u8]> + AsMut<[u8]>> Replies for Lister<B> {
-    fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
-        Lister::handle_header(self, header)
-    }
-    fn handle_payload(&mut self, _now: u64, scratch: &[u8]) {
-        Lister::handle_payload(self, scratch)
-    }
-    fn own_bytes_mut(&mut self) -> &mut [u8] {
-        self.bitmap_mut()
-    }
-}
+pub use crate::reply::{Incoming, Receive, Replies};
 
 /// The caller's read buffers, by token ([`Receive::Data`]).
 pub trait ReadBuffers {
@@ -138,13 +77,32 @@ impl Default for Receiver {
 /// Why [`Receiver::receive`] stopped.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReceiveError<E> {
-    /// The reply was refused ([`Engine::handle_header`]): drop the
+    /// The reply was refused ([`Replies::handle_header`]): drop the
     /// connection.
     Reply(Error),
     /// The connection failed.
     Io(E),
     /// The connection closed.
     Closed,
+}
+
+impl<E: core::fmt::Debug> core::fmt::Display for ReceiveError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ReceiveError::Reply(e) => e.fmt(f),
+            ReceiveError::Io(e) => write!(f, "connection error: {e:?}"),
+            ReceiveError::Closed => f.write_str("connection closed by the server"),
+        }
+    }
+}
+
+impl<E: core::fmt::Debug> core::error::Error for ReceiveError<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ReceiveError::Reply(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl Receiver {

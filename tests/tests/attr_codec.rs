@@ -5,8 +5,9 @@
 
 use sheepdog_core::attr::{encode, Attr, AttrDone, AttrKind, AttrOp, ATTR_LEN};
 use sheepdog_core::hash::vid_hash;
-use sheepdog_core::obj_list::ObjListProbe;
+use sheepdog_core::obj_list::GetObjList;
 use sheepdog_core::oid::{Oid, Vid};
+use sheepdog_core::reply::Exchange;
 use sheepdog_core::wire::{Flags, Opcode, Request, Response, ResponseArgs, ResultCode, HEADER_LEN};
 
 fn attr(key: &[u8], value: &[u8]) -> Vec<u8> {
@@ -42,8 +43,14 @@ fn the_struct_is_laid_out_as_sheep_has_it() {
     assert!(Attr::parse(&b).is_err());
 }
 
+/// The exchange of attribute `buf` (as [`encode`] wrote it).
+fn exchange(buf: Vec<u8>, id: u32, kind: AttrKind) -> Exchange<Vec<u8>, AttrOp> {
+    let op = AttrOp::new(&buf, kind).unwrap();
+    Exchange::new(buf, id, op)
+}
+
 /// Feed `op` the reply `rsp` with `payload`, as the receive path would.
-fn reply(op: &mut AttrOp<Vec<u8>>, rsp: Response, payload: &[u8]) -> Result<(), ()> {
+fn reply(op: &mut Exchange<Vec<u8>, AttrOp>, rsp: Response, payload: &[u8]) -> Result<(), ()> {
     let incoming = op.handle_header(&rsp.to_bytes()).map_err(|_| ())?;
     if let sheepdog_core::engine::Receive::Own(r) = incoming.into {
         sheepdog_core::receive::Replies::own_bytes_mut(op)[r.clone()]
@@ -53,8 +60,8 @@ fn reply(op: &mut AttrOp<Vec<u8>>, rsp: Response, payload: &[u8]) -> Result<(), 
     Ok(())
 }
 
-fn sent(op: &mut AttrOp<Vec<u8>>) -> Request {
-    let (h, _) = op.poll_transmit().expect("a request");
+fn sent(op: &mut Exchange<Vec<u8>, AttrOp>) -> Request {
+    let h = op.poll_transmit().expect("a request");
     Request::parse_bytes(&h[..HEADER_LEN]).unwrap()
 }
 
@@ -71,8 +78,8 @@ fn attr_reply(req: &Request, result: ResultCode, hvid: u32, attr_id: u32) -> Res
 }
 
 /// A get of "owner" that was told slot `attr_id`, and its read request.
-fn at_slot(hvid: u32, attr_id: u32) -> (AttrOp<Vec<u8>>, Request) {
-    let mut op = AttrOp::new(attr(b"owner", b""), 1, AttrKind::Get).unwrap();
+fn at_slot(hvid: u32, attr_id: u32) -> (Exchange<Vec<u8>, AttrOp>, Request) {
+    let mut op = exchange(attr(b"owner", b""), 1, AttrKind::Get);
     let req = sent(&mut op);
     reply(
         &mut op,
@@ -87,7 +94,7 @@ fn at_slot(hvid: u32, attr_id: u32) -> (AttrOp<Vec<u8>>, Request) {
 #[test]
 fn get_asks_then_reads_the_slot_and_checks_it() {
     let hvid = vid_hash(b"vm");
-    let mut op = AttrOp::new(attr(b"owner", b""), 1, AttrKind::Get).unwrap();
+    let mut op = exchange(attr(b"owner", b""), 1, AttrKind::Get);
     let req = sent(&mut op);
     assert_eq!(req.opcode, Opcode::GetVdiAttr);
     assert_eq!(req.proto_ver, 0x0a);
@@ -140,13 +147,13 @@ fn get_asks_then_reads_the_slot_and_checks_it() {
     assert!(matches!(op.outcome(), Some(Err(_))));
 
     // NO_OBJ: the key is not there.
-    let mut op = AttrOp::new(attr(b"owner", b""), 1, AttrKind::Get).unwrap();
+    let mut op = exchange(attr(b"owner", b""), 1, AttrKind::Get);
     let req = sent(&mut op);
     reply(&mut op, attr_reply(&req, ResultCode::NoObj, 0, 0), &[]).unwrap();
-    assert!(op.is_missing());
+    assert!(op.refused_with(ResultCode::NoObj));
 
     // A reply to another id is out of step.
-    let mut op = AttrOp::new(attr(b"owner", b""), 1, AttrKind::Get).unwrap();
+    let mut op = exchange(attr(b"owner", b""), 1, AttrKind::Get);
     let mut req = sent(&mut op);
     req.id += 5;
     assert!(reply(&mut op, attr_reply(&req, ResultCode::Success, hvid, 1), &[]).is_err());
@@ -162,9 +169,9 @@ fn set_and_delete_are_one_request_with_their_flags() {
         ),
         (AttrKind::Delete, Flags::DEL),
     ] {
-        let mut op = AttrOp::new(attr(b"k", b"v"), 9, kind).unwrap();
-        let (h, payload) = op.poll_transmit().unwrap();
-        assert!(payload);
+        let mut op = exchange(attr(b"k", b"v"), 9, kind);
+        let h = op.poll_transmit().unwrap();
+        assert!(!op.payload().is_empty());
         assert_eq!(&op.payload()[784..785], b"v");
         let req = Request::parse_bytes(&h).unwrap();
         assert!(
@@ -179,8 +186,8 @@ fn set_and_delete_are_one_request_with_their_flags() {
 
 #[test]
 fn obj_list_takes_whole_oids_and_says_when_its_buffer_is_small() {
-    let mut p = ObjListProbe::new(vec![0u8; 64], 3);
-    let req = Request::parse_bytes(&p.request()).unwrap();
+    let mut p = Exchange::new(vec![0u8; 64], 3, GetObjList::default());
+    let req = Request::parse_bytes(&p.poll_transmit().unwrap()).unwrap();
     assert_eq!(
         (req.opcode, req.proto_ver, req.data_length),
         (Opcode::GetObjList, 0x0a, 64)
@@ -199,18 +206,18 @@ fn obj_list_takes_whole_oids_and_says_when_its_buffer_is_small() {
     let oids: Vec<Oid> = p.outcome().unwrap().unwrap().collect();
     assert_eq!(oids, [Oid(1 << 61 | 5 << 32 | 9), Oid(7)]);
 
-    let mut p = ObjListProbe::new(vec![0u8; 64], 3);
-    let req = Request::parse_bytes(&p.request()).unwrap();
+    let mut p = Exchange::new(vec![0u8; 64], 3, GetObjList::default());
+    let req = Request::parse_bytes(&p.poll_transmit().unwrap()).unwrap();
     p.handle_header(&Response::to_request(&req, ResultCode::BufferSmall, 0).to_bytes())
         .unwrap();
-    assert!(p.too_small());
+    assert!(p.refused_with(ResultCode::BufferSmall));
     // Not whole oids, or longer than the buffer: refused.
-    let mut p = ObjListProbe::new(vec![0u8; 64], 3);
-    let req = Request::parse_bytes(&p.request()).unwrap();
+    let mut p = Exchange::new(vec![0u8; 64], 3, GetObjList::default());
+    let req = Request::parse_bytes(&p.poll_transmit().unwrap()).unwrap();
     let _ = p.handle_header(&Response::to_request(&req, ResultCode::Success, 12).to_bytes());
     assert!(matches!(p.outcome(), Some(Err(_))));
-    let mut p = ObjListProbe::new(vec![0u8; 64], 3);
-    let req = Request::parse_bytes(&p.request()).unwrap();
+    let mut p = Exchange::new(vec![0u8; 64], 3, GetObjList::default());
+    let req = Request::parse_bytes(&p.poll_transmit().unwrap()).unwrap();
     assert!(p
         .handle_header(&Response::to_request(&req, ResultCode::Success, 72).to_bytes())
         .is_err());

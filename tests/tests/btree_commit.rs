@@ -11,6 +11,7 @@ use sheepdog_core::engine::Error;
 use sheepdog_core::object_op::{ObjectKind, ObjectOp};
 use sheepdog_core::oid::{Oid, OidKind, Vid};
 use sheepdog_core::receive::{Receive, Replies};
+use sheepdog_core::reply::Exchange;
 use sheepdog_core::wire::{NewVdi, Request};
 use sheepdog_tests::server::hyper::MAX_INDEX;
 use sheepdog_tests::server::{Cluster, ClusterConfig};
@@ -61,8 +62,8 @@ fn commit(c: &mut Cluster, vid: u32, index: &[u8], lo: u32, hi: u32) -> Result<V
             Buffer::Root => &mut b.root[step.range.clone()],
             Buffer::Leaf => &mut b.leaf[step.range.clone()],
         };
-        let mut op = ObjectOp::new(buf, 9, step.oid, step.kind);
-        let req = Request::parse_bytes(&op.request()).unwrap();
+        let mut op = Exchange::new(buf, 9, ObjectOp::new(step.oid, step.kind));
+        let req = Request::parse_bytes(&op.poll_transmit().unwrap()).unwrap();
         let reply = c.handle(1 << 32, &req, op.payload());
         let incoming = op.handle_header(&reply.header.to_bytes())?;
         if let Receive::Own(r) = incoming.into {

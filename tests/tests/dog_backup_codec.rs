@@ -4,6 +4,7 @@
 //! orders, fed to the decoder in pieces of every size, and broken streams.
 
 use sheepdog_core::dog_backup::{header, record, BackupError, Decoder, Item, END_IDX};
+use sheepdog_core::stream::StreamDecoder;
 
 /// Object size of the volume the golden streams are for: 4 MiB.
 const OS: u32 = 4 << 20;

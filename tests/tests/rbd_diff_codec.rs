@@ -5,6 +5,7 @@
 use sheepdog_core::rbd_diff::{
     encode, magic, Decoder, DiffError, EncodeError, Item, Record, Version, MAX_RECORD_HEADER,
 };
+use sheepdog_core::stream::StreamDecoder;
 
 /// `rbd diff v1`: from "s1" to "s2", size 8 MiB, 5 bytes at 4096, 4 KiB of
 /// zeros at 1 MiB, end.

@@ -8,6 +8,7 @@ mod common;
 use common::nbd::under_wasmtime;
 use common::*;
 use sheepdog_core::rbd_diff::{encode, magic, Decoder, Item, Record, Version, MAX_RECORD_HEADER};
+use sheepdog_core::stream::StreamDecoder;
 
 /// The records of a v1 or v2 stream, data left out.
 fn records(stream: &[u8]) -> Vec<String> {

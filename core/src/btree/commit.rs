@@ -44,11 +44,11 @@ use super::{
     indirect_entry, leaf_entries, Header, HEADER_LEN, INDIRECT_ENTRY_LEN, LEAF_ENTRY_LEN, MAGIC,
     MAX_INDIRECT_ENTRIES, MAX_LEAF_ENTRIES,
 };
-use crate::engine::{BadReply, Error, Problem, Target};
 use crate::error::SizeError;
 use crate::inode;
 use crate::object_op::ObjectKind;
 use crate::oid::{Oid, Vid};
+use crate::reply::{BadReply, Error, Problem, Target};
 use crate::wire::Opcode;
 
 /// Bytes of the root buffer: the inode's header and its whole index area.

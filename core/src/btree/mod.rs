@@ -13,9 +13,9 @@ pub mod commit;
 
 use byteorder::{ByteOrder, LittleEndian};
 
-use crate::engine::Problem;
 use crate::inode;
 use crate::oid::{Oid, OidKind};
+use crate::reply::Problem;
 
 /// The header's magic number.
 pub const MAGIC: u16 = 0x6274;

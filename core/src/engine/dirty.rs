@@ -3,7 +3,7 @@
 
 use heapless::Vec;
 
-use super::event::Token;
+use crate::reply::Token;
 
 /// Most entries waiting for their index write at once.
 pub const DIRTY_CAP: usize = 128;

@@ -1,14 +1,14 @@
 //! Dispatching replies (PROTOCOL.md §1, §12 steps 2, 3 and 9): match each
-//! to its request by id, check it ([`super::reply`]), say where its payload
+//! to its request by id, check it (`crate::reply::check`), say where its payload
 //! goes, and hand the outcome to the concern that owns the request;
 //! transient results are retried with backoff, and a lost connection
 //! sends everything on the wire again.
 
 use super::flight::{Due, Inflight, Receiving, Sent};
 use super::readonly::Resolve;
-use super::reply::{self, Want};
 use super::{DataRange, Engine, Error, Incoming, Receive, Volume};
 use crate::inode::{self, INDEX_ENTRY_LEN};
+use crate::reply::check::{self as reply, Want};
 use crate::wire::{Response, ResultClass, ResultCode};
 use byteorder::{ByteOrder, LittleEndian};
 
@@ -376,5 +376,17 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             }
             Sent::Control => self.control_failed(e),
         }
+    }
+}
+
+impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> crate::reply::Replies for Engine<S, N> {
+    fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
+        Engine::handle_header(self, header)
+    }
+    fn handle_payload(&mut self, now: u64, scratch: &[u8]) {
+        Engine::handle_payload(self, now, scratch)
+    }
+    fn own_bytes_mut(&mut self) -> &mut [u8] {
+        self.index_bytes_mut()
     }
 }

@@ -3,9 +3,9 @@
 //! new working VDI).
 
 use super::dirty;
-use super::event::Token;
 use super::plan::{self, WriteAction};
-use super::reply::Asked;
+use crate::reply::Asked;
+use crate::reply::Token;
 use crate::wire::Response;
 
 /// What a request in flight was for.

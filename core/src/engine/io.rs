@@ -1,7 +1,7 @@
 //! Reads and writes that callers submit: their progress through the
 //! objects they span, and when they are done.
 
-use super::event::{Error, Token};
+use crate::reply::{Error, Token};
 
 /// A read or write of a byte range of the open VDI.
 #[derive(Clone, Copy, Debug)]

@@ -83,8 +83,7 @@
 //! | `control/` | control operations, one at a time, one file each with its step enum (`create.rs`, `open.rs`, `snapshot.rs`, `clone.rs`, `resize.rs`, `delete.rs`, `cluster_default.rs`; `sync.rs` and `exist.rs` shared) | §9.2, §9.3, §9.6, §9.7, §9.8, §12.4, §12.7 |
 //! | `request.rs` | every request built in one place | §2, §12.1-2 |
 //! | `dispatch.rs` | replies matched, retried, handed to their concern; lost connections | §1, §12.2-3, §12.9 |
-//! | `reply.rs` | each reply checked against its request | §1, §2.4, §8 |
-//! | `flight.rs`, `io.rs`, `dirty.rs`, `plan.rs`, `retry.rs` | what is in flight, submitted, unindexed; object planning; backoff | |
+//! //! | `flight.rs`, `io.rs`, `dirty.rs`, `plan.rs`, `retry.rs` | what is in flight, submitted, unindexed; object planning; backoff | |
 
 mod control;
 mod data;
@@ -95,7 +94,6 @@ mod flight;
 mod io;
 pub mod plan;
 mod readonly;
-pub(crate) mod reply;
 mod request;
 pub mod retry;
 mod writeback;
@@ -109,14 +107,14 @@ use crate::object_size::ObjectSize;
 use crate::oid::Oid;
 use crate::wire::{HEADER_LEN, NAME_LEN};
 
-pub use crate::receive::{Incoming, Receive};
+pub use crate::reply::{
+    BadReply, DataRange, Error, Incoming, Problem, Receive, Replies, Target, Token,
+};
 use control::Control;
 pub use control::{CreateOptions, SnapshotSelector};
 use dirty::{Dirty, DIRTY_CAP, MAX_RUN};
 use dispatch::Expect;
-pub use event::{
-    BadReply, ControlDone, DataRange, Error, Event, Problem, Target, Token, Transmit, VolumeInfo,
-};
+pub use event::{ControlDone, Event, Transmit, VolumeInfo};
 use flight::{Due, Inflight, Receiving};
 use io::{DataDone, Io};
 use readonly::Resolve;

@@ -5,9 +5,9 @@
 //! names the read-only VID waits and looks again.
 
 use super::flight::{Due, Inflight, Sent};
-use super::reply::{self, Asked};
 use super::{Engine, Error, Target, Transmit, Volume};
 use crate::inode;
+use crate::reply::check::{self as reply, Asked};
 use crate::wire::{Response, ResultCode};
 
 /// Re-resolution of the working VDI after READONLY.

@@ -8,7 +8,7 @@ use super::dirty;
 use super::flight::{Due, Inflight, Sent};
 use super::plan::{read_action, write_action, ReadAction, WriteAction};
 use super::readonly::Resolve;
-use super::reply::Asked;
+use crate::reply::Asked;
 use super::{DataRange, Engine, Error, Name, Transmit};
 use crate::address::{encode_name, encode_name_tag};
 use crate::inode::{self, InodeRange};

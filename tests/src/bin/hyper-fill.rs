@@ -16,6 +16,7 @@ use sheepdog_core::inode::{InodeHeader, HEADER_LEN};
 use sheepdog_core::object_op::{ObjectKind, ObjectOp};
 use sheepdog_core::oid::{Oid, Vid};
 use sheepdog_core::receive::{Receive, Replies};
+use sheepdog_core::reply::Exchange;
 use sheepdog_core::wire;
 
 fn fail(msg: String) -> ! {
@@ -24,8 +25,8 @@ fn fail(msg: String) -> ! {
 }
 
 /// One request and its reply on `s`.
-fn run<B: AsRef<[u8]> + AsMut<[u8]>>(s: &mut TcpStream, op: &mut ObjectOp<B>) {
-    s.write_all(&op.request())
+fn run<B: AsRef<[u8]> + AsMut<[u8]>>(s: &mut TcpStream, op: &mut Exchange<B, ObjectOp>) {
+    s.write_all(&op.poll_transmit().unwrap())
         .and_then(|()| s.write_all(op.payload()))
         .unwrap_or_else(|e| fail(format!("send: {e}")));
     let mut h = [0u8; wire::HEADER_LEN];
@@ -62,11 +63,10 @@ fn main() {
     };
     let mut s = TcpStream::connect(addr.as_str())
         .unwrap_or_else(|e| fail(format!("cannot connect to {addr}: {e}")));
-    let mut head = ObjectOp::new(
+    let mut head = Exchange::new(
         vec![0u8; HEADER_LEN + 8],
         1,
-        Oid::inode(vid),
-        ObjectKind::Read { offset: 0 },
+        ObjectOp::new(Oid::inode(vid), ObjectKind::Read { offset: 0 }),
     );
     run(&mut s, &mut head);
     let h = InodeHeader::parse(&head.buf()[..HEADER_LEN])
@@ -97,7 +97,7 @@ fn main() {
             Buffer::Root => &mut rootb[step.range.clone()],
             Buffer::Leaf => &mut leaf[step.range.clone()],
         };
-        let mut op = ObjectOp::new(buf, 2, step.oid, step.kind);
+        let mut op = Exchange::new(buf, 2, ObjectOp::new(step.oid, step.kind));
         run(&mut s, &mut op);
         m.done(&index, &mut rootb)
             .unwrap_or_else(|e| fail(format!("{e}")));

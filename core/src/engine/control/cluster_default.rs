@@ -1,9 +1,9 @@
 //! The cluster's default copies, copy policy and object size
 //! (GET_CLUSTER_DEFAULT, PROTOCOL.md §4.1): one request.
 
-use super::super::reply;
 use super::super::{ControlDone, Engine, Error, Target};
 use super::Next;
+use crate::reply::check as reply;
 use crate::wire::{Response, ResponseArgs};
 
 impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {

@@ -2,7 +2,6 @@
 //! none was given, NEW_VDI, and with preallocation every object created
 //! and the whole index written.
 
-use super::super::reply;
 use super::super::{ControlDone, CreateOptions, Engine, Error, Expect, Inline, Name, Target};
 use super::exist::{self, Exist};
 use super::{fill_run, vid, Next};
@@ -10,6 +9,7 @@ use crate::error::SizeError;
 use crate::inode::InodeHeader;
 use crate::object_size::{ObjectSize, DEFAULT_BLOCK_SIZE_SHIFT, MAX_HYPER_VDI_SIZE};
 use crate::oid::Oid;
+use crate::reply::check as reply;
 use crate::wire::{NewVdi, Request, Response, ResponseArgs};
 
 /// The steps of a create.

@@ -6,10 +6,10 @@
 //! DEL_VDI is not idempotent either: resent after a lost reply, NO_VDI
 //! means the first one deleted it.
 
-use super::super::reply;
 use super::super::{ControlDone, Engine, Error, Expect, Inline, Name, Target};
 use super::exist::{self, Exist};
 use super::{fill_run, header_read, is, lookup, Next};
+use crate::reply::check as reply;
 use crate::wire::{Request, Response, ResultCode};
 
 /// The steps of a delete (and a rollback).

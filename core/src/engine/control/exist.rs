@@ -3,10 +3,10 @@
 //! header of what is there: it is ours if it is exactly what was asked
 //! for, else the VDI really exists (PROTOCOL.md §9.2, §9.3).
 
-use super::super::reply;
 use super::super::{Engine, Error, Inline, Name, Target};
 use super::{header_read, lookup};
 use crate::inode::InodeHeader;
+use crate::reply::check as reply;
 use crate::wire::{Opcode, Request, Response, ResultCode};
 
 /// The step of the check.

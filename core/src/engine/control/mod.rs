@@ -21,17 +21,18 @@ mod snapshot;
 mod sync;
 
 use super::dirty::MAX_RUN;
-use super::event::{ControlDone, Error, Target, Transmit};
+use super::event::{ControlDone, Transmit};
 use super::flight::Sent;
 use super::io::Io;
 use super::readonly::Resolve;
-use super::reply::Asked;
 use super::{name_from, tag_from, Engine, Expect, Inline, Name, Volume};
 use crate::address::Snapshot;
 use crate::error::SizeError;
 use crate::inode::{self, InodeRange};
 use crate::oid::{Oid, Vid};
 use crate::redundancy::Redundancy;
+use crate::reply::Asked;
+use crate::reply::{Error, Target};
 use crate::wire::{LockType, NewVdi, Opcode, Request, Response, ResultCode};
 
 /// How to create a VDI.

@@ -3,7 +3,6 @@
 //! only the part of the index its size covers, in chunks checked as they
 //! arrive. A failure after the lock was taken releases it first.
 
-use super::super::reply;
 use super::super::{
     ControlDone, Engine, Error, Expect, Inline, Name, Problem, Target, Volume, SCRATCH_LEN,
 };
@@ -12,6 +11,7 @@ use crate::btree;
 use crate::inode::InodeRange;
 use crate::oid::Oid;
 use crate::oid::Vid;
+use crate::reply::check as reply;
 use crate::wire::{LockType, Request, Response};
 
 /// Index entries read per request when opening (1 MiB of index).

@@ -7,11 +7,11 @@
 //! wire, look the working VDI up first. A new one whose parent is ours is
 //! our snapshot, taken; only if the VID is unchanged is it sent again.
 
-use super::super::reply;
 use super::super::{ControlDone, Engine, Error, Expect, Inline, Name, Target};
 use super::sync::Sync;
 use super::{current, header_read, is, lookup, Next};
 use crate::inode::InodeRange;
+use crate::reply::check as reply;
 use crate::wire::{Request, Response, ResultCode, TAG_LEN};
 
 /// The steps of a snapshot.

@@ -4,9 +4,9 @@
 //! stays valid: the new working VDI started as a copy of ours, and nothing
 //! was written since (the operation quiesces).
 
-use super::super::reply;
 use super::super::{Engine, Error, Inline, Name, Target};
 use super::{current, header_read, lookup, Next};
+use crate::reply::check as reply;
 use crate::wire::{Request, Response};
 
 /// The step of the sync.

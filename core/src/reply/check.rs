@@ -13,7 +13,7 @@
 
 use byteorder::{ByteOrder, LittleEndian};
 
-use super::event::{BadReply, Problem, Target};
+use super::error::{BadReply, Problem, Target};
 use crate::inode::InodeHeader;
 use crate::object_size::ObjectSize;
 use crate::oid::{Vid, NR_VDIS};
@@ -65,7 +65,7 @@ impl Asked {
 
 /// The payload a successful reply must carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Want {
+pub enum Want {
     /// Exactly this many bytes, all of them used.
     Exact(u32),
     /// Nothing the engine uses: read and dropped, within the buffer the
@@ -192,69 +192,4 @@ pub(crate) fn cluster_default(copies: u8, block_size_shift: u8) -> Result<(), Pr
         });
     }
     Ok(())
-}
-
-/// Why the reply to a one-request exchange outside the engine
-/// (`nodes`, `obj_list`, `object_op`, `attr`) goes no further.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// Not a reply to what is waiting (no request out, another id, an
-    /// unreadable header): the connection is out of step.
-    OutOfStep(super::Error),
-    /// It does not fit its request: the exchange fails and the connection,
-    /// out of step, is dropped.
-    Bad(super::Error),
-    /// The server refused: the exchange fails and the payload is skipped.
-    Server(super::Error, u32),
-}
-
-impl Refusal {
-    /// What the exchange's `handle_header` returns, `fail` recording the
-    /// failure where the exchange has one.
-    pub(crate) fn settle(
-        self,
-        fail: impl FnOnce(super::Error),
-    ) -> Result<crate::receive::Incoming, super::Error> {
-        match self {
-            Refusal::OutOfStep(e) => Err(e),
-            Refusal::Bad(e) => {
-                fail(e);
-                Err(e)
-            }
-            Refusal::Server(e, len) => {
-                fail(e);
-                Ok(crate::receive::Incoming {
-                    len,
-                    into: crate::receive::Receive::Discard,
-                })
-            }
-        }
-    }
-}
-
-/// The reply header `header` to `req`, for an exchange that is
-/// `waiting` for it: a success that fits `want`, or why not.
-pub(crate) fn screen(
-    header: &[u8],
-    waiting: bool,
-    req: &Request,
-    want: Want,
-) -> Result<Response, Refusal> {
-    let rsp = Response::parse_bytes(header).map_err(|e| Refusal::OutOfStep(e.into()))?;
-    if !waiting || rsp.id != req.id {
-        return Err(Refusal::OutOfStep(super::Error::UnexpectedReply {
-            id: rsp.id,
-        }));
-    }
-    let asked = Asked::of(req);
-    check_header(&asked, &rsp, want)
-        .map_err(|p| Refusal::Bad(super::Error::BadReply(asked.bad(p))))?;
-    if !rsp.result.is_success() {
-        let e = super::Error::Server {
-            opcode: rsp.opcode,
-            result: rsp.result,
-        };
-        return Err(Refusal::Server(e, rsp.data_length));
-    }
-    Ok(rsp)
 }
