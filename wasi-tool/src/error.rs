@@ -1,5 +1,5 @@
 //! Errors as the user sees them: one line that names the cause and the
-//! object.
+//! object, and a [`Kind`] that commands decide by (never the text).
 
 use std::fmt;
 use std::io;
@@ -20,6 +20,8 @@ pub struct CliError {
 pub enum Kind {
     /// The VDI does not exist (import then creates it).
     NoSuchVdi,
+    /// The VDI is locked by another client (LOCK_VDI refused).
+    Locked,
     /// The connection to the gateway failed for good.
     Lost,
     /// The command did what it could, and not all of it: `export
@@ -98,6 +100,8 @@ impl CliError {
     }
 }
 
+impl std::error::Error for CliError {}
+
 /// What an engine error means for `what` (a VDI, or VDI@SNAP).
 pub fn engine(what: &str, e: EngineError) -> CliError {
     let m = match e {
@@ -111,7 +115,12 @@ pub fn engine(what: &str, e: EngineError) -> CliError {
                 }
                 ResultCode::NoTag => format!("no such snapshot: {what}"),
                 ResultCode::VdiExist => format!("VDI exists: {what}"),
-                ResultCode::VdiLocked => format!("VDI is locked: {what}"),
+                ResultCode::VdiLocked => {
+                    return CliError {
+                        msg: format!("VDI is locked: {what}"),
+                        kind: Kind::Locked,
+                    }
+                }
                 ResultCode::NoSpace => format!("no space left in the cluster (writing {what})"),
                 ResultCode::FullVdi => {
                     format!("no free VDI id left in the cluster (creating {what})")

@@ -82,3 +82,13 @@ impl Target {
         }
     }
 }
+
+impl Snap {
+    /// A snapshot named by tag, or by id when it is all digits.
+    pub fn parse(s: &str) -> Snap {
+        match s.parse::<u32>() {
+            Ok(i) => Snap::Id(i),
+            Err(_) => Snap::Tag(s.to_owned()),
+        }
+    }
+}

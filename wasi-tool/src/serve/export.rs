@@ -18,10 +18,13 @@ use sheepdog_core::nbd::request::{Command, Request as NbdRequest};
 use sheepdog_core::nbd::{cmd_flags, Errno};
 use sheepdog_core::wire::ResultCode;
 
-use crate::client::{Buffers, Client};
+use super::Config;
+use crate::cluster::client::{Buffers, Client, QUEUE_MAX};
+use crate::cluster::session::{self, MAX_INDEX_CACHE};
 use crate::error::{self, CliError};
-use crate::readiness::Want;
+use crate::io::readiness::Want;
 use crate::target::Target;
+use crate::transfer::requests;
 
 /// A client connection, by number.
 pub type ConnId = u64;
@@ -131,17 +134,16 @@ pub struct Export {
 }
 
 impl Export {
-    /// Connect to the nodes of `cli` and start opening `target` (locked if
-    /// `lock`).
+    /// Connect to the cluster's nodes and start opening `target` (locked
+    /// if `lock`).
     pub fn open(
         name: String,
         target: Target,
         writable: bool,
         lock: bool,
-        depth: usize,
-        cli: &crate::cli::Cli,
+        cfg: &Config,
     ) -> Result<Export, CliError> {
-        let mut client = crate::session::connect(&target, cli)?;
+        let mut client = Client::connect(cfg.gateways.clone(), cfg.quiet)?;
         client
             .engine
             .open(&target.name, target.selector(), lock)
@@ -160,7 +162,7 @@ impl Export {
             flushes: Vec::new(),
             next: 1,
             submitted: 0,
-            depth: depth.clamp(1, crate::client::QUEUE_MAX),
+            depth: cfg.queue_depth.clamp(1, QUEUE_MAX),
             zeros: Vec::new(),
             flying: HashMap::new(),
             merged: HashMap::new(),
@@ -257,7 +259,7 @@ impl Export {
 
     /// The parts of a READ: cut at object boundaries, and a piece larger
     /// than sheep's mmap threshold cut in equal reads below it, as export
-    /// cuts objects (see [`crate::requests::EXPORT_REQUEST`]), so that a
+    /// cuts objects (see [`requests::EXPORT_REQUEST`]), so that a
     /// client's large reads cost the cluster what export's do. Smaller
     /// pieces go as they are: each request costs sheep as much as a
     /// larger one below the threshold.
@@ -269,7 +271,7 @@ impl Export {
         while pos < end {
             let piece_end = ((pos / os + 1) * os).min(end);
             let piece = piece_end - pos;
-            let part = crate::requests::part_len(piece, crate::requests::EXPORT_REQUEST);
+            let part = requests::part_len(piece, requests::EXPORT_REQUEST);
             while pos < piece_end {
                 let n = part.min(piece_end - pos);
                 parts.push((PartKind::Read, pos, n));
@@ -724,7 +726,7 @@ impl Export {
             (&self.state, &done)
         {
             if let Some((t, lock)) = self.opening.take() {
-                if *need <= crate::session::MAX_INDEX_CACHE
+                if *need <= MAX_INDEX_CACHE
                     && self
                         .client
                         .engine
@@ -776,7 +778,7 @@ impl Export {
     /// Close now, waiting for the cluster (at shutdown).
     pub fn close_now(&mut self) -> Result<(), CliError> {
         if matches!(self.state, State::Open(_)) {
-            crate::session::close(&mut self.client, &self.name)?;
+            session::close(&mut self.client, &self.name)?;
         }
         self.state = State::Closed;
         Ok(())

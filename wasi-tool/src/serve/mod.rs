@@ -19,24 +19,25 @@
 mod conn;
 mod export;
 mod listen;
+mod negotiate;
 mod reply;
 mod signal;
 mod status;
+mod transmit;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::time::{Duration, Instant};
 
-use sheepdog_core::nbd::handshake::{Answer, Export as NbdExport, Outcome, Question, Refusal};
 use sheepdog_core::nbd::handshake::{GREETING_LEN, REPLY_BUF_LEN};
-use sheepdog_core::nbd::request::{Command, Limits, Parse, Request};
-use sheepdog_core::nbd::{cmd_flags, transmission_flags as tf, Errno, MAX_PAYLOAD};
+use sheepdog_core::nbd::request::{Parse, Request};
 
-use crate::cli::{Cli, ServeArgs};
-use crate::error::{CliError, Kind};
-use crate::readiness::{self, Want};
+use crate::cluster::session::{close, open};
+use crate::cluster::{Client, Gateways};
+use crate::error::CliError;
+use crate::io::readiness::{self, Want};
 use crate::target::Target;
-use conn::{Conn, Incoming, Phase};
+use conn::{Conn, Phase};
 use export::{ConnId, Export, State};
 use listen::Listener;
 
@@ -55,25 +56,47 @@ const STOP_WAIT: Duration = Duration::from_secs(60);
 /// The longest sleep of the loop (a signal also ends it).
 const TICK: Duration = Duration::from_secs(1);
 
-/// `serve [VDI[@SNAP]...]`
-pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), CliError> {
+/// What `serve` serves, where, and how.
+pub struct Config {
+    /// Exports (VDI or VDI@SNAP); the first is the default export. None:
+    /// every VDI of the cluster can be opened by name.
+    pub vdis: Vec<String>,
+    /// TCP HOST:PORT to listen on.
+    pub listen: Option<String>,
+    /// Unix socket to listen on.
+    pub socket: Option<String>,
+    /// Every export read-only (snapshots always are).
+    pub read_only: bool,
+    /// Requests in flight to the cluster per export.
+    pub queue_depth: usize,
+    /// Writable exports take no VDI lock.
+    pub no_lock: bool,
+    /// The cluster's nodes.
+    pub gateways: Gateways,
+    /// Log nothing but errors.
+    pub quiet: bool,
+}
+
+/// Serve until SIGINT or SIGTERM (natively; the WASI component until it
+/// is killed).
+pub fn run(cfg: &Config) -> Result<(), CliError> {
     let mut allowed = Vec::new();
-    for v in &args.vdis {
+    for v in &cfg.vdis {
         let t = Target::parse(v)?;
         if t.server.is_some() {
             return Err(CliError::msg(format!(
                 "'{v}' names a server; give the gateway with -a"
             )));
         }
-        check_exists(cli, &t)?;
+        check_exists(cfg, &t)?;
         allowed.push((t.display(), t));
     }
     let mut listeners = Vec::new();
-    if let Some(path) = &args.socket {
+    if let Some(path) = &cfg.socket {
         listeners.push(Listener::unix(path)?);
     }
-    if args.socket.is_none() || args.listen.is_some() {
-        let addr = args.listen.as_deref().unwrap_or("127.0.0.1:10809");
+    if cfg.socket.is_none() || cfg.listen.is_some() {
+        let addr = cfg.listen.as_deref().unwrap_or("127.0.0.1:10809");
         listeners.push(Listener::tcp(addr)?);
     }
     for l in &listeners {
@@ -91,8 +114,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), CliError> {
     let _ = io::stdout().flush();
     signal::install();
     let mut server = Server {
-        cli,
-        args,
+        cfg,
         allowed,
         listeners,
         conns: BTreeMap::new(),
@@ -107,15 +129,14 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), CliError> {
 
 /// Open and close `t` once, so that a name that does not exist is an
 /// error at start, not when a client comes.
-fn check_exists(cli: &Cli, t: &Target) -> Result<(), CliError> {
-    let mut client = crate::session::connect(t, cli)?;
-    crate::session::open(&mut client, t, false)?;
-    crate::session::close(&mut client, &t.display())
+fn check_exists(cfg: &Config, t: &Target) -> Result<(), CliError> {
+    let mut client = Client::connect(cfg.gateways.clone(), cfg.quiet)?;
+    open(&mut client, t, false)?;
+    close(&mut client, &t.display())
 }
 
 struct Server<'a> {
-    cli: &'a Cli,
-    args: &'a ServeArgs,
+    cfg: &'a Config,
     /// The exports named on the command line (none: any VDI).
     allowed: Vec<(String, Target)>,
     listeners: Vec<Listener>,
@@ -133,7 +154,7 @@ struct Server<'a> {
 
 impl Server<'_> {
     fn log(&self, msg: &str) {
-        if !self.cli.quiet {
+        if !self.cfg.quiet {
             eprintln!("nbd: {msg}");
         }
     }
@@ -309,421 +330,6 @@ impl Server<'_> {
             };
             if !progressed {
                 return;
-            }
-        }
-    }
-
-    /// Handle one handshake message, if a whole one is there.
-    fn negotiate(&mut self, c: &mut Conn) -> bool {
-        let step = c.negotiate(&mut self.scratch);
-        use sheepdog_core::nbd::handshake::Step;
-        match step {
-            Err(e) => {
-                self.log(&format!("{}: closing: {e}", c.peer));
-                c.dead = true;
-                false
-            }
-            Ok(Step::NeedMore { .. }) => false,
-            Ok(Step::Answered { consumed, reply }) => {
-                c.consume(consumed);
-                c.out.put(&self.scratch[..reply]);
-                true
-            }
-            Ok(Step::Close { consumed, reply }) => {
-                c.consume(consumed);
-                c.out.put(&self.scratch[..reply]);
-                c.closing = true;
-                false
-            }
-            Ok(Step::Ask { consumed, question }) => {
-                c.consume(consumed);
-                self.ask(c, question);
-                true
-            }
-        }
-    }
-
-    /// Answer a question about the exports, or park the connection until
-    /// its export is open.
-    fn ask(&mut self, c: &mut Conn, q: Question) {
-        if q == Question::List {
-            return self.list(c);
-        }
-        let name = q.name().unwrap_or_default().to_vec();
-        let (key, target, writable) = match self.resolve(&name) {
-            Ok(r) => r,
-            Err((why, msg)) => return self.refuse(c, &q, why, &msg),
-        };
-        if self.stopping.is_some() {
-            return self.refuse(c, &q, Refusal::Shutdown, "the server is stopping");
-        }
-        if !self.exports.contains_key(&key) {
-            let lock = writable && !self.args.no_lock;
-            let opened = Export::open(
-                key.clone(),
-                target,
-                writable,
-                lock,
-                self.args.queue_depth,
-                self.cli,
-            );
-            match opened {
-                Ok(e) => {
-                    self.exports.insert(key.clone(), e);
-                }
-                Err(e) => return self.refuse(c, &q, Refusal::Failed, &e.to_string()),
-            }
-        }
-        c.phase = Phase::Waiting(Box::new(q), key);
-        self.answer_one(c);
-    }
-
-    /// Answer a parked connection whose export has come to a state.
-    fn answer_one(&mut self, c: &mut Conn) {
-        let Phase::Waiting(q, key) = std::mem::replace(&mut c.phase, Phase::Negotiating) else {
-            return;
-        };
-        let q = *q;
-        let Some(e) = self.exports.get_mut(&key) else {
-            // Closed meanwhile: open it again.
-            return self.ask(c, q);
-        };
-        match &e.state {
-            State::Opening | State::Closing => {
-                c.phase = Phase::Waiting(Box::new(q), key);
-            }
-            State::Closed => {
-                self.exports.remove(&key);
-                self.ask(c, q);
-            }
-            State::Failed(err) => {
-                let why = match err.kind() {
-                    Kind::NoSuchVdi => Refusal::Unknown,
-                    _ if err.to_string().contains("locked") => Refusal::Policy,
-                    _ => Refusal::Failed,
-                };
-                let msg = err.to_string();
-                if e.users == 0 && e.quiet() {
-                    self.exports.remove(&key);
-                }
-                self.refuse(c, &q, why, &msg);
-            }
-            State::Open(info) => {
-                let info = *info;
-                let mut flags = tf::SEND_FLUSH | tf::SEND_DF | tf::CAN_MULTI_CONN;
-                // A hyper volume is served read-only: its B-tree inserts
-                // are not written yet.
-                if e.writable && !info.hyper {
-                    flags |=
-                        tf::SEND_FUA | tf::SEND_TRIM | tf::SEND_WRITE_ZEROES | tf::SEND_FAST_ZERO;
-                } else {
-                    flags |= tf::READ_ONLY;
-                }
-                let description = format!(
-                    "Sheepdog {} {} (VID {:x}, {} copies)",
-                    if info.snapshot { "snapshot" } else { "VDI" },
-                    key,
-                    info.vid,
-                    info.copies
-                );
-                let export = NbdExport {
-                    name: key.as_bytes(),
-                    description: description.as_bytes(),
-                    size: info.size,
-                    flags,
-                    min_block: 1,
-                    // The spec wants it no larger than the maximum.
-                    preferred_block: info.object_size.min(MAX_PAYLOAD),
-                    max_block: MAX_PAYLOAD,
-                };
-                let answer = c.hs.answer_export(&mut self.scratch, &q, Ok(&export));
-                match answer {
-                    Ok(Answer { reply, outcome }) => {
-                        c.out.put(&self.scratch[..reply]);
-                        match outcome {
-                            Outcome::Continue => {}
-                            Outcome::Close => c.closing = true,
-                            Outcome::Transmission(neg) => {
-                                e.users += 1;
-                                e.idle_since = None;
-                                let limits = Limits {
-                                    size: info.size,
-                                    read_only: !e.writable || info.hyper,
-                                    structured: neg.structured,
-                                    base_allocation: neg.base_allocation,
-                                };
-                                let mode = if e.writable && !info.hyper {
-                                    "read-write"
-                                } else {
-                                    "read-only"
-                                };
-                                let msg = format!("{}: {key} ({mode})", c.peer);
-                                c.phase = Phase::Transmission {
-                                    export: key,
-                                    neg,
-                                    limits,
-                                    object_size: info.object_size,
-                                };
-                                self.log(&msg);
-                            }
-                        }
-                    }
-                    Err(err) => {
-                        self.log(&format!("{}: closing: {err}", c.peer));
-                        c.dead = true;
-                    }
-                }
-            }
-        }
-    }
-
-    fn refuse(&mut self, c: &mut Conn, q: &Question, why: Refusal, msg: &str) {
-        self.log(&format!("{}: refused: {msg}", c.peer));
-        match c.hs.answer_export(&mut self.scratch, q, Err((why, msg))) {
-            Ok(Answer { reply, outcome }) => {
-                c.out.put(&self.scratch[..reply]);
-                if outcome == Outcome::Close {
-                    c.closing = true;
-                }
-            }
-            Err(_) => c.dead = true,
-        }
-    }
-
-    /// The export an NBD name means: its key, what it opens, whether it
-    /// is writable.
-    fn resolve(&self, name: &[u8]) -> Result<(String, Target, bool), (Refusal, String)> {
-        let unknown = |m: String| (Refusal::Unknown, m);
-        let Ok(name) = std::str::from_utf8(name) else {
-            return Err(unknown("the export name is not UTF-8".into()));
-        };
-        let t = if name.is_empty() {
-            match self.allowed.first() {
-                Some((_, t)) => t.clone(),
-                None => return Err(unknown("no default export: name a VDI".into())),
-            }
-        } else {
-            Target::parse(name).map_err(|e| unknown(e.to_string()))?
-        };
-        if t.server.is_some() {
-            return Err(unknown(format!("'{name}' names a server")));
-        }
-        let key = t.display();
-        if !self.allowed.is_empty() && !self.allowed.iter().any(|(k, _)| *k == key) {
-            return Err(unknown(format!("{key} is not exported here")));
-        }
-        let writable = t.snapshot.is_none() && !self.args.read_only;
-        Ok((key, t, writable))
-    }
-
-    /// NBD_OPT_LIST: the exports named on the command line, or every VDI
-    /// and snapshot of the cluster.
-    fn list(&mut self, c: &mut Conn) {
-        let names: Result<Vec<String>, CliError> = if self.allowed.is_empty() {
-            self.cli
-                .gateways(None)
-                .and_then(|g| crate::client::Client::connect(g, self.cli.quiet))
-                .and_then(|mut client| crate::list::collect(&mut client))
-                .map(|rows| rows.iter().map(|r| r.export_name()).collect())
-        } else {
-            Ok(self.allowed.iter().map(|(k, _)| k.clone()).collect())
-        };
-        let mut buf = vec![0u8; REPLY_BUF_LEN];
-        match names {
-            Ok(names) => {
-                for n in names {
-                    if let Ok(len) = c.hs.answer_list_entry(&mut buf, n.as_bytes()) {
-                        c.out.put(&buf[..len]);
-                    }
-                }
-                if let Ok(len) = c.hs.answer_list_end(&mut buf) {
-                    c.out.put(&buf[..len]);
-                }
-            }
-            Err(e) => {
-                self.log(&format!("{}: cannot list: {e}", c.peer));
-                if let Ok(len) = c.hs.answer_list_error(&mut buf, &e.to_string()) {
-                    c.out.put(&buf[..len]);
-                }
-            }
-        }
-    }
-
-    /// Take one request (and its payload), if a whole one is there and
-    /// the connection may take it.
-    fn transmission(&mut self, c: &mut Conn, held: &mut usize) -> bool {
-        if c.incoming.is_some() {
-            c.feed_incoming();
-            let Some(inc) = c.incoming.take_if(|i| i.have == i.buf.len()) else {
-                return false;
-            };
-            self.dispatch(c, inc.req, inc.buf);
-            return true;
-        }
-        if !self.may_take(c, *held) {
-            return false;
-        }
-        match Request::parse(c.input()) {
-            Ok(Parse::Partial { .. }) => false,
-            Err(e) => {
-                self.log(&format!("{}: closing: {e}", c.peer));
-                c.dead = true;
-                false
-            }
-            Ok(Parse::Complete(req)) => {
-                c.consume(sheepdog_core::nbd::request::REQUEST_LEN);
-                let n = req.payload_len();
-                if n > 0 {
-                    *held += n;
-                    c.incoming = Some(Incoming {
-                        req,
-                        buf: vec![0u8; n],
-                        have: 0,
-                    });
-                    return true;
-                }
-                if req.command == Command::Read {
-                    // Its buffer is allocated now: count it before the
-                    // next request is looked at.
-                    *held += req.len as usize;
-                }
-                self.dispatch(c, req, Vec::new());
-                true
-            }
-        }
-    }
-
-    /// Carry out a request, or reply to it at once.
-    fn dispatch(&mut self, c: &mut Conn, req: Request, buf: Vec<u8>) {
-        let Phase::Transmission {
-            export,
-            neg,
-            limits,
-            object_size,
-        } = &c.phase
-        else {
-            c.dead = true;
-            return;
-        };
-        let (neg, limits, object_size) = (*neg, *limits, *object_size);
-        if let Err(errno) = req.check(&limits) {
-            let msg = format!(
-                "{} {}+{}: {}",
-                req.command.name(),
-                req.offset,
-                req.len,
-                match errno {
-                    Errno::Perm => "the export is read-only",
-                    Errno::Overflow => "longer than 32 MiB",
-                    _ => "invalid (out of range, or a flag or command not offered)",
-                }
-            );
-            self.log(&format!("{}: {export}: {msg} ({errno})", c.peer));
-            reply::answer(&mut c.out, &neg, &req, Err((errno, &msg)));
-            return;
-        }
-        let Some(e) = self.exports.get_mut(export.as_str()) else {
-            c.dead = true;
-            return;
-        };
-        match req.command {
-            Command::Disc => c.closing = true,
-            Command::BlockStatus => {
-                let req_one = req.flags & cmd_flags::REQ_ONE != 0;
-                let extents = if req.len == 0 {
-                    Vec::new()
-                } else {
-                    status::extents(
-                        req.offset,
-                        req.len,
-                        limits.size,
-                        object_size,
-                        req_one,
-                        |i| e.allocated(i),
-                    )
-                };
-                let result = if extents.is_empty() {
-                    Err((Errno::Inval, "empty block status request"))
-                } else {
-                    Ok(reply::Payload::Status(&extents))
-                };
-                reply::answer(&mut c.out, &neg, &req, result);
-            }
-            _ if !matches!(e.state, State::Open(_)) => {
-                let msg = "the export's gateway connection failed";
-                reply::answer(&mut c.out, &neg, &req, Err((Errno::Io, msg)));
-                c.closing = true;
-            }
-            _ => {
-                c.inflight += 1;
-                if matches!(req.command, Command::Read | Command::Write) {
-                    c.held += req.len as usize;
-                }
-                e.start(c.id, req, buf);
-            }
-        }
-    }
-
-    /// Run every export's engine and route what finished to its client.
-    fn pump_exports(&mut self) {
-        let quiet = self.cli.quiet;
-        for e in self.exports.values_mut() {
-            if matches!(e.state, State::Failed(_) | State::Closed) {
-                continue;
-            }
-            if let Err(err) = e.pump() {
-                eprintln!("nbd: {}: {err}", e.name);
-                e.fail_all(err);
-            }
-            for mut p in e.take_finished() {
-                let Some(c) = self.conns.get_mut(&p.conn) else {
-                    continue;
-                };
-                c.inflight = c.inflight.saturating_sub(1);
-                if matches!(p.req.command, Command::Read | Command::Write) {
-                    c.held = c.held.saturating_sub(p.req.len as usize);
-                }
-                let Phase::Transmission { neg, .. } = &c.phase else {
-                    continue;
-                };
-                let r = &p.req;
-                let result = match &p.error {
-                    Some((errno, msg)) => {
-                        if !quiet {
-                            eprintln!(
-                                "nbd: {}: {} {} {}+{}: {msg} ({errno})",
-                                c.peer,
-                                e.name,
-                                r.command.name(),
-                                r.offset,
-                                r.len
-                            );
-                        }
-                        Err((*errno, msg.as_str()))
-                    }
-                    None if r.command == Command::Read => Ok(reply::Payload::Read {
-                        data: std::rc::Rc::new(std::mem::take(&mut p.buf)),
-                        holes: &mut p.holes,
-                    }),
-                    None => Ok(reply::Payload::None),
-                };
-                reply::answer(&mut c.out, neg, r, result);
-            }
-        }
-    }
-
-    /// Connections parked on an export whose state changed.
-    fn answer_waiting(&mut self) {
-        let waiting: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(c.phase, Phase::Waiting(..)))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
-            if let Some(mut c) = self.conns.remove(&id) {
-                self.answer_one(&mut c);
-                self.conns.insert(id, c);
             }
         }
     }

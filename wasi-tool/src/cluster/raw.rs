@@ -1,6 +1,7 @@
-//! A request and its reply over a blocking connection, for the small
-//! sans-IO exchanges outside the engine (`core::attr`, `core::obj_list`,
-//! `core::object_op`).
+//! The one-request exchanges outside the engine (`core::reply::Exchange`:
+//! the node list, a node's objects, one object, an attribute) run on a
+//! blocking connection: each request and its payload, then its reply
+//! through the one receive path.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -8,18 +9,14 @@ use std::net::TcpStream;
 use sheepdog_core::object_op::{ObjectKind, ObjectOp};
 use sheepdog_core::oid::Oid;
 use sheepdog_core::receive::{NoBuffers, Receiver, Replies};
+use sheepdog_core::reply::{Conversation, Exchange};
 use sheepdog_core::wire::ResultCode;
 
-use crate::client::Client;
+use super::client::Client;
 use crate::error::{self, CliError};
 
 /// Send `header` and `payload` (empty when none follows).
-pub fn send(
-    stream: &mut TcpStream,
-    addr: &str,
-    header: &[u8],
-    payload: &[u8],
-) -> Result<(), CliError> {
+fn send(stream: &mut TcpStream, addr: &str, header: &[u8], payload: &[u8]) -> Result<(), CliError> {
     stream
         .write_all(header)
         .and_then(|()| stream.write_all(payload))
@@ -27,7 +24,7 @@ pub fn send(
 }
 
 /// Take one reply through the one receive path into `machine`.
-pub fn receive<R: Replies>(
+fn receive<R: Replies>(
     stream: &mut TcpStream,
     addr: &str,
     machine: &mut R,
@@ -55,22 +52,48 @@ pub fn receive<R: Replies>(
     }
 }
 
+/// Run `ex` to its end on the blocking `stream` (the node at `addr`):
+/// its outcome is then in `ex`.
+pub fn exchange<B, C>(
+    stream: &mut TcpStream,
+    addr: &str,
+    ex: &mut Exchange<B, C>,
+) -> Result<(), CliError>
+where
+    B: AsRef<[u8]> + AsMut<[u8]>,
+    C: Conversation,
+{
+    while let Some(header) = ex.poll_transmit() {
+        // The payload is sent from the exchange's own buffer: no copy.
+        send(stream, addr, &header, ex.payload())?;
+        receive(stream, addr, ex)?;
+    }
+    Ok(())
+}
+
+/// Run `ex` on the client's connection, then give the connection back to
+/// the readiness loop.
+pub fn on_client<B, C>(client: &mut Client, ex: &mut Exchange<B, C>) -> Result<(), CliError>
+where
+    B: AsRef<[u8]> + AsMut<[u8]>,
+    C: Conversation,
+{
+    let addr = client.addr.clone();
+    let res = exchange(client.stream(), &addr, ex);
+    client.resume();
+    res
+}
+
 /// Run one object request (`core::object_op`) on the client's
-/// connection, then give the connection back to the readiness loop.
+/// connection.
 pub fn object(
     client: &mut Client,
     buf: Vec<u8>,
     oid: Oid,
     kind: ObjectKind,
-) -> Result<ObjectOp<Vec<u8>>, CliError> {
-    let addr = client.addr.clone();
-    let mut op = ObjectOp::new(buf, 1, oid, kind);
-    let stream = client.stream();
-    // The payload is sent from the op's own buffer: no copy of it.
-    let res = send(stream, &addr, &op.request(), op.payload())
-        .and_then(|()| receive(stream, &addr, &mut op));
-    client.resume();
-    res?;
+) -> Result<Exchange<Vec<u8>, ObjectOp>, CliError> {
+    let mut op = Exchange::new(buf, 1, ObjectOp::new(oid, kind));
+    on_client(client, &mut op)?;
     Ok(op)
 }
 
@@ -84,12 +107,11 @@ pub fn remove_all(
     let mut removed = 0;
     for oid in oids {
         let op = object(client, Vec::new(), oid, ObjectKind::Remove { copies })?;
+        if op.refused_with(ResultCode::NoObj) {
+            continue;
+        }
         match op.outcome() {
             Some(Ok(())) => removed += 1,
-            Some(Err(sheepdog_core::engine::Error::Server {
-                result: ResultCode::NoObj,
-                ..
-            })) => {}
             Some(Err(e)) => return Err(error::engine(&format!("object {oid}"), e)),
             None => return Err(CliError::msg("internal error: no reply")),
         }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use sheepdog_core::engine::{Event, Token};
 
-use crate::client::{Buffers, Client};
+use crate::cluster::client::{Buffers, Client};
 use crate::error::{self, CliError};
 
 /// An operation that finished: its token, its buffer and its outcome.
@@ -57,7 +57,7 @@ impl Pipe {
         client: &mut Client,
         buf: Vec<u8>,
         what: &str,
-        start: impl FnOnce(&mut crate::client::Eng, Token) -> Result<(), sheepdog_core::engine::Error>,
+        start: impl FnOnce(&mut crate::cluster::Eng, Token) -> Result<(), sheepdog_core::engine::Error>,
     ) -> Result<Token, CliError> {
         let token = self.next;
         self.next += 1;

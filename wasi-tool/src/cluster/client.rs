@@ -18,10 +18,10 @@ use sheepdog_core::engine::{
 };
 use sheepdog_core::receive::{ReadBuffers, Receiver};
 
+use super::gateways::{self, Gateways, Refused};
 use crate::error::{self, CliError};
-use crate::gateways::{self, Gateways, Refused};
-use crate::readiness::{self, Want};
-use crate::sendfile;
+use crate::io::readiness::{self, Want};
+use crate::io::sendfile;
 
 /// The most requests in flight the tool allows.
 pub const QUEUE_MAX: usize = 64;

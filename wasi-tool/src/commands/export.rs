@@ -13,26 +13,33 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 use std::ops::Range;
 
-use sheepdog_core::engine::{Error as EngineError, Event};
+use sheepdog_core::engine::{Error as EngineError, Event, VolumeInfo};
 use sheepdog_core::wire::ResultCode;
 
-use crate::cli::{Cli, IoOpts};
-use crate::client::Client;
+use crate::cli::{Global, IoOpts};
+use crate::cluster::session::{close, open};
+use crate::cluster::Client;
 use crate::error::{self, CliError};
-use crate::outfile::OutFile;
-use crate::progress::Progress;
-use crate::requests;
-use crate::session::{self, close, open};
+use crate::io::output::{write_sparse, Output, OutputPath};
 use crate::target::Target;
-use crate::transfer::{self, Side, Slots};
-use crate::verify;
-use sheepdog_core::sparse::is_zero;
+use crate::transfer::pipeline::{self, Side, Slots};
+use crate::transfer::progress::Progress;
+use crate::transfer::{requests, verify};
 
-enum Output {
-    /// A regular file: random access, holes.
-    File(OutFile),
-    /// A pipe or stdout: in order, zeros written out.
-    Stream(Box<dyn Write>),
+/// Arguments of `export`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// VDI[@SNAP]
+    vdi: String,
+    /// Output file, or - for stdout
+    file: String,
+    /// Write zeros where the cluster cannot read an object (it has
+    /// lost it, or answers EIO), list each on stderr, go on, and exit
+    /// with status 3
+    #[arg(long)]
+    salvage: bool,
+    #[command(flatten)]
+    io: IoOpts,
 }
 
 /// What comes next in the output, in order (stream output only).
@@ -41,66 +48,32 @@ enum Pending {
     Slot(usize),
 }
 
-/// `export VDI[@SNAP] FILE|-`
-pub fn export(
-    cli: &Cli,
-    vdi: &str,
-    file: &str,
-    salvage: bool,
-    io: &IoOpts,
-) -> Result<(), CliError> {
-    let t = Target::parse(vdi)?;
-    let qd = requests::queue_depth(io)?;
-    let request = requests::request_size(io, requests::EXPORT_REQUEST)?;
-    let mut client = session::connect(&t, cli)?;
-    let info = open(&mut client, &t, io.lock)?;
-    // A file this export creates and cannot finish is removed, so that it
-    // is never taken for a copy of the VDI.
-    let created = file != "-" && std::fs::symlink_metadata(file).is_err();
-    let out = if file == "-" {
-        Ok(Output::Stream(Box::new(io::BufWriter::with_capacity(
-            1 << 20,
-            io::stdout().lock(),
-        ))))
-    } else {
-        open_output(file, info.size).map_err(|e| error::file(file, "write", &e))
+/// Objects that could not be read and were written as zeros, by index,
+/// with their bytes in the VDI.
+type Lost = BTreeMap<u32, Range<u64>>;
+
+pub fn exec(g: &Global, a: &Args) -> Result<(), CliError> {
+    let t = Target::parse(&a.vdi)?;
+    let qd = a.io.queue_depth()?;
+    let request = a.io.request_size(requests::EXPORT_REQUEST)?;
+    let mut client = g.connect(&t)?;
+    let info = open(&mut client, &t, a.io.lock)?;
+    let path = OutputPath::new(&a.file);
+    let job = Job {
+        g,
+        name: t.display(),
+        path: &path,
+        info,
+        qd,
+        request,
+        salvage: a.salvage,
     };
-    let os = u64::from(info.object_size);
-    let mut crcs = io.verify.then(|| verify::Crcs::new(os, info.size));
-    let res = match out {
-        Ok(mut out) => pump(
-            cli,
-            &mut client,
-            &mut out,
-            file,
-            &t.display(),
-            info.size,
-            info.object_size,
-            qd,
-            request,
-            salvage,
-            crcs.as_mut(),
-        ),
-        Err(e) => Err(e),
-    };
-    let res = res.and_then(|lost| {
-        if let Some(c) = &crcs {
-            let part = requests::part_len(os, request);
-            let v = verify::check(&mut client, &t.display(), c, "written out", part, qd)?;
-            if !cli.quiet {
-                eprintln!(
-                    "verified {} objects ({} bytes) of {}: read again, the cluster returned what was written out",
-                    v.objects,
-                    v.bytes,
-                    t.display()
-                );
-            }
-        }
-        Ok(lost)
-    });
+    let res = job.run(&mut client, a.io.verify);
     let closed = close(&mut client, &t.display());
-    if res.is_err() && created {
-        let _ = std::fs::remove_file(file);
+    if res.is_err() {
+        // A file this export made and cannot finish is removed, so that
+        // it is never taken for a copy of the VDI.
+        path.abandon();
     }
     let lost = res.map_err(|e| {
         e.during(
@@ -109,26 +82,12 @@ pub fn export(
         )
     })?;
     if !lost.is_empty() {
-        for (idx, r) in &lost {
-            eprintln!(
-                "sheep-tool: object {idx} of {} (bytes {}..{}) could not be read; written as zeros",
-                t.display(),
-                r.start,
-                r.end
-            );
-        }
         closed?;
-        let bytes: u64 = lost.values().map(|r| r.end - r.start).sum();
-        return Err(CliError::partial(format!(
-            "exported {} to {file} with {} unreadable object{} ({bytes} bytes) written as zeros",
-            t.display(),
-            lost.len(),
-            if lost.len() == 1 { "" } else { "s" },
-        )));
+        return Err(job.salvaged(&lost));
     }
     closed?;
-    if !cli.quiet && file != "-" {
-        eprintln!("exported {} to {file}", t.display());
+    if !path.is_stdout() {
+        g.note(format!("exported {} to {}", t.display(), a.file));
     }
     Ok(())
 }
@@ -146,57 +105,86 @@ fn unreadable(e: &EngineError) -> Option<ResultCode> {
     }
 }
 
-/// A regular file (new or existing) is sized and written with holes; a
-/// device, pipe or socket is written in order.
-fn open_output(path: &str, size: u64) -> io::Result<Output> {
-    match std::fs::metadata(path) {
-        Ok(meta) if !meta.is_file() => {
-            let f = std::fs::OpenOptions::new().write(true).open(path)?;
-            Ok(Output::Stream(Box::new(io::BufWriter::with_capacity(
-                1 << 20,
-                f,
-            ))))
-        }
-        _ => Ok(Output::File(OutFile::create(path, size)?)),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn pump(
-    cli: &Cli,
-    client: &mut Client,
-    out: &mut Output,
-    file: &str,
-    name: &str,
-    size: u64,
-    object_size: u32,
+/// One export: what is read, where it goes, how it is cut.
+struct Job<'a> {
+    g: &'a Global,
+    name: String,
+    path: &'a OutputPath,
+    info: VolumeInfo,
     qd: usize,
     request: u64,
     salvage: bool,
-    crcs: Option<&mut verify::Crcs>,
-) -> Result<BTreeMap<u32, Range<u64>>, CliError> {
-    let os = u64::from(object_size);
-    let chunk = requests::part_len(os, request);
-    let mut slots = Slots::new(qd, chunk as usize);
-    let mut progress = Progress::new("export", size, cli.progress, cli.quiet);
-    let mut side = Reading {
-        out,
-        file,
-        name,
-        size,
-        os,
-        chunk,
-        offset: 0,
-        order: VecDeque::new(),
-        salvage,
-        lost: BTreeMap::new(),
-        crcs,
-    };
-    let res = transfer::run(client, &mut slots, &mut progress, &mut side);
-    if let (Output::Stream(w), Ok(())) = (&mut *side.out, &res) {
-        w.flush().map_err(|e| error::file(file, "write", &e))?;
+}
+
+impl Job<'_> {
+    /// Copy the open VDI out, then with `verify` read it again; returns
+    /// the objects salvaged.
+    fn run(&self, client: &mut Client, verify: bool) -> Result<Lost, CliError> {
+        let mut out = self.path.image(self.info.size)?;
+        let os = u64::from(self.info.object_size);
+        let mut crcs = verify.then(|| verify::Crcs::new(os, self.info.size));
+        let lost = self.copy(client, &mut out, crcs.as_mut())?;
+        if let Some(c) = &crcs {
+            let part = requests::part_len(os, self.request);
+            let v = verify::check(client, &self.name, c, "written out", part, self.qd)?;
+            self.g.note(format!(
+                "verified {} objects ({} bytes) of {}: read again, the cluster returned what was written out",
+                v.objects, v.bytes, self.name
+            ));
+        }
+        Ok(lost)
     }
-    res.map(|()| side.lost)
+
+    /// The pipeline from the VDI into `out`.
+    fn copy(
+        &self,
+        client: &mut Client,
+        out: &mut Output,
+        crcs: Option<&mut verify::Crcs>,
+    ) -> Result<Lost, CliError> {
+        let os = u64::from(self.info.object_size);
+        let chunk = requests::part_len(os, self.request);
+        let mut slots = Slots::new(self.qd, chunk as usize);
+        let size = self.info.size;
+        let mut progress = Progress::new("export", size, self.g.progress, self.g.quiet);
+        let mut side = Reading {
+            out,
+            path: self.path,
+            name: &self.name,
+            size,
+            os,
+            chunk,
+            offset: 0,
+            order: VecDeque::new(),
+            salvage: self.salvage,
+            lost: BTreeMap::new(),
+            crcs,
+        };
+        let res = pipeline::run(client, &mut slots, &mut progress, &mut side);
+        if let (Output::Stream(w), Ok(())) = (&mut *side.out, &res) {
+            w.flush().map_err(|e| self.path.error(&e))?;
+        }
+        res.map(|()| side.lost)
+    }
+
+    /// The error of an export that wrote zeros for `lost` objects, each
+    /// listed on stderr first.
+    fn salvaged(&self, lost: &Lost) -> CliError {
+        for (idx, r) in lost {
+            eprintln!(
+                "sheep-tool: object {idx} of {} (bytes {}..{}) could not be read; written as zeros",
+                self.name, r.start, r.end
+            );
+        }
+        let bytes: u64 = lost.values().map(|r| r.end - r.start).sum();
+        CliError::partial(format!(
+            "exported {} to {} with {} unreadable object{} ({bytes} bytes) written as zeros",
+            self.name,
+            self.path.path(),
+            lost.len(),
+            if lost.len() == 1 { "" } else { "s" },
+        ))
+    }
 }
 
 /// The export side of a transfer: reads of allocated objects into slots,
@@ -204,7 +192,7 @@ fn pump(
 /// stream.
 struct Reading<'a> {
     out: &'a mut Output,
-    file: &'a str,
+    path: &'a OutputPath,
     name: &'a str,
     size: u64,
     os: u64,
@@ -216,14 +204,14 @@ struct Reading<'a> {
     /// Write zeros for objects that cannot be read.
     salvage: bool,
     /// Those objects, by index, and their bytes in the VDI.
-    lost: BTreeMap<u32, Range<u64>>,
+    lost: Lost,
     /// With --verify: the CRC32 of each object's bytes written out.
     crcs: Option<&'a mut verify::Crcs>,
 }
 
 impl Reading<'_> {
     fn werr(&self, e: io::Error) -> CliError {
-        error::file(self.file, "write", &e)
+        self.path.error(&e)
     }
 
     /// The bytes of object `idx` in the VDI.
@@ -388,34 +376,4 @@ impl Side for Reading<'_> {
         }
         Ok(())
     }
-}
-
-/// Blocks of this size (aligned in the file) that are all zeros stay holes
-/// in a regular file.
-const HOLE_BLOCK: u64 = 64 << 10;
-
-/// Write `data` at `offset`, leaving all-zero blocks as holes (the file
-/// was sized up front, so they read as zeros). Blocks are aligned to the
-/// file, not to `data`, so that where reads are cut makes no difference.
-fn write_sparse(f: &mut OutFile, offset: u64, data: &[u8]) -> io::Result<()> {
-    // The end (in `data`) of the block that holds data[at].
-    let block_end = |at: usize| {
-        let next = ((offset + at as u64) / HOLE_BLOCK + 1) * HOLE_BLOCK;
-        ((next - offset) as usize).min(data.len())
-    };
-    let mut at = 0;
-    while at < data.len() {
-        // Find the next run of non-zero blocks and write it in one go.
-        while at < data.len() && is_zero(&data[at..block_end(at)]) {
-            at = block_end(at);
-        }
-        let start = at;
-        while at < data.len() && !is_zero(&data[at..block_end(at)]) {
-            at = block_end(at);
-        }
-        if start < at {
-            f.write_all_at(&data[start..at], offset + start as u64)?;
-        }
-    }
-    Ok(())
 }

@@ -10,11 +10,12 @@ use sheepdog_core::btree::commit::{Buffer, Commit, LEAF_BUF_LEN, ROOT_BUF_LEN};
 use sheepdog_core::engine::Error as EngineError;
 use sheepdog_core::object_op::ObjectOp;
 use sheepdog_core::oid::Vid;
+use sheepdog_core::reply::Exchange;
 use sheepdog_core::wire::ResultClass;
 
-use crate::client::{Client, Eng};
+use super::client::{Client, Eng};
+use super::raw::exchange;
 use crate::error::{self, CliError};
-use crate::raw::{receive, send};
 
 /// Transient results waited out per request (about 16 s in all).
 const RETRIES: u32 = 8;
@@ -90,10 +91,8 @@ fn run(
         // waited out a few times, as the engine's retries are.
         let mut attempt = 0u32;
         loop {
-            let mut op = ObjectOp::new(&mut *buf, 1, step.oid, step.kind);
-            send(stream, addr, &op.request(), op.payload())
-                .and_then(|()| receive(stream, addr, &mut op))
-                .map_err(|e| e.of(&what))?;
+            let mut op = Exchange::new(&mut *buf, 1, ObjectOp::new(step.oid, step.kind));
+            exchange(stream, addr, &mut op).map_err(|e| e.of(&what))?;
             requests += 1;
             match op.outcome() {
                 Some(Ok(())) => break,

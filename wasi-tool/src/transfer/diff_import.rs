@@ -1,9 +1,9 @@
-//! `import-diff FILE|- VDI [--force]`: apply an `rbd diff` stream (v1 or
-//! v2) or a `dog vdi backup` stream, told apart by their first bytes, to
-//! VDI, then snapshot it as the diff's TO, as `rbd import-diff` does (a dog
-//! stream names no snapshots: it is applied without either).
+//! Applying an `rbd diff` stream (v1 or v2) or a `dog vdi backup` stream,
+//! told apart by their first bytes, to a VDI, as `rbd import-diff` does;
+//! the caller then snapshots it as the diff's TO (a dog stream names no
+//! snapshots: it is applied without either).
 //!
-//! The diff's FROM snapshot must be on VDI (by tag) unless `--force`. `w`
+//! The diff's FROM snapshot must be on the VDI (by tag) unless forced. `w`
 //! records are written; `z` records release whole objects and write zeros
 //! into partial ones that hold data; the size record grows the VDI. Each
 //! record is gathered whole before any of it is written (up to
@@ -11,19 +11,19 @@
 //! that breaks leaves the VDI as it was after the last whole record, and
 //! the error names the byte where the stream broke.
 
-use std::io::{self, Read};
+use std::io::Read;
 
 use sheepdog_core::dog_backup;
 use sheepdog_core::engine::ControlDone;
 use sheepdog_core::rbd_diff::{Decoder, DiffError, Item, Record, MAX_RECORD_HEADER, V1_MAGIC};
 use sheepdog_core::sparse::is_zero;
+use sheepdog_core::stream::StreamDecoder;
 
-use crate::cli::Cli;
-use crate::client::Client;
+use super::pipe::Pipe;
+use crate::cluster::session::{run, unexpected};
+use crate::cluster::{btree, Client};
 use crate::error::{self, CliError};
-use crate::pipe::Pipe;
-use crate::session::{self, close, open, run, unexpected};
-use crate::target::Target;
+use crate::io::input::read_some;
 
 /// The most bytes of one `w` record held back until it is whole: rbd's
 /// largest object (order 25); our own records are at most a read part.
@@ -31,43 +31,59 @@ const RECORD_HELD: usize = 32 << 20;
 /// Bytes read from the stream at a time.
 const READ_LEN: usize = 1 << 20;
 
-/// `import-diff FILE|- VDI [--force]`
-pub fn import_diff(
-    cli: &Cli,
-    file: &str,
-    vdi: &str,
-    force: bool,
-    depth: usize,
-) -> Result<(), CliError> {
-    let t = Target::parse_plain(vdi)?;
-    let mut input: Box<dyn Read> = if file == "-" {
-        Box::new(io::stdin().lock())
-    } else {
-        Box::new(std::fs::File::open(file).map_err(|e| error::file(file, "read", &e))?)
-    };
-    let snapshots: Vec<String> = crate::list::collect(&mut session::connect(&t, cli)?)?
-        .iter()
-        .filter(|r| r.is_snapshot_of(&t.name))
-        .map(|r| r.tag().to_owned())
-        .collect();
-    let mut client = session::connect(&t, cli)?;
-    let info = open(&mut client, &t, false)?;
+/// How a stream is applied.
+pub struct Options<'a> {
+    /// The stream's name in messages.
+    pub file: &'a str,
+    /// Apply it even if the VDI lacks the diff's FROM snapshot.
+    pub force: bool,
+    /// The tags of the VDI's snapshots (FROM must be among them).
+    pub snapshots: &'a [String],
+    /// Writes in flight.
+    pub depth: usize,
+    /// Say nothing of what was noticed on the way.
+    pub quiet: bool,
+}
+
+/// What applying a stream did.
+pub struct Applied {
+    /// The snapshot the diff names as its TO, for the caller to take (none
+    /// for a dog stream, or a hyper volume).
+    pub to: Option<String>,
+    /// Bytes of data written.
+    pub written: u64,
+}
+
+/// Apply the stream `input` to the VDI open on `client` (named `name`),
+/// as far as it goes: the writes of every whole record are done, and a
+/// hyper volume's B-tree holds them, before this returns, whether the
+/// stream was whole or not.
+pub fn apply(
+    client: &mut Client,
+    name: &str,
+    input: &mut dyn Read,
+    opts: &Options<'_>,
+) -> Result<Applied, CliError> {
+    let info = client
+        .engine
+        .volume()
+        .ok_or_else(|| CliError::msg("internal error: the VDI is not open"))?;
     // A hyper volume's entries are committed to its B-tree below.
     client.engine.accept_hyper_writes();
     let mut a = Apply {
-        client: &mut client,
-        pipe: Pipe::new(depth),
-        name: t.name.clone(),
+        client: &mut *client,
+        pipe: Pipe::new(opts.depth),
+        name: name.to_owned(),
         size: info.size,
         os: u64::from(info.object_size),
         held: Vec::new(),
         held_bytes: 0,
         to: None,
         written: 0,
-        quiet: cli.quiet,
+        quiet: opts.quiet,
         hyper: info.hyper,
     };
-    let res = a.stream(&mut *input, file, force, &snapshots);
+    let res = a.stream(input, opts.file, opts.force, opts.snapshots);
     if res.is_err() {
         // The record that broke is not applied, not even in part.
         a.held.clear();
@@ -80,40 +96,20 @@ pub fn import_diff(
     if res.is_ok() || client.engine.in_flight() == 0 {
         // A hyper volume's new entries go into its B-tree now that every
         // write is done (those written before a failure too).
-        let committed = crate::btree::commit(&mut client, &t.name).map(|_| ());
+        let committed = btree::commit(client, name).map(|_| ());
         res = res.and(committed);
     }
+    res?;
     let to = match to {
         Some(tag) if info.hyper => {
-            if !cli.quiet {
-                eprintln!(
-                    "{}: hyper volumes have no snapshots; {tag} is not made",
-                    t.name
-                );
+            if !opts.quiet {
+                eprintln!("{name}: hyper volumes have no snapshots; {tag} is not made");
             }
             None
         }
         to => to,
     };
-    if let (Ok(()), Some(tag)) = (&res, &to) {
-        let what = format!("{}@{tag}", t.name);
-        res = match run(&mut client, &what, |e| e.snapshot(tag)) {
-            Ok(ControlDone::Snapshot { .. }) => Ok(()),
-            Ok(other) => Err(unexpected(&other)),
-            Err(e) => Err(e),
-        };
-    }
-    let closed = close(&mut client, &t.name);
-    res?;
-    closed?;
-    if !cli.quiet {
-        let snap = to.map_or(String::new(), |t| format!(", snapshot {t} created"));
-        eprintln!(
-            "applied {file} to {} ({written} bytes of data{snap})",
-            t.name
-        );
-    }
-    Ok(())
+    Ok(Applied { to, written })
 }
 
 /// Applying one stream.
@@ -365,7 +361,7 @@ impl Apply<'_> {
             if let Err(e) = self.collect() {
                 first.get_or_insert(e);
                 if self.pipe.open() > 0
-                    && matches!(first, Some(ref e) if e.kind() == crate::error::Kind::Lost)
+                    && matches!(first, Some(ref e) if e.kind() == error::Kind::Lost)
                 {
                     break;
                 }
@@ -432,16 +428,6 @@ impl Stream {
         match self {
             Stream::Rbd(d) => d.finish().map_err(|e| e.to_string()),
             Stream::Dog(d) => d.finish().map_err(|e| e.to_string()),
-        }
-    }
-}
-
-/// Read what is there (at least a byte, unless at the end).
-fn read_some(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match input.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
         }
     }
 }

@@ -16,20 +16,32 @@ use std::io::{self, Read};
 
 use sheepdog_core::engine::Token;
 
-use crate::cli::Cli;
-use crate::client::Client;
+use crate::cli::Global;
+use crate::cluster::session::{close, open};
+use crate::cluster::{Client, DEFAULT_QUEUE_DEPTH};
 use crate::error::{self, CliError};
-use crate::pipe::Pipe;
-use crate::session::{self, close, open};
 use crate::target::Target;
+use crate::transfer::pipe::Pipe;
+use crate::transfer::requests;
+
+/// Arguments of `compare`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A file, or VDI[@SNAP]
+    a: String,
+    /// A file, or VDI[@SNAP]
+    b: String,
+    /// Reads in flight per VDI
+    #[arg(long, default_value_t = DEFAULT_QUEUE_DEPTH)]
+    queue_depth: usize,
+}
 
 /// Chunk size when both sides are files.
 const FILE_CHUNK: u64 = 4 << 20;
 
-/// `compare A B`
-pub fn compare(cli: &Cli, a: &str, b: &str, depth: usize) -> Result<(), CliError> {
-    let mut a = Side::open(cli, a, depth)?;
-    let mut b = Side::open(cli, b, depth)?;
+pub fn exec(g: &Global, args: &Args) -> Result<(), CliError> {
+    let mut a = Side::open(g, &args.a, args.queue_depth)?;
+    let mut b = Side::open(g, &args.b, args.queue_depth)?;
     let chunk = a.chunk().or(b.chunk()).unwrap_or(FILE_CHUNK);
     let size = a.size().max(b.size());
     let res = run(&mut a, &mut b, chunk, size);
@@ -37,9 +49,7 @@ pub fn compare(cli: &Cli, a: &str, b: &str, depth: usize) -> Result<(), CliError
     b.close()?;
     match res? {
         None => {
-            if !cli.quiet {
-                println!("Images are identical.");
-            }
+            g.say("Images are identical.");
             Ok(())
         }
         Some(at) => Err(CliError::different(format!(
@@ -94,7 +104,7 @@ enum Side {
 }
 
 impl Side {
-    fn open(cli: &Cli, arg: &str, depth: usize) -> Result<Side, CliError> {
+    fn open(g: &Global, arg: &str, depth: usize) -> Result<Side, CliError> {
         if std::fs::metadata(arg).is_ok() {
             let f = File::open(arg).map_err(|e| error::file(arg, "read", &e))?;
             let size = f
@@ -108,7 +118,7 @@ impl Side {
             });
         }
         let t = Target::parse(arg)?;
-        let mut client = session::connect(&t, cli)?;
+        let mut client = g.connect(&t)?;
         let info = open(&mut client, &t, false)?;
         Ok(Side::Vdi {
             client: Box::new(client),
@@ -133,10 +143,7 @@ impl Side {
         match self {
             Side::File { .. } => None,
             // As export reads: equal parts below sheep's mmap threshold.
-            Side::Vdi { os, .. } => Some(crate::requests::part_len(
-                *os,
-                crate::requests::EXPORT_REQUEST,
-            )),
+            Side::Vdi { os, .. } => Some(requests::part_len(*os, requests::EXPORT_REQUEST)),
         }
     }
 

@@ -8,9 +8,9 @@ use sheepdog_core::engine::{Event, Token};
 
 use std::fs::File;
 
-use crate::client::{Buffers, Client};
+use super::progress::Progress;
+use crate::cluster::client::{Buffers, Client};
 use crate::error::CliError;
-use crate::progress::Progress;
 
 /// A chunk's buffer and where it belongs in the VDI.
 pub struct Slot {

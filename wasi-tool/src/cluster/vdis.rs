@@ -1,5 +1,5 @@
-//! `list` and `snapshot list`: every VDI and snapshot, as `dog vdi list`
-//! shows them, or as JSON.
+//! Every VDI and snapshot of the cluster (`core::list`), and how they are
+//! shown: as `dog vdi list` prints them, or as JSON.
 
 use std::io::{self, Read, Write};
 
@@ -10,11 +10,9 @@ use sheepdog_core::receive::{NoBuffers, Receiver};
 use sheepdog_core::redundancy::Redundancy;
 use sheepdog_core::wire::{HEADER_LEN, VDI_BITMAP_LEN};
 
-use crate::cli::Cli;
+use super::client::Client;
 use crate::error::{self, CliError};
-use crate::session;
 use crate::size::human;
-use crate::target::Target;
 
 /// Index bytes read per request when counting used objects.
 const INDEX_READ: usize = 1 << 20;
@@ -192,7 +190,7 @@ pub fn print_entries(rows: &[VdiRow], json: bool, quiet: bool) {
 }
 
 /// Read every VDI's header and usage.
-pub fn collect(client: &mut crate::client::Client) -> Result<Vec<VdiRow>, CliError> {
+pub fn collect(client: &mut Client) -> Result<Vec<VdiRow>, CliError> {
     let mut lister = Lister::new(
         vec![0u8; VDI_BITMAP_LEN],
         vec![0u8; VDI_BITMAP_LEN],
@@ -244,30 +242,6 @@ pub fn collect(client: &mut crate::client::Client) -> Result<Vec<VdiRow>, CliErr
             }
         }
     }
-}
-
-/// `list [--json]`
-pub fn list(cli: &Cli, json: bool) -> Result<(), CliError> {
-    let mut client = crate::client::Client::connect(cli.gateways(None)?, cli.quiet)?;
-    let rows = collect(&mut client)?;
-    print_entries(&rows, json, cli.quiet);
-    Ok(())
-}
-
-/// `snapshot list VDI [--json]`
-pub fn snapshots(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
-    let t = Target::parse_plain(vdi)?;
-    let mut client = session::connect(&t, cli)?;
-    let all = collect(&mut client)?;
-    if !all.iter().any(|r| r.name == t.name) {
-        return Err(CliError::msg(format!("no such VDI: {}", t.name)));
-    }
-    let rows: Vec<_> = all
-        .into_iter()
-        .filter(|r| r.name == t.name && r.kind == 's')
-        .collect();
-    print_entries(&rows, json, cli.quiet);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,8 +1,6 @@
 //! How import and export cut a VDI into requests: how many are in flight
 //! (`--queue-depth`) and how large each is (`--request-size`).
 
-use crate::cli::IoOpts;
-use crate::client::QUEUE_MAX;
 use crate::error::CliError;
 use crate::size::parse_size;
 
@@ -23,21 +21,10 @@ pub const EXPORT_REQUEST: u64 = 504 << 10;
 /// Requests are cut at this alignment.
 const ALIGN: u64 = 4096;
 
-/// Check `--queue-depth`.
-pub fn queue_depth(io: &IoOpts) -> Result<usize, CliError> {
-    if io.queue_depth == 0 || io.queue_depth > QUEUE_MAX {
-        return Err(CliError::msg(format!(
-            "bad --queue-depth {}: use 1 to {QUEUE_MAX}",
-            io.queue_depth
-        )));
-    }
-    Ok(io.queue_depth)
-}
-
-/// The largest request: `--request-size` if given (a multiple of 4K, at
-/// most 4M), else `default`.
-pub fn request_size(io: &IoOpts, default: u64) -> Result<u64, CliError> {
-    let Some(s) = io.request_size.as_deref() else {
+/// The largest request: `request_size` (`--request-size`) if given (a
+/// multiple of 4K, at most 4M), else `default`.
+pub fn request_size(request_size: Option<&str>, default: u64) -> Result<u64, CliError> {
+    let Some(s) = request_size else {
         return Ok(default);
     };
     match parse_size(s) {

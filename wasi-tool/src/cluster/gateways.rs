@@ -14,11 +14,12 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use sheepdog_core::nodes::{NodeProbe, NODE_LIST_BUF_LEN};
+use sheepdog_core::nodes::{GetNodeList, NODE_LIST_BUF_LEN};
 use sheepdog_core::receive::{NoBuffers, Receiver};
+use sheepdog_core::reply::Exchange;
 
 use crate::error::{self, CliError};
-use crate::readiness::{self, Want};
+use crate::io::readiness::{self, Want};
 
 /// The id of the probe: the first request on a connection.
 const PROBE_ID: u32 = 0x4e4f_4445;
@@ -283,9 +284,15 @@ fn probe(stream: &TcpStream, timeout: Duration) -> Result<Vec<SocketAddr>, Probe
         let mut ready = Vec::with_capacity(1);
         readiness::wait(&want, Some(left), &mut ready).map_err(ProbeError::Io)
     };
-    let mut probe = NodeProbe::new(vec![0u8; NODE_LIST_BUF_LEN], PROBE_ID);
+    let mut probe = Exchange::new(
+        vec![0u8; NODE_LIST_BUF_LEN],
+        PROBE_ID,
+        GetNodeList::default(),
+    );
     let _ = s.set_nonblocking(true);
-    let request = probe.request();
+    let Some(request) = probe.poll_transmit() else {
+        return Err(ProbeError::Io(io::ErrorKind::InvalidInput.into()));
+    };
     let mut sent = 0;
     while sent < request.len() {
         match s.write(&request[sent..]) {

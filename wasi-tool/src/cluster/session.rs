@@ -1,17 +1,11 @@
-//! Steps shared by the commands: connect, open and close a VDI, run a
-//! control operation and turn its outcome into a message.
+//! Steps shared by the commands: open and close a VDI, run a control
+//! operation and turn its outcome into a message.
 
 use sheepdog_core::engine::{ControlDone, Error as EngineError, VolumeInfo};
 
-use crate::cli::Cli;
-use crate::client::{Client, Eng};
+use super::client::{Client, Eng};
 use crate::error::{self, CliError};
 use crate::target::Target;
-
-/// Connect to the server the target names, else to the nodes of `-a`.
-pub fn connect(t: &Target, cli: &Cli) -> Result<Client, CliError> {
-    Client::connect(cli.gateways(t.server.as_deref())?, cli.quiet)
-}
 
 /// Start a control operation with `start` and run it to its end.
 pub fn run(

@@ -7,9 +7,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use crc32fast::Hasher;
 
-use crate::client::Client;
+use super::pipe::Pipe;
+use crate::cluster::Client;
 use crate::error::{self, CliError};
-use crate::pipe::Pipe;
 
 /// Zeros to hash holes and unallocated objects with.
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];

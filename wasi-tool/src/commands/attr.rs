@@ -9,36 +9,89 @@
 //! and reads each.
 
 use std::collections::BTreeSet;
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::io::{Read, Write};
 
+use clap::Subcommand;
 use serde_json::json;
 use sheepdog_core::attr::{self, Attr, AttrDone, AttrKind, AttrOp, ATTR_LEN, MAX_VALUE};
 use sheepdog_core::hash::vid_hash;
-use sheepdog_core::obj_list::ObjListProbe;
-use sheepdog_core::oid::{Oid, OidKind};
+use sheepdog_core::oid::OidKind;
+use sheepdog_core::reply::Exchange;
 use sheepdog_core::wire::ResultCode;
 
-use crate::cli::Cli;
+use crate::cli::Global;
+use crate::cluster::vdis::{collect, VdiRow};
+use crate::cluster::{objects, raw, session, Client};
 use crate::error::{self, CliError};
-use crate::gateways;
-use crate::raw::{receive, send};
-use crate::session;
+use crate::io::input;
 use crate::target::Target;
 
-/// The first GET_OBJ_LIST buffer, and the largest: 1 Mi and 64 Mi oids.
-const OBJ_LIST_FIRST: usize = 8 << 20;
-const OBJ_LIST_MAX: usize = 512 << 20;
+/// Attribute commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the attributes of a VDI (with @SNAP, of that snapshot)
+    List {
+        /// VDI[@SNAP]
+        vdi: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the value of an attribute, as it is
+    Get {
+        /// VDI[@SNAP]
+        vdi: String,
+        /// The key
+        key: String,
+    },
+    /// Set an attribute (replacing its value, unless --exclusive)
+    Set {
+        /// VDI[@SNAP]
+        vdi: String,
+        /// The key (1 to 255 bytes)
+        key: String,
+        /// The value (up to 64 KiB); or --file
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value from this file (- for stdin)
+        #[arg(long, value_name = "FILE")]
+        file: Option<String>,
+        /// Fail if the key exists (atomic across the cluster: a lock)
+        #[arg(long)]
+        exclusive: bool,
+    },
+    /// Delete an attribute
+    Delete {
+        /// VDI[@SNAP]
+        vdi: String,
+        /// The key
+        key: String,
+    },
+}
+
+pub fn exec(g: &Global, c: &Command) -> Result<(), CliError> {
+    match c {
+        Command::List { vdi, json } => list(g, vdi, *json),
+        Command::Get { vdi, key } => get(g, vdi, key),
+        Command::Set {
+            vdi,
+            key,
+            value,
+            file,
+            exclusive,
+        } => set(g, vdi, key, value.as_deref(), file.as_deref(), *exclusive),
+        Command::Delete { vdi, key } => delete(g, vdi, key),
+    }
+}
 
 /// The snapshot id `t` names (0 for the working VDI). A snapshot's
 /// attributes are kept under its id, whether it is named by tag or by id,
 /// so that `VDI@TAG` and `VDI@ID` are the same attributes.
-fn snap_id_of(cli: &Cli, t: &Target) -> Result<u32, CliError> {
+fn snap_id_of(g: &Global, t: &Target) -> Result<u32, CliError> {
     if t.snapshot.is_none() {
         return Ok(0);
     }
-    let mut c = session::connect(t, cli)?;
+    let mut c = g.connect(t)?;
     let info = session::open(&mut c, t, false)?;
     session::close(&mut c, &t.display())?;
     Ok(info.snap_id)
@@ -73,17 +126,17 @@ fn encoded(t: &Target, snap_id: u32, key: &str, value: &[u8]) -> Result<Vec<u8>,
     Ok(buf)
 }
 
-/// Run `op` to its end on `stream`.
-fn run_op(stream: &mut TcpStream, addr: &str, op: &mut AttrOp<Vec<u8>>) -> Result<(), CliError> {
-    while let Some((header, with_payload)) = op.poll_transmit() {
-        let payload = if with_payload { op.payload() } else { &[] };
-        send(stream, addr, &header, payload)?;
-        receive(stream, addr, op)?;
-        if op.outcome().is_some() {
-            break;
-        }
-    }
-    Ok(())
+/// The attribute exchange `kind` of the attribute `buf` (as [`encoded`]
+/// wrote it), run on the client's connection.
+fn run_op(
+    client: &mut Client,
+    buf: Vec<u8>,
+    kind: AttrKind,
+) -> Result<Exchange<Vec<u8>, AttrOp>, CliError> {
+    let op = AttrOp::new(&buf, kind).map_err(|e| CliError::msg(format!("internal error: {e}")))?;
+    let mut ex = Exchange::new(buf, 1, op);
+    raw::on_client(client, &mut ex)?;
+    Ok(ex)
 }
 
 fn what(t: &Target, key: &str) -> String {
@@ -107,22 +160,21 @@ fn failed(t: &Target, key: &str, e: sheepdog_core::engine::Error) -> CliError {
 }
 
 /// `attr get VDI[@SNAP] KEY`: the value, as it is, on stdout.
-pub fn get(cli: &Cli, vdi: &str, key: &str) -> Result<(), CliError> {
+fn get(g: &Global, vdi: &str, key: &str) -> Result<(), CliError> {
     let t = Target::parse(vdi)?;
-    let buf = encoded(&t, snap_id_of(cli, &t)?, key, &[])?;
-    let mut client = session::connect(&t, cli)?;
-    let addr = client.addr.clone();
-    let mut op = AttrOp::new(buf, 1, AttrKind::Get).map_err(|_| CliError::msg("internal error"))?;
-    let ran = run_op(client.stream(), &addr, &mut op);
-    client.resume();
-    ran?;
+    let buf = encoded(&t, snap_id_of(g, &t)?, key, &[])?;
+    let mut client = g.connect(&t)?;
+    let op = run_op(&mut client, buf, AttrKind::Get)?;
     match op.outcome() {
-        Some(Ok(AttrDone::Value(a, _))) => io::stdout()
-            .write_all(a.value)
-            .and_then(|()| io::stdout().flush())
-            .map_err(|e| CliError::msg(format!("cannot write to stdout: {e}"))),
+        Some(Ok(AttrDone::Value(a, _))) => {
+            let mut out = std::io::stdout();
+            out.write_all(a.value)
+                .and_then(|()| out.flush())
+                .map_err(|e| CliError::msg(format!("cannot write to stdout: {e}")))
+        }
         Some(Ok(AttrDone::Done)) | None => Err(CliError::msg(format!(
-            "the server at {addr} did not answer for {}",
+            "the server at {} did not answer for {}",
+            client.addr,
             what(&t, key)
         ))),
         Some(Err(e)) => Err(failed(&t, key, e)),
@@ -130,8 +182,8 @@ pub fn get(cli: &Cli, vdi: &str, key: &str) -> Result<(), CliError> {
 }
 
 /// `attr set VDI[@SNAP] KEY VALUE|--file F [--exclusive]`
-pub fn set(
-    cli: &Cli,
+fn set(
+    g: &Global,
     vdi: &str,
     key: &str,
     value: Option<&str>,
@@ -141,10 +193,9 @@ pub fn set(
     let t = Target::parse(vdi)?;
     let value: Vec<u8> = match (value, file) {
         (Some(v), None) => v.as_bytes().to_vec(),
-        (None, Some("-")) => read_value(&mut io::stdin().lock(), "stdin")?,
         (None, Some(f)) => {
-            let mut file = std::fs::File::open(f).map_err(|e| error::file(f, "read", &e))?;
-            read_value(&mut file, f)?
+            let name = if f == crate::io::STDIO { "stdin" } else { f };
+            read_value(&mut *input::reader(f)?, name)?
         }
         _ => {
             return Err(CliError::msg(
@@ -152,11 +203,9 @@ pub fn set(
             ))
         }
     };
-    let buf = encoded(&t, snap_id_of(cli, &t)?, key, &value)?;
-    control(cli, &t, key, buf, AttrKind::Set { exclusive })?;
-    if !cli.quiet {
-        eprintln!("set {} ({} bytes)", what(&t, key), value.len());
-    }
+    let buf = encoded(&t, snap_id_of(g, &t)?, key, &value)?;
+    control(g, &t, key, buf, AttrKind::Set { exclusive })?;
+    g.note(format!("set {} ({} bytes)", what(&t, key), value.len()));
     Ok(())
 }
 
@@ -175,75 +224,45 @@ fn read_value(r: &mut dyn Read, name: &str) -> Result<Vec<u8>, CliError> {
 }
 
 /// `attr delete VDI[@SNAP] KEY`
-pub fn delete(cli: &Cli, vdi: &str, key: &str) -> Result<(), CliError> {
+fn delete(g: &Global, vdi: &str, key: &str) -> Result<(), CliError> {
     let t = Target::parse(vdi)?;
-    let buf = encoded(&t, snap_id_of(cli, &t)?, key, &[])?;
-    control(cli, &t, key, buf, AttrKind::Delete)?;
-    if !cli.quiet {
-        eprintln!("deleted {}", what(&t, key));
-    }
+    let buf = encoded(&t, snap_id_of(g, &t)?, key, &[])?;
+    control(g, &t, key, buf, AttrKind::Delete)?;
+    g.note(format!("deleted {}", what(&t, key)));
     Ok(())
 }
 
-fn control(cli: &Cli, t: &Target, key: &str, buf: Vec<u8>, kind: AttrKind) -> Result<(), CliError> {
-    let mut client = session::connect(t, cli)?;
-    let addr = client.addr.clone();
-    let mut op = AttrOp::new(buf, 1, kind).map_err(|_| CliError::msg("internal error"))?;
-    let ran = run_op(client.stream(), &addr, &mut op);
-    client.resume();
-    ran?;
+/// A set or delete of the attribute `buf` of `t`.
+fn control(
+    g: &Global,
+    t: &Target,
+    key: &str,
+    buf: Vec<u8>,
+    kind: AttrKind,
+) -> Result<(), CliError> {
+    let mut client = g.connect(t)?;
+    let op = run_op(&mut client, buf, kind)?;
     match op.outcome() {
         Some(Ok(_)) => Ok(()),
         Some(Err(e)) => Err(failed(t, key, e)),
         None => Err(CliError::msg(format!(
-            "the server at {addr} did not answer for {}",
+            "the server at {} did not answer for {}",
+            client.addr,
             what(t, key)
         ))),
     }
 }
 
-/// The oids `addr` stores.
-fn objects_of(addr: &str, timeout: Duration) -> Result<Vec<Oid>, CliError> {
-    let d = gateways::dial(addr, timeout, timeout).map_err(|r| {
-        CliError::msg(format!(
-            "cannot list the objects of {}: {}",
-            r.addr, r.reason
-        ))
-    })?;
-    let mut stream = d.stream;
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(timeout));
-    let mut len = OBJ_LIST_FIRST;
-    loop {
-        let mut probe = ObjListProbe::new(vec![0u8; len], 1);
-        let header = probe.request();
-        send(&mut stream, &d.addr, &header, &[])?;
-        receive(&mut stream, &d.addr, &mut probe)?;
-        if probe.too_small() && len < OBJ_LIST_MAX {
-            len *= 4;
-            continue;
-        }
-        return match probe.outcome() {
-            Some(Ok(oids)) => Ok(oids.collect()),
-            Some(Err(e)) => Err(error::engine(&format!("the object list of {}", d.addr), e)),
-            None => Err(CliError::msg(format!(
-                "{} did not send its object list",
-                d.addr
-            ))),
-        };
-    }
-}
-
 /// `attr list VDI[@SNAP] [--json]`: every attribute of the VDI (with
 /// `@SNAP`, of that snapshot only).
-pub fn list(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
+fn list(g: &Global, vdi: &str, json: bool) -> Result<(), CliError> {
     let t = Target::parse(vdi)?;
-    let snap_id = snap_id_of(cli, &t)?;
-    let mut client = session::connect(&t, cli)?;
+    let snap_id = snap_id_of(g, &t)?;
+    let mut client = g.connect(&t)?;
     // The VDI's VIDs: it must exist, and their tags name the snapshots.
     // (sheep keeps attributes by name: those a deleted VDI of the same
     // name left are this one's too, for dog's getattr as for ours.)
-    let family: Vec<crate::list::VdiRow> = crate::list::collect(&mut session::connect(&t, cli)?)?
+    let family: Vec<VdiRow> = collect(&mut g.connect(&t)?)?
         .into_iter()
         .filter(|r| r.name() == t.name)
         .collect();
@@ -255,23 +274,21 @@ pub fn list(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
     if nodes.is_empty() {
         nodes.push(client.addr.clone());
     }
-    let timeout = cli.timeout;
     let mut oids = BTreeSet::new();
     for n in &nodes {
-        for oid in objects_of(n, timeout)? {
+        for oid in objects::of_node(n, g.timeout)? {
             if oid.kind() == OidKind::Attr && oid.vid_bits() == hvid {
                 oids.insert(oid);
             }
         }
     }
-    let addr = client.addr.clone();
     let mut rows = Vec::new();
     for oid in oids {
-        let mut op = AttrOp::new(vec![0u8; ATTR_LEN], 1, AttrKind::Read(oid))
-            .map_err(|_| CliError::msg("internal error"))?;
-        let ran = run_op(client.stream(), &addr, &mut op);
-        client.resume();
-        ran?;
+        let op = run_op(&mut client, vec![0u8; ATTR_LEN], AttrKind::Read(oid))?;
+        if op.refused_with(ResultCode::NoObj) {
+            // Removed since the listing: gone.
+            continue;
+        }
         match op.outcome() {
             Some(Ok(AttrDone::Value(a, _)))
                 if !a.is_deleted()
@@ -280,17 +297,12 @@ pub fn list(cli: &Cli, vdi: &str, json: bool) -> Result<(), CliError> {
             {
                 rows.push(Row::of(&a, &family));
             }
-            // Removed since the listing: gone.
-            Some(Err(sheepdog_core::engine::Error::Server {
-                result: ResultCode::NoObj,
-                ..
-            })) => {}
             Some(Err(e)) => return Err(error::engine(&format!("attribute object {oid}"), e)),
             _ => {}
         }
     }
     rows.sort_by(|a, b| (&a.snapshot, &a.key).cmp(&(&b.snapshot, &b.key)));
-    print_rows(&rows, json, cli.quiet);
+    print_rows(&rows, json, g.quiet);
     Ok(())
 }
 
@@ -301,7 +313,7 @@ struct Row {
 }
 
 impl Row {
-    fn of(a: &Attr<'_>, family: &[crate::list::VdiRow]) -> Row {
+    fn of(a: &Attr<'_>, family: &[VdiRow]) -> Row {
         let snapshot = if !a.tag.is_empty() {
             String::from_utf8_lossy(a.tag).into_owned()
         } else if a.snap_id != 0 {

@@ -1,0 +1,96 @@
+//! The commands: one file per verb, each with its arguments (`Args`, or a
+//! subcommand enum) and its `exec`. This file is the table of contents:
+//! the command line ([`Cli`]), the verbs ([`Command`]) and the dispatch,
+//! one line per verb. Commands use the rooms below them (`cluster`,
+//! `transfer`, `io`, `serve`), never each other.
+
+mod attr;
+mod clone;
+mod compare;
+mod create;
+mod delete;
+mod export;
+mod export_diff;
+mod import;
+mod import_diff;
+mod info;
+mod list;
+mod resize;
+mod serve;
+mod snapshot;
+mod vmstate;
+
+use clap::{Parser, Subcommand};
+
+use crate::cli::Global;
+use crate::error::CliError;
+
+/// Import, export, snapshot and clone Sheepdog volumes.
+#[derive(Parser, Debug)]
+#[command(name = "sheep-tool", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a VDI
+    Create(create::Args),
+    /// Copy a raw image (or stdin with -) into a VDI, creating it if needed
+    Import(import::Args),
+    /// Copy a VDI or snapshot into a raw image (or stdout with -)
+    Export(export::Args),
+    /// Compare two images (files or VDI[@SNAP]): exit 0 equal, 1 different, 2 error
+    Compare(compare::Args),
+    /// Write the changes between two snapshots as an rbd diff v1 stream
+    ExportDiff(export_diff::Args),
+    /// Apply an rbd diff stream (v1 or v2) or a dog vdi backup stream to a VDI, then snapshot it as the diff's TO
+    ImportDiff(import_diff::Args),
+    /// The VM state QEMU's savevm kept with a snapshot: export
+    #[command(subcommand)]
+    Vmstate(vmstate::Command),
+    /// VDI attributes, as dog vdi setattr/getattr keep them: list, get, set, delete
+    #[command(subcommand)]
+    Attr(attr::Command),
+    /// Snapshots: create, list, delete, rollback
+    #[command(subcommand)]
+    Snapshot(snapshot::Command),
+    /// Clone a snapshot into a new VDI
+    Clone(clone::Args),
+    /// List every VDI and snapshot
+    List(list::Args),
+    /// Show a VDI or snapshot
+    Info(info::Args),
+    /// Delete a VDI or a snapshot
+    Delete(delete::Args),
+    /// Serve VDIs and snapshots over NBD (to QEMU, qemu-img, nbdcopy, the kernel)
+    Serve(serve::Args),
+    /// Grow a VDI
+    Resize(resize::Args),
+}
+
+/// Run the command `cli` names.
+pub fn exec(cli: &Cli) -> Result<(), CliError> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Create(a) => create::exec(g, a),
+        Command::Import(a) => import::exec(g, a),
+        Command::Export(a) => export::exec(g, a),
+        Command::Compare(a) => compare::exec(g, a),
+        Command::ExportDiff(a) => export_diff::exec(g, a),
+        Command::ImportDiff(a) => import_diff::exec(g, a),
+        Command::Vmstate(c) => vmstate::exec(g, c),
+        Command::Attr(c) => attr::exec(g, c),
+        Command::Snapshot(c) => snapshot::exec(g, c),
+        Command::Clone(a) => clone::exec(g, a),
+        Command::List(a) => list::exec(g, a),
+        Command::Info(a) => info::exec(g, a),
+        Command::Delete(a) => delete::exec(g, a),
+        Command::Serve(a) => serve::exec(g, a),
+        Command::Resize(a) => resize::exec(g, a),
+    }
+}

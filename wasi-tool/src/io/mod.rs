@@ -1,0 +1,14 @@
+//! The machine's side of the tool: files and standard streams named on the
+//! command line (`-` is stdin or stdout, in one place), the holes of sparse
+//! files, sending file bytes straight to a socket, and waiting on many
+//! sockets at once. Nothing here knows Sheepdog.
+
+pub mod holes;
+pub mod input;
+pub mod outfile;
+pub mod output;
+pub mod readiness;
+pub mod sendfile;
+
+/// How a command line names stdin or stdout.
+pub const STDIO: &str = "-";
