@@ -6,14 +6,18 @@ use byteorder::{ByteOrder, LittleEndian};
 
 use super::dirty;
 use super::flight::{Due, Inflight, Sent};
-use super::plan::{read_action, write_action, ReadAction, WriteAction};
+use super::plan::{read_action, write_action, Piece, ReadAction, WriteAction};
 use super::readonly::Resolve;
-use crate::reply::Asked;
-use super::{DataRange, Engine, Error, Name, Transmit};
+use super::{DataRange, Engine, Error, Name, Token, Transmit};
 use crate::address::{encode_name, encode_name_tag};
 use crate::inode::{self, InodeRange};
 use crate::oid::{Oid, Vid};
+use crate::reply::Asked;
 use crate::wire::{Frame, LockType, Request, HEADER_LEN, NAME_LEN, NAME_TAG_LEN, TAG_LEN};
+
+/// A request as built: its header, the small payload the engine writes
+/// itself, and the range of the caller's data that follows.
+type Built = (Request, Inline, Option<DataRange>);
 
 /// Small payloads the engine writes after a header. Short-lived, so the
 /// size of the name variants does not matter.
@@ -51,136 +55,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         None
     }
 
+    /// Build the request for `sent` with a new id into `buf`, and record
+    /// it as on the wire.
     pub(super) fn build(&mut self, buf: &mut [u8], sent: Sent, attempt: u8) -> Option<Transmit> {
         let id = self.take_id();
         let mut sent = sent;
-        let (request, inline, data) = match &mut sent {
-            Sent::Read { piece, .. } => {
-                let entry = self.entry(piece.idx).unwrap_or(0);
-                let oid = match read_action(entry, piece.idx) {
-                    ReadAction::Read(oid) => oid,
-                    // The entry was cleared meanwhile: read our own object,
-                    // which answers NO_OBJ rather than stale data.
-                    ReadAction::Zeros => {
-                        Oid::data(Vid::new(self.volume.as_ref()?.vid()).ok()?, piece.idx)
-                    }
-                };
-                let req = Request::read_obj(id, oid, piece.offset, piece.len);
-                (req, Inline::None, None)
-            }
-            Sent::Write {
-                token,
-                piece,
-                action,
-            } => {
-                // Re-plan from the cache: a resend after READONLY or a lost
-                // connection becomes a copy-on-write or a plain write.
-                let vol = self.volume.as_ref()?;
-                let entry = self.entry(piece.idx).unwrap_or(0);
-                *action = write_action(Vid::new(vol.vid()).ok()?, entry, piece.idx);
-                let copies = vol.header.nr_copies;
-                let req = match *action {
-                    WriteAction::Write(oid) => {
-                        Request::write_obj(id, oid, piece.offset, piece.len, copies)
-                    }
-                    WriteAction::Create(oid) => {
-                        Request::create_and_write(id, oid, None, piece.offset, piece.len, copies)
-                    }
-                    WriteAction::CreateCow { oid, cow } => Request::create_and_write(
-                        id,
-                        oid,
-                        Some(cow),
-                        piece.offset,
-                        piece.len,
-                        copies,
-                    ),
-                };
-                let data = DataRange {
-                    token: *token,
-                    range: piece.data_offset..piece.data_offset + u64::from(piece.len),
-                };
-                (req, Inline::None, Some(data))
-            }
-            Sent::IndexRun { run, vid, .. } => {
-                let vol = self.volume.as_ref()?;
-                *vid = vol.vid();
-                let range = InodeRange::index_run(run.first, run.count).ok()?;
-                let req = Request::write_obj(
-                    id,
-                    Oid::inode(Vid::new(*vid).ok()?),
-                    range.offset,
-                    range.len,
-                    vol.header.nr_copies,
-                );
-                (req, Inline::IndexFromCache(*run), None)
-            }
-            Sent::IndexCheck { run, vid, .. } => {
-                *vid = self.volume.as_ref()?.vid();
-                let range = InodeRange::index_run(run.first, run.count).ok()?;
-                let req = Request::read_obj(
-                    id,
-                    Oid::inode(Vid::new(*vid).ok()?),
-                    range.offset,
-                    range.len,
-                );
-                (req, Inline::None, None)
-            }
-            Sent::Probe { piece, .. } => {
-                let oid = Oid::data(Vid::new(self.volume.as_ref()?.vid()).ok()?, piece.idx);
-                (Request::read_obj(id, oid, 0, 1), Inline::None, None)
-            }
-            Sent::Rehome { idx, vid, .. } => {
-                let vol = self.volume.as_ref()?;
-                *vid = vol.vid();
-                let owner = Vid::new(self.entry(*idx)?).ok()?;
-                let oid = Oid::data(Vid::new(*vid).ok()?, *idx);
-                let cow = Oid::data(owner, *idx);
-                let req = Request::create_and_write(id, oid, Some(cow), 0, 0, vol.header.nr_copies);
-                (req, Inline::None, None)
-            }
-            Sent::Verify { vid, .. } | Sent::Precheck { vid, .. } => {
-                // An empty write to a data object of `vid`: READONLY once
-                // the VID is a snapshot (or becoming one), else harmless
-                // (NO_OBJ if the object does not exist).
-                let copies = self.volume.as_ref()?.header.nr_copies;
-                let req = Request::write_obj(id, Oid::data(Vid::new(*vid).ok()?, 0), 0, 0, copies);
-                (req, Inline::None, None)
-            }
-            Sent::Resolve => {
-                let vol = self.volume.as_ref()?;
-                match self.resolve {
-                    Resolve::Lookup => (
-                        Request::get_vdi_info(id, 0),
-                        Inline::NameTag(vol.name.clone(), Name::new()),
-                        None,
-                    ),
-                    Resolve::Header(vid) => {
-                        let req = Request::read_obj(
-                            id,
-                            Oid::inode(Vid::new(vid).ok()?),
-                            0,
-                            inode::HEADER_LEN as u32,
-                        );
-                        (req, Inline::None, None)
-                    }
-                    Resolve::Lock { .. } => (
-                        Request::lock_vdi(id, 0, LockType::Normal),
-                        Inline::NameTag(vol.name.clone(), Name::new()),
-                        None,
-                    ),
-                    Resolve::Unlock { old, .. } => (
-                        Request::release_vdi(id, old, LockType::Normal),
-                        Inline::None,
-                        None,
-                    ),
-                    Resolve::Idle => return None,
-                }
-            }
-            Sent::Control => {
-                let (req, inline) = self.control_request(id)?;
-                (req, inline, None)
-            }
-        };
+        let (request, inline, data) = self.request_for(id, &mut sent)?;
         let header_len = self.emit(buf, &request, inline)?;
         match sent {
             Sent::Write { action, .. } if action.creates() => self.creates_in_flight += 1,
@@ -209,6 +89,131 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             id,
             header_len,
             data,
+        })
+    }
+
+    /// The request `sent` stands for now, with id `id`: its header, the
+    /// small payload the engine writes itself, and the caller's data that
+    /// follows. `sent` records what it was built as (a write's action, the
+    /// VID an index run went to).
+    fn request_for(&mut self, id: u32, sent: &mut Sent) -> Option<Built> {
+        let none = |req| Some((req, Inline::None, None));
+        match sent {
+            Sent::Read { piece, .. } => {
+                let entry = self.entry(piece.idx).unwrap_or(0);
+                let oid = match read_action(entry, piece.idx) {
+                    ReadAction::Read(oid) => oid,
+                    // The entry was cleared meanwhile: read our own object,
+                    // which answers NO_OBJ rather than stale data.
+                    ReadAction::Zeros => {
+                        Oid::data(Vid::new(self.volume.as_ref()?.vid()).ok()?, piece.idx)
+                    }
+                };
+                none(Request::read_obj(id, oid, piece.offset, piece.len))
+            }
+            Sent::Write {
+                token,
+                piece,
+                action,
+            } => self.write_request(id, *token, piece, action),
+            Sent::IndexRun { run, vid, .. } => {
+                let vol = self.volume.as_ref()?;
+                *vid = vol.vid();
+                let range = InodeRange::index_run(run.first, run.count).ok()?;
+                let inode = Oid::inode(Vid::new(*vid).ok()?);
+                let copies = vol.header.nr_copies;
+                let req = Request::write_obj(id, inode, range.offset, range.len, copies);
+                Some((req, Inline::IndexFromCache(*run), None))
+            }
+            Sent::IndexCheck { run, vid, .. } => {
+                *vid = self.volume.as_ref()?.vid();
+                let range = InodeRange::index_run(run.first, run.count).ok()?;
+                let inode = Oid::inode(Vid::new(*vid).ok()?);
+                none(Request::read_obj(id, inode, range.offset, range.len))
+            }
+            Sent::Probe { piece, .. } => {
+                let oid = Oid::data(Vid::new(self.volume.as_ref()?.vid()).ok()?, piece.idx);
+                none(Request::read_obj(id, oid, 0, 1))
+            }
+            Sent::Rehome { idx, vid, .. } => {
+                let vol = self.volume.as_ref()?;
+                *vid = vol.vid();
+                let owner = Vid::new(self.entry(*idx)?).ok()?;
+                let oid = Oid::data(Vid::new(*vid).ok()?, *idx);
+                let cow = Oid::data(owner, *idx);
+                let copies = vol.header.nr_copies;
+                none(Request::create_and_write(id, oid, Some(cow), 0, 0, copies))
+            }
+            Sent::Verify { vid, .. } | Sent::Precheck { vid, .. } => {
+                // An empty write to a data object of `vid`: READONLY once
+                // the VID is a snapshot (or becoming one), else harmless
+                // (NO_OBJ if the object does not exist).
+                let copies = self.volume.as_ref()?.header.nr_copies;
+                let oid = Oid::data(Vid::new(*vid).ok()?, 0);
+                none(Request::write_obj(id, oid, 0, 0, copies))
+            }
+            Sent::Resolve => self.resolve_request(id),
+            Sent::Control => {
+                let (req, inline) = self.control_request(id)?;
+                Some((req, inline, None))
+            }
+        }
+    }
+
+    /// A piece of a write, planned again from the cache: a resend after
+    /// READONLY or a lost connection becomes a copy-on-write or a plain
+    /// write (`action` says which).
+    fn write_request(
+        &self,
+        id: u32,
+        token: Token,
+        piece: &Piece,
+        action: &mut WriteAction,
+    ) -> Option<Built> {
+        let vol = self.volume.as_ref()?;
+        let entry = self.entry(piece.idx).unwrap_or(0);
+        *action = write_action(Vid::new(vol.vid()).ok()?, entry, piece.idx);
+        let copies = vol.header.nr_copies;
+        let (offset, len) = (piece.offset, piece.len);
+        let req = match *action {
+            WriteAction::Write(oid) => Request::write_obj(id, oid, offset, len, copies),
+            WriteAction::Create(oid) => {
+                Request::create_and_write(id, oid, None, offset, len, copies)
+            }
+            WriteAction::CreateCow { oid, cow } => {
+                Request::create_and_write(id, oid, Some(cow), offset, len, copies)
+            }
+        };
+        let data = DataRange {
+            token,
+            range: piece.data_offset..piece.data_offset + u64::from(len),
+        };
+        Some((req, Inline::None, Some(data)))
+    }
+
+    /// The step of a re-resolution after READONLY (readonly.rs): look the
+    /// working VDI up, read its header, take its lock, release the old.
+    fn resolve_request(&self, id: u32) -> Option<Built> {
+        let vol = self.volume.as_ref()?;
+        let name_only = || Inline::NameTag(vol.name.clone(), Name::new());
+        Some(match self.resolve {
+            Resolve::Lookup => (Request::get_vdi_info(id, 0), name_only(), None),
+            Resolve::Header(vid) => {
+                let inode = Oid::inode(Vid::new(vid).ok()?);
+                let req = Request::read_obj(id, inode, 0, inode::HEADER_LEN as u32);
+                (req, Inline::None, None)
+            }
+            Resolve::Lock { .. } => (
+                Request::lock_vdi(id, 0, LockType::Normal),
+                name_only(),
+                None,
+            ),
+            Resolve::Unlock { old, .. } => (
+                Request::release_vdi(id, old, LockType::Normal),
+                Inline::None,
+                None,
+            ),
+            Resolve::Idle => return None,
         })
     }
 
