@@ -1,8 +1,10 @@
 //! The core on a microcontroller: open a VDI, write a sector, read it back,
 //! over a byte stream (a UART or a TCP offload chip) through the blocking
 //! driver. Build with
-//! `cargo build -p sheepdog-core --example firmware --target thumbv7em-none-eabihf --release`
-//! and measure with `size`. Nothing here is board specific: the connection
+//! `cargo build -p sheepdog-core --example firmware --target thumbv7em-none-eabihf --profile firmware`
+//! (opt-level "z", LTO, one codegen unit, panic = "abort": what firmware
+//! ships) and measure with `scripts/firmware-size`, as `scripts/check`
+//! does against its budget of 32 KiB of `.text`. Nothing here is board specific: the connection
 //! is a stand-in that the optimiser cannot see through. On a host it builds
 //! as an ordinary program that runs the same code once.
 #![cfg_attr(target_os = "none", no_std)]
