@@ -669,3 +669,37 @@ fn next_string(data: &[u8]) -> Option<(&[u8], &[u8])> {
     let s = data.get(4..4 + len)?;
     Some((s, &data[4 + len..]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_greeting_is_newstyle_and_said_once() {
+        let mut hs = Handshake::new();
+        let mut out = [0u8; GREETING_LEN];
+        assert_eq!(hs.greeting(&mut out), Ok(GREETING_LEN));
+        assert_eq!(&out[0..8], b"NBDMAGIC");
+        assert_eq!(&out[8..16], b"IHAVEOPT");
+        assert_eq!(&out[16..18], &[0, 3], "FIXED_NEWSTYLE | NO_ZEROES");
+        assert_eq!(hs.greeting(&mut out), Err(Error::OutOfPhase));
+    }
+
+    #[test]
+    fn client_flags_must_be_fixed_newstyle() {
+        let mut out = [0u8; REPLY_BUF_LEN];
+        let mut hs = Handshake::new();
+        hs.greeting(&mut out).unwrap();
+        assert_eq!(hs.parse(&[0, 0], &mut out), Ok(Step::NeedMore { need: 4 }));
+        assert_eq!(
+            hs.parse(&[0, 0, 0, 0], &mut out),
+            Err(Error::ClientFlags(0))
+        );
+        let mut hs = Handshake::new();
+        hs.greeting(&mut out).unwrap();
+        assert!(matches!(
+            hs.parse(&[0, 0, 0, 3], &mut out),
+            Ok(Step::Answered { consumed: 4, .. })
+        ));
+    }
+}

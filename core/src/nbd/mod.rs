@@ -325,3 +325,17 @@ pub(crate) fn put(out: &mut [u8], at: usize, src: &[u8]) -> Result<usize, Error>
         None => Err(Error::BufferTooSmall { need: end }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_values_are_posix() {
+        assert_eq!(Errno::Perm.code(), 1);
+        assert_eq!(Errno::Io.code(), 5);
+        assert_eq!(Errno::Inval.code(), 22);
+        assert_eq!(Errno::Shutdown.code(), 108);
+        assert_eq!(Errno::NotSup.name(), "ENOTSUP");
+    }
+}

@@ -106,3 +106,53 @@ pub fn block_status(
     }
     Ok(at)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Replies as the spec lays them out, byte for byte.
+    use super::*;
+
+    #[test]
+    fn simple_reply() {
+        assert_eq!(
+            simple(0x0102_0304_0506_0708, Some(Errno::Io)),
+            [
+                0x67, 0x44, 0x66, 0x98, // magic
+                0x00, 0x00, 0x00, 0x05, // EIO
+                0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, // cookie
+            ]
+        );
+        assert_eq!(&simple(9, None)[4..8], &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn data_and_hole_chunks() {
+        let d = offset_data(7, false, 4096, 512);
+        assert_eq!(&d[0..4], &[0x66, 0x8e, 0x33, 0xef]);
+        assert_eq!(&d[4..8], &[0, 0, 0, 1], "flags 0, type OFFSET_DATA");
+        assert_eq!(&d[16..20], &(8u32 + 512).to_be_bytes());
+        assert_eq!(&d[20..28], &4096u64.to_be_bytes());
+        let h = offset_hole(7, true, 0, 65536);
+        assert_eq!(&h[4..8], &[0, 1, 0, 2], "DONE, type OFFSET_HOLE");
+        assert_eq!(&h[16..20], &12u32.to_be_bytes());
+        assert_eq!(&h[28..32], &65536u32.to_be_bytes());
+        assert_eq!(&none(7)[4..8], &[0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn error_and_block_status_chunks() {
+        let mut out = [0u8; 64];
+        let n = error(&mut out, 3, Errno::Inval, "bad").unwrap();
+        assert_eq!(n, CHUNK_LEN + 6 + 3);
+        assert_eq!(&out[4..8], &[0, 1, 0x80, 0x01], "DONE, type ERROR");
+        assert_eq!(&out[20..26], &[0, 0, 0, 22, 0, 3]);
+        assert_eq!(&out[26..29], b"bad");
+        let n = block_status(&mut out, 3, 1, &[(4096, 0), (8192, 3)]).unwrap();
+        assert_eq!(n, CHUNK_LEN + 4 + 2 * EXTENT_LEN);
+        assert_eq!(&out[4..8], &[0, 1, 0, 5], "DONE, type BLOCK_STATUS");
+        assert_eq!(&out[24..32], &[0, 0, 0x10, 0, 0, 0, 0, 0]);
+        assert_eq!(block_status(&mut out, 3, 1, &[]), Err(Error::OutOfPhase));
+        // A buffer too small is an error, never a panic.
+        assert!(error(&mut [0u8; 10], 3, Errno::Inval, "bad").is_err());
+    }
+}

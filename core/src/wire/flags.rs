@@ -65,3 +65,18 @@ impl fmt::Display for Flags {
         write!(f, "{:#06x}", self.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_means_a_payload_follows() {
+        assert!(Flags::WRITE.has_payload());
+        assert!(!Flags::NONE.has_payload());
+        let f = Flags::WRITE | Flags::CREAT | Flags::EXCL;
+        assert!(f.contains(Flags::CREAT | Flags::EXCL));
+        assert!(!f.without(Flags::WRITE).has_payload());
+        assert_eq!(f.0, 0x0001 | 0x0100 | 0x0200);
+    }
+}

@@ -218,3 +218,31 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
         self.header_mut()[at..at + bytes.len()].copy_from_slice(bytes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_checked_for_length_then_read_at_fixed_offsets() {
+        assert!(Frame::new_checked(&[0u8; 47][..]).is_err());
+        let mut b = [0u8; 48];
+        let mut f = Frame::new_checked(&mut b[..]).unwrap();
+        f.set_u8_at(0, 0x02);
+        f.set_u8_at(1, 0x01);
+        f.set_u16_at(2, 0x0001);
+        f.set_u32_at(4, 7);
+        f.set_u32_at(8, 0xdead_beef);
+        f.set_u32_at(12, 512);
+        f.set_u64_at(16, 0x006a_cfef_0000_0000);
+        assert_eq!(
+            (f.proto_ver(), f.opcode(), f.flags(), f.epoch(), f.id()),
+            (2, 1, 1, 7, 0xdead_beef)
+        );
+        assert_eq!(f.data_length(), 512);
+        assert_eq!(f.u64_at(16), 0x006a_cfef_0000_0000);
+        // Little-endian on the wire.
+        assert_eq!(&b[8..12], &[0xef, 0xbe, 0xad, 0xde]);
+        assert_eq!(&b[16..24], &[0, 0, 0, 0, 0xef, 0xcf, 0x6a, 0]);
+    }
+}

@@ -197,3 +197,28 @@ pub enum ArgsKind {
     /// Anything else: the bytes are kept as they are.
     Raw,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips_and_unknown_ones_are_kept() {
+        for code in 0..=255u8 {
+            assert_eq!(Opcode::from_u8(code).to_u8(), code);
+        }
+        assert_eq!(Opcode::from_u8(0x02), Opcode::ReadObj);
+        assert_eq!(Opcode::from_u8(0x82), Opcode::GetNodeList);
+        assert_eq!(Opcode::from_u8(0xEE), Opcode::Unknown(0xEE));
+    }
+
+    #[test]
+    fn internal_requests_speak_version_0x0a() {
+        // PROTOCOL.md §12: 0x80 and up are sheep's own requests.
+        assert!(Opcode::GetNodeList.is_internal());
+        assert_eq!(Opcode::GetNodeList.proto_ver(), 0x0a);
+        assert!(!Opcode::ReadObj.is_internal());
+        assert_eq!(Opcode::ReadObj.proto_ver(), 0x02);
+        assert_eq!(Opcode::ReadObj.name(), "READ_OBJ");
+    }
+}

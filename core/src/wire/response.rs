@@ -196,3 +196,59 @@ impl Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Golden replies from the recorded `dog` conversations.
+    use super::*;
+    use crate::wire::{Opcode, Request};
+
+    fn golden(hex: &str) -> [u8; crate::wire::HEADER_LEN] {
+        let mut b = [0u8; crate::wire::HEADER_LEN];
+        for (i, byte) in b.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        b
+    }
+
+    #[test]
+    fn lookup_reply_names_the_vid_and_its_geometry() {
+        // 03_vdi_write_off0: GET_VDI_INFO found VID 0x6acfef, 3 copies,
+        // 4 MiB objects.
+        let b = golden("001400000100000000000000000000000000000000000000efcf6a000000000003160000000000000000000000000000");
+        let rsp = Response::parse_bytes(&b).unwrap();
+        assert_eq!(rsp.opcode, Opcode::GetVdiInfo);
+        assert_eq!((rsp.epoch, rsp.data_length), (1, 0));
+        assert!(rsp.result.is_success());
+        assert_eq!(rsp.vdi_id(), Some(0x6a_cfef));
+        match rsp.args {
+            ResponseArgs::Vdi {
+                copies,
+                block_size_shift,
+                ..
+            } => assert_eq!((copies, block_size_shift), (3, 22)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rsp.to_bytes(), b);
+    }
+
+    #[test]
+    fn read_reply_carries_its_length() {
+        // 05_vdi_read_off0: the whole inode comes back.
+        let b = golden("0002000001000000000000003812c0000000000000000000000000000000000000000000000000000000000000000000");
+        let rsp = Response::parse_bytes(&b).unwrap();
+        assert_eq!((rsp.opcode, rsp.data_length), (Opcode::ReadObj, 12_587_576));
+        assert_eq!(rsp.vdi_id(), None);
+        assert_eq!(rsp.to_bytes(), b);
+    }
+
+    #[test]
+    fn a_reply_made_for_a_request_echoes_it() {
+        let req = Request::read_obj(77, crate::oid::Oid(5), 0, 4096);
+        let rsp = Response::to_request(&req, ResultCode::NoObj, 0);
+        let back = Response::parse_bytes(&rsp.to_bytes()).unwrap();
+        assert_eq!((back.id, back.opcode), (77, Opcode::ReadObj));
+        assert_eq!(back.result, ResultCode::NoObj);
+        assert!(Response::parse_bytes(&[0u8; 20]).is_err());
+    }
+}

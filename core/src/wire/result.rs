@@ -166,3 +166,21 @@ impl fmt::Display for ResultCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_have_classes() {
+        for code in 0..=0x1_0100u32 {
+            assert_eq!(ResultCode::from_u32(code).to_u32(), code);
+        }
+        assert!(ResultCode::Success.is_success());
+        assert!(!ResultCode::NoObj.is_success());
+        assert_eq!(ResultCode::from_u32(0x17), ResultCode::WaitForJoin);
+        assert_eq!(ResultCode::from_u32(0x1A), ResultCode::Readonly);
+        assert_eq!(ResultCode::WaitForJoin.class(), ResultClass::Transient);
+        assert_eq!(ResultCode::NoVdi.name(), "NO_VDI");
+    }
+}
