@@ -15,6 +15,7 @@ use crate::cluster::vdis::collect;
 use crate::cluster::Client;
 use crate::error::{CliError, Kind};
 use crate::target::Target;
+use sheepdog_core::engine::VolumeInfo;
 
 impl Server<'_> {
     /// Handle one handshake message, if a whole one is there.
@@ -122,69 +123,77 @@ impl Server<'_> {
             }
             State::Open(info) => {
                 let info = *info;
-                let mut flags = tf::SEND_FLUSH | tf::SEND_DF | tf::CAN_MULTI_CONN;
-                // A hyper volume is served read-only: its B-tree inserts
-                // are not written yet.
-                if e.writable && !info.hyper {
-                    flags |=
-                        tf::SEND_FUA | tf::SEND_TRIM | tf::SEND_WRITE_ZEROES | tf::SEND_FAST_ZERO;
-                } else {
-                    flags |= tf::READ_ONLY;
-                }
-                let description = format!(
-                    "Sheepdog {} {} (VID {:x}, {} copies)",
-                    if info.snapshot { "snapshot" } else { "VDI" },
-                    key,
-                    info.vid,
-                    info.copies
-                );
-                let export = NbdExport {
-                    name: key.as_bytes(),
-                    description: description.as_bytes(),
-                    size: info.size,
-                    flags,
-                    min_block: 1,
-                    // The spec wants it no larger than the maximum.
-                    preferred_block: info.object_size.min(MAX_PAYLOAD),
-                    max_block: MAX_PAYLOAD,
-                };
-                let answer = c.hs.answer_export(&mut self.scratch, &q, Ok(&export));
-                match answer {
-                    Ok(Answer { reply, outcome }) => {
-                        c.out.put(&self.scratch[..reply]);
-                        match outcome {
-                            Outcome::Continue => {}
-                            Outcome::Close => c.closing = true,
-                            Outcome::Transmission(neg) => {
-                                e.users += 1;
-                                e.idle_since = None;
-                                let limits = Limits {
-                                    size: info.size,
-                                    read_only: !e.writable || info.hyper,
-                                    structured: neg.structured,
-                                    base_allocation: neg.base_allocation,
-                                };
-                                let mode = if e.writable && !info.hyper {
-                                    "read-write"
-                                } else {
-                                    "read-only"
-                                };
-                                let msg = format!("{}: {key} ({mode})", c.peer);
-                                c.phase = Phase::Transmission {
-                                    export: key,
-                                    neg,
-                                    limits,
-                                    object_size: info.object_size,
-                                };
-                                self.log(&msg);
-                            }
-                        }
+                self.admit(c, q, key, info);
+            }
+        }
+    }
+
+    /// The export `key` is open as `info`: answer the client's GO (or
+    /// EXPORT_NAME, INFO) with it, and enter transmission.
+    fn admit(&mut self, c: &mut Conn, q: Question, key: String, info: VolumeInfo) {
+        let Some(e) = self.exports.get_mut(&key) else {
+            return;
+        };
+        let mut flags = tf::SEND_FLUSH | tf::SEND_DF | tf::CAN_MULTI_CONN;
+        // A hyper volume is served read-only: its B-tree inserts
+        // are not written yet.
+        if e.writable && !info.hyper {
+            flags |= tf::SEND_FUA | tf::SEND_TRIM | tf::SEND_WRITE_ZEROES | tf::SEND_FAST_ZERO;
+        } else {
+            flags |= tf::READ_ONLY;
+        }
+        let description = format!(
+            "Sheepdog {} {} (VID {:x}, {} copies)",
+            if info.snapshot { "snapshot" } else { "VDI" },
+            key,
+            info.vid,
+            info.copies
+        );
+        let export = NbdExport {
+            name: key.as_bytes(),
+            description: description.as_bytes(),
+            size: info.size,
+            flags,
+            min_block: 1,
+            // The spec wants it no larger than the maximum.
+            preferred_block: info.object_size.min(MAX_PAYLOAD),
+            max_block: MAX_PAYLOAD,
+        };
+        let answer = c.hs.answer_export(&mut self.scratch, &q, Ok(&export));
+        match answer {
+            Ok(Answer { reply, outcome }) => {
+                c.out.put(&self.scratch[..reply]);
+                match outcome {
+                    Outcome::Continue => {}
+                    Outcome::Close => c.closing = true,
+                    Outcome::Transmission(neg) => {
+                        e.users += 1;
+                        e.idle_since = None;
+                        let limits = Limits {
+                            size: info.size,
+                            read_only: !e.writable || info.hyper,
+                            structured: neg.structured,
+                            base_allocation: neg.base_allocation,
+                        };
+                        let mode = if e.writable && !info.hyper {
+                            "read-write"
+                        } else {
+                            "read-only"
+                        };
+                        let msg = format!("{}: {key} ({mode})", c.peer);
+                        c.phase = Phase::Transmission {
+                            export: key,
+                            neg,
+                            limits,
+                            object_size: info.object_size,
+                        };
+                        self.log(&msg);
                     }
-                    Err(err) => {
-                        self.log(&format!("{}: closing: {err}", c.peer));
-                        c.dead = true;
-                    }
                 }
+            }
+            Err(err) => {
+                self.log(&format!("{}: closing: {err}", c.peer));
+                c.dead = true;
             }
         }
     }

@@ -178,32 +178,7 @@ impl Apply<'_> {
                 Some(Item::Header(_)) | Some(Item::Skipped(_)) => {}
                 Some(Item::Record(r)) => {
                     self.flush_held()?;
-                    match r {
-                        Record::From(name) => {
-                            let name = String::from_utf8_lossy(name).into_owned();
-                            if !force && !snapshots.contains(&name) {
-                                return Err(CliError::msg(format!(
-                                    "the diff starts from snapshot {name}, which {} does not have (--force applies it anyway)",
-                                    self.name
-                                )));
-                            }
-                        }
-                        Record::To(name) => {
-                            let name = String::from_utf8_lossy(name).into_owned();
-                            // Refused before anything is written.
-                            if snapshots.contains(&name) {
-                                return Err(CliError::msg(format!(
-                                    "snapshot exists: {}@{name} (the diff's TO)",
-                                    self.name
-                                )));
-                            }
-                            self.to = Some(name);
-                        }
-                        Record::Size(s) => self.grow(s)?,
-                        Record::Write { offset, len } => self.check_range(offset, len)?,
-                        Record::Zero { offset, len } => self.zero(offset, len)?,
-                        Record::End => {}
-                    }
+                    self.record(r, force, snapshots)?;
                 }
                 Some(Item::Data { offset, bytes }) => {
                     self.check_range(offset, bytes.len() as u64)?;
@@ -233,6 +208,36 @@ impl Apply<'_> {
         }
     }
 
+    /// A record of the stream (its data, if any, follows as `Item::Data`).
+    fn record(&mut self, r: Record<'_>, force: bool, snapshots: &[String]) -> Result<(), CliError> {
+        match r {
+            Record::From(name) => {
+                let name = String::from_utf8_lossy(name).into_owned();
+                if !force && !snapshots.contains(&name) {
+                    return Err(CliError::msg(format!(
+                        "the diff starts from snapshot {name}, which {} does not have (--force applies it anyway)",
+                        self.name
+                    )));
+                }
+            }
+            Record::To(name) => {
+                let name = String::from_utf8_lossy(name).into_owned();
+                // Refused before anything is written.
+                if snapshots.contains(&name) {
+                    return Err(CliError::msg(format!(
+                        "snapshot exists: {}@{name} (the diff's TO)",
+                        self.name
+                    )));
+                }
+                self.to = Some(name);
+            }
+            Record::Size(s) => self.grow(s)?,
+            Record::Write { offset, len } => self.check_range(offset, len)?,
+            Record::Zero { offset, len } => self.zero(offset, len)?,
+            Record::End => {}
+        }
+        Ok(())
+    }
     fn check_range(&self, offset: u64, len: u64) -> Result<(), CliError> {
         if offset.saturating_add(len) > self.size {
             return Err(CliError::msg(format!(
