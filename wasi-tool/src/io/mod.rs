@@ -1,7 +1,7 @@
 //! The machine's side of the tool: files and standard streams named on the
 //! command line (`-` is stdin or stdout, in one place), the holes of sparse
 //! files, sending file bytes straight to a socket, and waiting on many
-//! sockets at once. Nothing here knows Sheepdog.
+//! sockets at once. Nothing here speaks the protocol.
 
 pub mod holes;
 pub mod input;
