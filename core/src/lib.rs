@@ -116,8 +116,10 @@
 //! A server is not trusted either. The [`engine`] checks every reply
 //! against the request it answers (id, opcode, result, payload length, the
 //! VIDs and inode fields it names) before it believes any of it: a reply
-//! that does not fit ends the operation that owns it with an error naming
-//! what was wrong, and the connection is dropped. It never reports a
+//! header that does not fit gets its connection dropped and its request
+//! sent again (to another node, if the caller has one), until the retry
+//! policy gives up and the operation ends with an error naming what was
+//! wrong; a payload whose content cannot be ends its operation at once. It never reports a
 //! success it did not get, and every operation it accepts ends in exactly
 //! one event, within a bounded number of replies, retries and lost
 //! connections (the engine's module docs, "Liveness").

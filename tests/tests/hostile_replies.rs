@@ -92,12 +92,28 @@ fn failed(done: ControlDone) -> Error {
     }
 }
 
+/// More bad replies than the retry policy has attempts: every one of them.
+const ALWAYS: u32 = 1000;
+
 #[test]
-fn a_read_reply_of_the_wrong_length_fails_the_read() {
+fn a_read_reply_of_the_wrong_length_is_sent_again_on_a_new_connection() {
+    // A node that answers out of shape is a broken node: the connection
+    // goes and the read goes out again, as after a lost connection.
+    let mut w = wire();
+    let (_, bytes) = disk_with_data(&mut w);
+    open(&mut w, "disk");
+    tamper(&mut w, 1, is_data_read, |r| with_length(r, 4096));
+    let back = read(&mut w, 0, 65536).unwrap();
+    assert_same(&back, &bytes[..65536], "read after the bad reply");
+    assert_eq!(w.stats.disconnects, 1, "the connection is dropped");
+}
+
+#[test]
+fn a_read_answered_with_the_wrong_length_every_time_fails_naming_it() {
     let mut w = wire();
     let (vid, _) = disk_with_data(&mut w);
     open(&mut w, "disk");
-    tamper(&mut w, 1, is_data_read, |r| with_length(r, 4096));
+    tamper(&mut w, ALWAYS, is_data_read, |r| with_length(r, 4096));
     let e = read(&mut w, 0, 65536).expect_err("the read must not succeed");
     assert_eq!(
         bad_reply(&e),
@@ -113,8 +129,11 @@ fn a_read_reply_of_the_wrong_length_fails_the_read() {
             data(vid, 0)
         )
     );
-    assert_eq!(w.stats.disconnects, 1, "the connection is dropped");
-    // The next read, on the new connection, is whole.
+    // The wire's retry policy allows 12 retries: 13 sends, each answered
+    // out of shape and its connection dropped.
+    assert_eq!(w.stats.refused, 13, "one connection per attempt");
+    // Once the server answers properly, the read is whole.
+    w.tamper = None;
     let back = read(&mut w, 0, 65536).unwrap();
     assert_same(&back, &pattern(7, 2 * OBJ)[..65536], "read after");
 }
@@ -126,12 +145,18 @@ fn an_index_chunk_of_the_wrong_length_fails_the_open() {
     let mut w = wire();
     let (vid, bytes) = disk_with_data(&mut w);
     tamper(&mut w, 1, is_index_read, |r| with_length(r, 4));
+    // Once: read again on a new connection.
+    open(&mut w, "disk");
+    assert_same(&read(&mut w, 0, 2 * OBJ).unwrap(), &bytes, "read");
+    close(&mut w);
+    tamper(&mut w, ALWAYS, is_index_read, |r| with_length(r, 4));
     let e = failed(open_at(&mut w, "disk", None, false));
     assert!(
         matches!(bad_reply(&e), Problem::Length { got: 4, .. }),
         "{e}"
     );
     assert!(w.engine.volume().is_none());
+    w.tamper = None;
     open(&mut w, "disk");
     assert_same(
         &read(&mut w, 0, 2 * OBJ).unwrap(),
@@ -165,7 +190,7 @@ fn a_lookup_naming_vid_0_or_one_past_2_24_fails_instead_of_hanging() {
         create(&mut w, "disk", OBJ);
         tamper(
             &mut w,
-            1,
+            ALWAYS,
             |q| q.opcode == Opcode::GetVdiInfo,
             move |r| {
                 let mut b = r.to_vec();
@@ -175,6 +200,18 @@ fn a_lookup_naming_vid_0_or_one_past_2_24_fails_instead_of_hanging() {
         );
         let e = failed(open_at(&mut w, "disk", None, false));
         assert_eq!(bad_reply(&e), Problem::Vid { got: bad });
+        // Once only: the lookup is asked again, and the VDI opens.
+        tamper(
+            &mut w,
+            1,
+            |q| q.opcode == Opcode::GetVdiInfo,
+            move |r| {
+                let mut b = r.to_vec();
+                set_u32(&mut b, 24, bad);
+                Hostile::Reply(b)
+            },
+        );
+        open(&mut w, "disk");
     }
 }
 
@@ -192,7 +229,7 @@ fn a_re_resolution_naming_a_vid_out_of_range_fails_the_writes_waiting_for_it() {
     w.cluster.snapshot_behind_back(now, "disk", "s1").unwrap();
     tamper(
         &mut w,
-        1,
+        ALWAYS,
         |q| q.opcode == Opcode::GetVdiInfo,
         |r| {
             let mut b = r.to_vec();
@@ -203,6 +240,7 @@ fn a_re_resolution_naming_a_vid_out_of_range_fails_the_writes_waiting_for_it() {
     let e = write(&mut w, 0, &pattern(2, 4096)).expect_err("the write cannot succeed");
     assert_eq!(bad_reply(&e), Problem::Vid { got: NR_VDIS });
     // Once the server answers properly, writes go to the new working VDI.
+    w.tamper = None;
     write(&mut w, 0, &pattern(3, 4096)).unwrap();
     assert_same(&read(&mut w, 0, 4096).unwrap(), &pattern(3, 4096), "read");
 }
@@ -248,15 +286,18 @@ fn a_reply_with_an_unknown_id_drops_the_connection_and_everything_is_resent() {
 }
 
 #[test]
-fn a_reply_with_another_opcode_fails_its_operation() {
+fn a_reply_with_another_opcode_is_sent_again_then_fails_its_operation() {
     let mut w = wire();
-    disk_with_data(&mut w);
+    let (_, bytes) = disk_with_data(&mut w);
     open(&mut w, "disk");
-    tamper(&mut w, 1, is_data_read, |r| {
+    let other_opcode = |r: &[u8]| {
         let mut b = r.to_vec();
         b[1] = Opcode::WriteObj.to_u8();
         Hostile::Reply(b)
-    });
+    };
+    tamper(&mut w, 1, is_data_read, other_opcode);
+    assert_same(&read(&mut w, 0, 4096).unwrap(), &bytes[..4096], "read");
+    tamper(&mut w, ALWAYS, is_data_read, other_opcode);
     let e = read(&mut w, 0, 4096).expect_err("must fail");
     assert_eq!(
         bad_reply(&e),

@@ -257,3 +257,54 @@ fn serve_pauses_and_goes_on_when_its_gateway_is_killed_under_qemu_io() {
     assert!(log.contains("failing over to 127.0.0.1:"), "{log}");
     assert!(export_at(&h, 2, "vm") == want, "the VDI differs");
 }
+
+#[test]
+fn a_node_that_answers_out_of_shape_is_left_for_a_healthy_one() {
+    // Node 0 answers every READ_OBJ with a header claiming 4 GiB: the
+    // request that got it is sent again to node 1, as after a lost
+    // connection, and the export is whole.
+    let h = nodes(2);
+    let dir = TempDir::new();
+    let data = random(4, 24 * MIB);
+    let f = dir.file("disk.raw", &data);
+    let mut c = at(&h, &[1]);
+    c.args(["import", f.as_str(), "vm", "--size", "24M"]);
+    assert_ok(&run(c));
+    h.malform(0);
+    let mut c = at(&h, &[0, 1]);
+    c.args(["export", "vm", "-"]);
+    let r = run(c);
+    assert_ok(&r);
+    assert!(r.stdout == data, "the export is whole");
+    let err = &r.stderr;
+    assert!(err.contains("sent a bad reply"), "{err}");
+    assert!(err.contains("4294967040 bytes"), "{err}");
+    assert!(err.contains("failing over to"), "{err}");
+    // Writes go the same way: an import through the broken node first.
+    let data2 = random(5, 24 * MIB);
+    let f2 = dir.file("disk2.raw", &data2);
+    let mut c = at(&h, &[0, 1]);
+    c.args(["import", f2.as_str(), "vm"]);
+    assert_ok(&run(c));
+    assert!(export_at(&h, 1, "vm") == data2, "the import landed");
+}
+
+#[test]
+fn every_node_answering_out_of_shape_is_one_error_naming_the_bad_reply() {
+    let h = nodes(2);
+    let dir = TempDir::new();
+    let data = random(6, 8 * MIB);
+    let f = dir.file("disk.raw", &data);
+    let mut c = at(&h, &[0]);
+    c.args(["import", f.as_str(), "vm", "--size", "8M"]);
+    assert_ok(&run(c));
+    h.malform(0);
+    h.malform(1);
+    let mut c = at(&h, &[0, 1]);
+    c.args(["export", "vm", "-"]);
+    let r = run(c);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    let last = r.stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("error: "), "{last}");
+    assert!(last.contains("bad reply to READ_OBJ"), "{last}");
+}

@@ -29,9 +29,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     /// [`Engine::handle_connection_lost`]. A header that names no request
     /// in flight gives [`Error::UnexpectedReply`]; one that does not fit
     /// its request (another opcode, a payload of the wrong length, a VID
-    /// out of range) gives [`Error::BadReply`], and the operation that
-    /// owns the request has already ended with that error (its event
-    /// follows): nothing the reply claimed is believed.
+    /// out of range) gives [`Error::BadReply`]: nothing the reply claimed
+    /// is believed, and its request goes out again on the next connection
+    /// (the caller's to choose: another node), counting as an attempt;
+    /// once tried as often as the retry policy allows, its operation ends
+    /// with that error.
     pub fn handle_header(&mut self, header: &[u8]) -> Result<Incoming, Error> {
         if let Some(r) = self.receiving.take() {
             // The payload of the previous header never came: its request
@@ -49,8 +51,13 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         };
         let (want, into) = self.payload_of(&flight);
         if let Err(problem) = reply::check_header(&flight.asked, &response, want) {
+            // A node that answers out of shape is a broken node: nothing
+            // it said is believed, the connection goes, and the request
+            // is sent again (to whichever node the caller connects to
+            // next), as after a lost connection; tried as often as the
+            // retry policy allows, it ends with this error.
             let e = Error::BadReply(flight.asked.bad(problem));
-            self.fail_flight(flight, e);
+            self.requeue(flight, e);
             return Err(e);
         }
         let len = response.data_length;
@@ -134,6 +141,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
     /// was cut short): send it again, or fail it once it has been tried as
     /// often as the retry policy allows.
     pub(super) fn requeue_lost(&mut self, flight: Inflight) {
+        self.requeue(flight, Error::ConnectionLost);
+    }
+
+    /// Send `flight` again on the next connection, or, once it has been
+    /// tried as often as the retry policy allows, fail it with `why`.
+    fn requeue(&mut self, flight: Inflight, why: Error) {
         let mut f = flight;
         if let Sent::Write { action, .. } = f.sent {
             if action.creates() {
@@ -142,7 +155,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
         }
         let attempt = f.attempt.saturating_add(1);
         if attempt > self.retry.max_retries {
-            return self.on_failure(f, Error::ConnectionLost);
+            return self.on_failure(f, why);
         }
         if let Sent::IndexRun { key, run, vid } = f.sent {
             // Maybe applied: read back before writing again.
@@ -152,16 +165,6 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Engine<S, N> {
             self.control_lost();
         }
         self.push_flight(Inflight::queued(f.sent, attempt, Due::At(self.now)));
-    }
-
-    /// `flight` ends with `e` before its reply was used.
-    pub(super) fn fail_flight(&mut self, flight: Inflight, e: Error) {
-        if let Sent::Write { action, .. } = flight.sent {
-            if action.creates() {
-                self.creates_in_flight -= 1;
-            }
-        }
-        self.on_failure(flight, e);
     }
 
     pub(super) fn complete(&mut self, flight: Inflight, response: Response, payload: &[u8]) {

@@ -50,11 +50,16 @@
 //! request offered and exactly as long as a read asked for, a VID in
 //! 1..2^24 from a lookup, an inode header that names the VID it was read
 //! from with a valid store policy, copy count and object size, index
-//! entries below 2^24. A reply that does not fit ends the operation that
-//! owns it with [`Error::BadReply`] ("bad reply to READ_OBJ of oid ...:
-//! 4096 bytes, expected 65536"), and nothing it claimed is used. An index
-//! write that fails for good leaves the inode unknown: the open VDI then
-//! refuses writes ([`Error::IndexUnsettled`]) until it is opened again.
+//! entries below 2^24. Nothing a reply that does not fit claims is used.
+//! A header that does not fit its request ("bad reply to READ_OBJ of oid
+//! ...: 4096 bytes, expected 65536") comes from a broken node: the caller
+//! drops the connection and the request goes out again on the next one,
+//! as after a lost connection, until the retry policy's attempts are
+//! spent and its operation ends with [`Error::BadReply`]. A payload whose
+//! content cannot be (an inode header of another VDI, an index entry out
+//! of range) ends the operation that asked for it at once. An index write
+//! that fails for good leaves the inode unknown: the open VDI then refuses
+//! writes ([`Error::IndexUnsettled`]) until it is opened again.
 //!
 //! # Liveness
 //! Every operation the engine accepts ends in exactly one event
@@ -62,8 +67,9 @@
 //! bounded number of replies, retries and lost connections:
 //! - a transient result, a READONLY that sends a write to a new working
 //!   VDI, a lookup that finds the VDI still being snapshotted, an index
-//!   write sent again because the VDI changed, and a lost connection each
-//!   count as an attempt, and [`RetryPolicy::max_retries`] bounds them;
+//!   write sent again because the VDI changed, a reply header that does
+//!   not fit, and a lost connection each count as an attempt, and
+//!   [`RetryPolicy::max_retries`] bounds them;
 //! - a request that cannot be built fails its operation instead of being
 //!   dropped; the lookup of a new working VDI has a slot of its own, so
 //!   writes that fill every other slot cannot hold it back;

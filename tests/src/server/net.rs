@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sheepdog_core::wire::{Request, HEADER_LEN};
+use sheepdog_core::wire::{Opcode, Request, HEADER_LEN};
 
 use super::cluster::{Cluster, Reply};
 use super::nodes::{spawn_on, Node};
@@ -78,6 +78,9 @@ pub(super) struct Shared {
     pub(super) stop: AtomicBool,
     /// Requests are read and dropped: never applied, never answered.
     pub(super) blackhole: AtomicBool,
+    /// READ_OBJ is answered out of shape: a header that claims
+    /// [`MALFORMED_LENGTH`] bytes, and none of them.
+    pub(super) malformed: AtomicBool,
     /// Requests answered (counted as their reply goes out).
     pub(super) served: AtomicU64,
     next_id: AtomicU64,
@@ -113,6 +116,9 @@ impl Shared {
         self.conns().len()
     }
 }
+
+/// What a malformed node's READ_OBJ replies claim to carry (and do not).
+pub const MALFORMED_LENGTH: u32 = 0xFFFF_FF00;
 
 /// Serve `cluster` on `listener` until the process ends.
 pub fn serve(listener: TcpListener, cluster: Arc<Mutex<Cluster>>, opts: NetOptions) {
@@ -250,7 +256,11 @@ fn connection(
         }
         let mut replies = Vec::with_capacity(batch.len());
         for (req, payload) in &batch {
-            let reply = lock(cluster).handle(wall_clock(), req, payload);
+            let mut reply = lock(cluster).handle(wall_clock(), req, payload);
+            if shared.malformed.load(Ordering::SeqCst) && req.opcode == Opcode::ReadObj {
+                reply.header.data_length = MALFORMED_LENGTH;
+                reply.payload.clear();
+            }
             if reply.disconnect {
                 let _ = writer.shutdown(Shutdown::Both);
                 return Ok(());

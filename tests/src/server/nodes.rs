@@ -7,6 +7,8 @@
 //! * Black-holed ([`ServerHandle::blackhole`]), as `kill -STOP` does: the
 //!   node still accepts connections and reads requests, and neither
 //!   applies nor answers any; it stays in GET_NODE_LIST.
+//! * Malformed ([`ServerHandle::malform`]): the node answers READ_OBJ
+//!   with a header that claims 4 GiB and sends none of it.
 //! * Revived ([`ServerHandle::revive`]): listening again on the same
 //!   port and answering; a killed node rejoins, one epoch on.
 //!
@@ -113,6 +115,17 @@ impl ServerHandle {
         nodes[node].shared.blackhole.store(true, Ordering::SeqCst);
     }
 
+    /// Make node `node` a broken one that still talks: every READ_OBJ it
+    /// answers gets a header claiming
+    /// [`MALFORMED_LENGTH`](super::net::MALFORMED_LENGTH) bytes, and
+    /// none of them. Undone by [`revive`](ServerHandle::revive).
+    ///
+    /// Panics if there is no node `node`.
+    pub fn malform(&self, node: usize) {
+        let nodes = self.nodes();
+        nodes[node].shared.malformed.store(true, Ordering::SeqCst);
+    }
+
     /// Undo [`kill`](ServerHandle::kill) or
     /// [`blackhole`](ServerHandle::blackhole): node `node` answers again,
     /// listening on the same port; a killed node is back in GET_NODE_LIST,
@@ -135,6 +148,7 @@ impl ServerHandle {
         let mut nodes = self.nodes();
         let n = &mut nodes[node];
         n.shared.blackhole.store(false, Ordering::SeqCst);
+        n.shared.malformed.store(false, Ordering::SeqCst);
         if !n.killed {
             return Ok(());
         }

@@ -19,7 +19,7 @@ use sheepdog_core::engine::{
 use sheepdog_core::receive::{ReadBuffers, Receiver};
 
 use super::gateways::{self, Gateways, Refused};
-use crate::error::{self, CliError};
+use crate::error::CliError;
 use crate::io::readiness::{self, Want};
 use crate::io::sendfile;
 
@@ -197,8 +197,16 @@ impl Client {
     /// give up when none answered within the timeout, naming every node
     /// tried.
     fn recover(&mut self, e: io::Error) -> Result<(), CliError> {
+        let first = Refused::io(&self.addr, &e, false);
+        self.recover_from(first, 0)
+    }
+
+    /// [`Client::recover`] from `first` (why the node in use is left),
+    /// with `requeued` requests already set to go out again (a bad
+    /// reply's), counted in what is resent.
+    fn recover_from(&mut self, first: Refused, requeued: u32) -> Result<(), CliError> {
         self.alive()?;
-        let res = self.fail_over(e);
+        let res = self.fail_over(first, requeued);
         if let Err(e) = &res {
             self.dead = Some(e.clone());
         }
@@ -213,20 +221,20 @@ impl Client {
         }
     }
 
-    fn fail_over(&mut self, e: io::Error) -> Result<(), CliError> {
+    fn fail_over(&mut self, first: Refused, requeued: u32) -> Result<(), CliError> {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
         self.losses += 1;
         if self.losses > self.max_losses {
             // Every node answers a new connection and loses it before any
             // reply: resending cannot help.
-            return Err(error::lost(&self.addr, &e).with_detail(&format!(
+            return Err(first.error.with_detail(&format!(
                 "{} connections in a row lost before a reply",
                 self.losses
             )));
         }
         let timeout = self.gateways.timeout;
         let since = Instant::now();
-        let mut failures = vec![Refused::io(&self.addr, &e, false)];
+        let mut failures = vec![first];
         let per_node = per_node(timeout);
         let mut pause = Duration::from_millis(100);
         loop {
@@ -237,7 +245,7 @@ impl Client {
                 }
                 match gateways::dial(&a, per_node.min(left), timeout) {
                     Ok(d) => {
-                        self.switch(d, &failures[0].error);
+                        self.switch(d, &failures[0].error, requeued);
                         return Ok(());
                     }
                     Err(r) => failures.push(r),
@@ -257,9 +265,11 @@ impl Client {
         }
     }
 
-    /// Go on over the connection `d`, resending what was in flight.
-    fn switch(&mut self, d: gateways::Dialled, why: &CliError) {
+    /// Go on over the connection `d`, resending what was in flight (and
+    /// the `requeued` requests already set to go out again).
+    fn switch(&mut self, d: gateways::Dialled, why: &CliError, requeued: u32) {
         let (n, bytes) = self.engine.on_wire();
+        let n = n + requeued;
         self.failovers.count += 1;
         self.failovers.resent += n;
         self.failovers.resent_bytes += bytes;
@@ -299,8 +309,11 @@ impl Client {
             self.dead = Some(bad.clone());
             return Err(bad);
         }
-        let lost = io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string());
-        self.recover(lost)
+        // The engine has set the request that got it to go out again
+        // (a header out of shape), unless it was a reply to nothing.
+        let requeued = u32::from(matches!(e, sheepdog_core::engine::Error::BadReply(_)));
+        let first = Refused::other(&self.addr, bad.clone());
+        self.recover_from(first, requeued)
             .map_err(|gave_up| bad.with_detail(&format!("then: {gave_up}")))
     }
 
