@@ -10,11 +10,13 @@
 //! - every reply fits the output buffer, and every option reply starts
 //!   with the option reply magic and names the option it answers;
 //! - once transmission starts, requests parse or ask for more, their
-//!   checks give an errno or pass, and passing ones lie within the export.
+//!   checks give an errno or pass, and passing ones lie within the export;
+//! - with TLS required, no question about an export is asked before
+//!   STARTTLS (whose upgrade is taken to succeed).
 
 use arbitrary::Unstructured;
 use sheepdog_core::nbd::handshake::{
-    Answer, Export, Handshake, Negotiated, Outcome, Question, Refusal, Step, INPUT_BUF_LEN,
+    Answer, Export, Handshake, Negotiated, Outcome, Question, Refusal, Step, Tls, INPUT_BUF_LEN,
     REPLY_BUF_LEN,
 };
 use sheepdog_core::nbd::request::{Command, Limits, Parse, Request, REQUEST_LEN};
@@ -35,7 +37,12 @@ pub fn nbd(data: &[u8]) {
     let cuts: Vec<usize> = (0..16)
         .map(|_| u.int_in_range(1..=64).unwrap_or(7))
         .collect();
-    serve(&stream, &cuts, u.ratio(1, 2).unwrap_or(true));
+    let tls = match u.int_in_range(0..=2).unwrap_or(0) {
+        0 => Tls::Off,
+        1 => Tls::On,
+        _ => Tls::Require,
+    };
+    serve(&stream, &cuts, u.ratio(1, 2).unwrap_or(true), tls);
 }
 
 /// A client's bytes: client flags, options, then requests.
@@ -170,8 +177,8 @@ fn request(u: &mut Unstructured<'_>, s: &mut Vec<u8>) {
 }
 
 /// Feed `stream` to a server in pieces of the sizes `cuts` gives (cycled).
-fn serve(stream: &[u8], cuts: &[usize], accept: bool) {
-    let mut hs = Handshake::new();
+fn serve(stream: &[u8], cuts: &[usize], accept: bool, tls: Tls) {
+    let mut hs = Handshake::with_tls(tls);
     let mut out = vec![0u8; REPLY_BUF_LEN];
     let n = hs.greeting(&mut out).expect("greeting fits");
     assert_eq!(n, 18);
@@ -229,7 +236,21 @@ fn serve(stream: &[u8], cuts: &[usize], accept: bool) {
                         return;
                     }
                 }
+                Step::StartTls { consumed, reply } => {
+                    assert_ne!(tls, Tls::Off, "STARTTLS where TLS is off");
+                    assert!(consumed > 0 && consumed <= input.len());
+                    replies_well_formed(&out[..reply]);
+                    input.drain(..consumed);
+                    // The TLS handshake, taken to succeed: what follows is
+                    // its plain text.
+                    hs.tls_started();
+                    assert!(hs.tls_active());
+                }
                 Step::Ask { consumed, question } => {
+                    assert!(
+                        tls != Tls::Require || hs.tls_active(),
+                        "{question:?} asked before TLS, which is required"
+                    );
                     assert!(consumed > 0 && consumed <= input.len());
                     input.drain(..consumed);
                     match answer(&mut hs, &mut out, &question, accept) {

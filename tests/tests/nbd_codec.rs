@@ -61,7 +61,9 @@ fn export() -> Export<'static> {
 fn send(hs: &mut Handshake, bytes: &[u8]) -> Result<Vec<u8>, Box<Question>> {
     let mut out = vec![0u8; 8192];
     match hs.parse(bytes, &mut out).unwrap() {
-        Step::Answered { consumed, reply } | Step::Close { consumed, reply } => {
+        Step::Answered { consumed, reply }
+        | Step::Close { consumed, reply }
+        | Step::StartTls { consumed, reply } => {
             assert_eq!(consumed, bytes.len());
             Ok(out[..reply].to_vec())
         }

@@ -14,6 +14,14 @@
 //! exports itself (structured replies, metadata contexts, abort, unknown,
 //! too large and malformed options: the negotiation goes on after each)
 //! and asks the caller about the rest ([`Question`]).
+//!
+//! TLS (`doc/proto.md`, "TLS support"): a handshake made
+//! [`Handshake::with_tls`] answers NBD_OPT_STARTTLS with
+//! [`Step::StartTls`]: the caller sends the reply, then runs the TLS
+//! handshake on the connection and calls [`Handshake::tls_started`]; the
+//! negotiation starts afresh inside TLS. Where TLS is required, every
+//! other option before it gets NBD_REP_ERR_TLS_REQD (EXPORT_NAME, which
+//! has no error reply, closes the connection). TLS itself is the caller's.
 
 use byteorder::{BigEndian, ByteOrder};
 use heapless::Vec;
@@ -52,10 +60,25 @@ enum Phase {
     Closed,
 }
 
+/// Whether a server offers TLS (NBD_OPT_STARTTLS).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tls {
+    /// Not at all: STARTTLS gets NBD_REP_ERR_UNSUP.
+    #[default]
+    Off,
+    /// Offered: clients may upgrade, or go on in plain text.
+    On,
+    /// Required: nothing but STARTTLS and ABORT before the upgrade.
+    Require,
+}
+
 /// The negotiation of one connection.
 #[derive(Clone, Debug)]
 pub struct Handshake {
     phase: Phase,
+    tls: Tls,
+    /// The connection runs inside TLS.
+    tls_active: bool,
     no_zeroes: bool,
     structured: bool,
     /// The export name the last SET_META_CONTEXT selected
@@ -151,6 +174,15 @@ pub enum Step {
         /// The question.
         question: Question,
     },
+    /// The client asked for TLS: send `reply` bytes (the ACK) in plain
+    /// text, then run the TLS handshake on the connection and call
+    /// [`Handshake::tls_started`]; nothing more is parsed before that.
+    StartTls {
+        /// Input bytes used.
+        consumed: usize,
+        /// Output bytes to send.
+        reply: usize,
+    },
     /// The client ended the negotiation: send `reply` bytes, then close.
     Close {
         /// Input bytes used.
@@ -243,10 +275,18 @@ impl Default for Handshake {
 }
 
 impl Handshake {
-    /// A connection that has not been greeted yet.
+    /// A connection that has not been greeted yet, without TLS.
     pub fn new() -> Handshake {
+        Handshake::with_tls(Tls::Off)
+    }
+
+    /// A connection that has not been greeted yet, offering or requiring
+    /// TLS as `tls` says.
+    pub fn with_tls(tls: Tls) -> Handshake {
         Handshake {
             phase: Phase::Greeting,
+            tls,
+            tls_active: false,
             no_zeroes: false,
             structured: false,
             meta: None,
@@ -257,6 +297,22 @@ impl Handshake {
     /// Whether transmission has started.
     pub fn in_transmission(&self) -> bool {
         self.phase == Phase::Transmission
+    }
+
+    /// Whether the connection runs inside TLS.
+    pub fn tls_active(&self) -> bool {
+        self.tls_active
+    }
+
+    /// The TLS handshake after [`Step::StartTls`] succeeded: the
+    /// negotiation starts afresh inside TLS (what was negotiated in plain
+    /// text is forgotten, as the protocol requires).
+    pub fn tls_started(&mut self) {
+        if self.phase == Phase::Options && self.tls != Tls::Off {
+            self.tls_active = true;
+            self.structured = false;
+            self.meta = None;
+        }
     }
 
     /// Write the greeting (NBDMAGIC, IHAVEOPT, FIXED_NEWSTYLE|NO_ZEROES).
@@ -357,6 +413,17 @@ impl Handshake {
             consumed: need,
             question,
         };
+        if option == opt::STARTTLS {
+            return self.starttls(data, out, need);
+        }
+        if self.tls == Tls::Require && !self.tls_active && option != opt::ABORT {
+            if option == opt::EXPORT_NAME {
+                self.phase = Phase::Closed;
+                return Err(Error::TlsRequired);
+            }
+            let why = "TLS is required: send NBD_OPT_STARTTLS first";
+            return Ok(answered(error_reply(out, option, rep::ERR_TLS_REQD, why)?));
+        }
         match option {
             opt::EXPORT_NAME => match Name::from_slice(data) {
                 Ok(name) => Ok(ask(Question::ExportName { name })),
@@ -408,6 +475,29 @@ impl Handshake {
                 "option not supported",
             )?)),
         }
+    }
+
+    /// NBD_OPT_STARTTLS, `need` bytes long with its `data`.
+    fn starttls(&mut self, data: &[u8], out: &mut [u8], need: usize) -> Result<Step, Error> {
+        let refuse = |out: &mut [u8], code, why| {
+            Ok(Step::Answered {
+                consumed: need,
+                reply: error_reply(out, opt::STARTTLS, code, why)?,
+            })
+        };
+        if self.tls == Tls::Off {
+            return refuse(out, rep::ERR_UNSUP, "this server does not offer TLS");
+        }
+        if self.tls_active {
+            return refuse(out, rep::ERR_INVALID, "TLS is on already");
+        }
+        if !data.is_empty() {
+            return refuse(out, rep::ERR_INVALID, "STARTTLS takes no data");
+        }
+        Ok(Step::StartTls {
+            consumed: need,
+            reply: reply_header(out, 0, opt::STARTTLS, rep::ACK, 0)?,
+        })
     }
 
     /// LIST_META_CONTEXT and SET_META_CONTEXT: this server knows one
@@ -701,5 +791,111 @@ mod tests {
             hs.parse(&[0, 0, 0, 3], &mut out),
             Ok(Step::Answered { consumed: 4, .. })
         ));
+    }
+
+    /// An option as a client sends it.
+    fn option(code: u32, data: &[u8]) -> std::vec::Vec<u8> {
+        let mut v = std::vec::Vec::new();
+        v.extend_from_slice(&IHAVEOPT.to_be_bytes());
+        v.extend_from_slice(&code.to_be_bytes());
+        v.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    /// The reply type of the option reply at the start of `out`.
+    fn reply_type(out: &[u8]) -> u32 {
+        BigEndian::read_u32(&out[12..16])
+    }
+
+    /// A handshake past the greeting and the client flags.
+    fn greeted(tls: Tls) -> Handshake {
+        let mut out = [0u8; REPLY_BUF_LEN];
+        let mut hs = Handshake::with_tls(tls);
+        hs.greeting(&mut out).unwrap();
+        hs.parse(&[0, 0, 0, 3], &mut out).unwrap();
+        hs
+    }
+
+    extern crate std;
+
+    #[test]
+    fn starttls_is_refused_where_tls_is_off() {
+        let mut out = [0u8; REPLY_BUF_LEN];
+        let mut hs = greeted(Tls::Off);
+        let msg = option(opt::STARTTLS, &[]);
+        assert!(matches!(
+            hs.parse(&msg, &mut out),
+            Ok(Step::Answered { consumed: 16, .. })
+        ));
+        assert_eq!(reply_type(&out), rep::ERR_UNSUP);
+    }
+
+    #[test]
+    fn where_tls_is_required_nothing_but_starttls_goes_first() {
+        let mut out = [0u8; REPLY_BUF_LEN];
+        let mut hs = greeted(Tls::Require);
+        // GO, LIST and STRUCTURED_REPLY: NBD_REP_ERR_TLS_REQD, and the
+        // negotiation goes on.
+        let mut go = std::vec![0u8; 4];
+        go.extend_from_slice(b"vm");
+        go.splice(0..4, 2u32.to_be_bytes());
+        go.extend_from_slice(&0u16.to_be_bytes());
+        for msg in [
+            option(opt::GO, &go),
+            option(opt::LIST, &[]),
+            option(opt::STRUCTURED_REPLY, &[]),
+        ] {
+            let step = hs.parse(&msg, &mut out).unwrap();
+            assert!(matches!(step, Step::Answered { .. }), "{step:?}");
+            assert_eq!(reply_type(&out), rep::ERR_TLS_REQD);
+        }
+        // EXPORT_NAME has no error reply: the connection closes.
+        let mut closing = greeted(Tls::Require);
+        assert_eq!(
+            closing.parse(&option(opt::EXPORT_NAME, b"vm"), &mut out),
+            Err(Error::TlsRequired)
+        );
+        // STARTTLS: the ACK, then the caller upgrades.
+        let step = hs.parse(&option(opt::STARTTLS, &[]), &mut out).unwrap();
+        let Step::StartTls { consumed, reply } = step else {
+            panic!("{step:?}");
+        };
+        assert_eq!((consumed, reply), (16, 20));
+        assert_eq!(reply_type(&out), rep::ACK);
+        assert!(!hs.tls_active());
+        hs.tls_started();
+        assert!(hs.tls_active());
+        // Inside TLS: GO is a question; STARTTLS again is invalid.
+        let step = hs.parse(&option(opt::GO, &go), &mut out).unwrap();
+        assert!(matches!(
+            step,
+            Step::Ask {
+                question: Question::Go { .. },
+                ..
+            }
+        ));
+        hs.parse(&option(opt::STARTTLS, &[]), &mut out).unwrap();
+        assert_eq!(reply_type(&out), rep::ERR_INVALID);
+    }
+
+    #[test]
+    fn what_was_negotiated_in_plain_text_is_forgotten_inside_tls() {
+        let mut out = [0u8; REPLY_BUF_LEN];
+        let mut hs = greeted(Tls::On);
+        hs.parse(&option(opt::STRUCTURED_REPLY, &[]), &mut out)
+            .unwrap();
+        assert_eq!(reply_type(&out), rep::ACK);
+        assert!(hs.structured);
+        assert!(matches!(
+            hs.parse(&option(opt::STARTTLS, &[]), &mut out),
+            Ok(Step::StartTls { .. })
+        ));
+        hs.tls_started();
+        assert!(!hs.structured, "negotiated again inside TLS");
+        // STARTTLS with data is malformed.
+        let mut fresh = greeted(Tls::On);
+        fresh.parse(&option(opt::STARTTLS, b"x"), &mut out).unwrap();
+        assert_eq!(reply_type(&out), rep::ERR_INVALID);
     }
 }

@@ -289,6 +289,9 @@ pub enum Error {
     PayloadTooLarge(u32),
     /// Bytes that belong to another phase of the protocol.
     OutOfPhase,
+    /// NBD_OPT_EXPORT_NAME before NBD_OPT_STARTTLS where TLS is required:
+    /// the option has no error reply, so the connection closes.
+    TlsRequired,
     /// The caller's output buffer is too small.
     BufferTooSmall {
         /// Bytes it must hold.
@@ -307,6 +310,7 @@ impl fmt::Display for Error {
                 write!(f, "write of {len} bytes, more than {MAX_PAYLOAD}")
             }
             Error::OutOfPhase => f.write_str("message out of phase"),
+            Error::TlsRequired => f.write_str("EXPORT_NAME without TLS, which is required"),
             Error::BufferTooSmall { need } => {
                 write!(f, "output buffer too small: need {need} bytes")
             }
