@@ -457,17 +457,31 @@ fn error_empty_input_creates_no_vdi() {
 
 #[test]
 fn error_bad_reply_names_the_request_and_the_lengths() {
-    // A server that answers a 4 MiB read with 4096 bytes: the export fails
-    // with one line naming the request, the object and both lengths; it
-    // never writes a hole where the data should be and calls it done.
+    // A server that answers a 4 MiB read with 4096 bytes every time: the
+    // export fails with one line naming the request, the object and both
+    // lengths; it never writes a hole where the data should be and calls
+    // it done.
     let h = server();
     let dir = TempDir::new();
-    import(&h, &dir, "v", &random(8, 8 * MIB));
+    let data = random(8, 8 * MIB);
+    import(&h, &dir, "v", &data);
     let v = vid(&h, "v");
+    // Once: the node counts as broken, the read is sent again on a new
+    // connection, and the export is whole.
     h.cluster().inject(
         Matcher::object(data_oid(v, 1)).with_opcode(Opcode::ReadObj),
         FaultAction::ApplyThenLength(4096),
         1,
+    );
+    let once = dir.path("once.img");
+    let mut c = tool(&h);
+    c.args(["-q", "export", "v", &s(&once), "--request-size", "4M"]);
+    assert_ok(&run(c));
+    assert!(std::fs::read(&once).unwrap() == data, "the export is whole");
+    h.cluster().inject(
+        Matcher::object(data_oid(v, 1)).with_opcode(Opcode::ReadObj),
+        FaultAction::ApplyThenLength(4096),
+        1000,
     );
     let out = dir.path("out.img");
     let r = sheep_err(

@@ -648,7 +648,7 @@ impl Outgoing {
                         _ => &[][..],
                     };
                     let rest = &head[self.sent..];
-                    stream.write_vectored(&[IoSlice::new(rest), IoSlice::new(data)])
+                    write_pieces(stream, &[IoSlice::new(rest), IoSlice::new(data)])
                 }
                 (Some((t, r)), false) => {
                     let at = self.sent - self.head_len;
@@ -671,6 +671,20 @@ impl Outgoing {
         }
         Ok(true)
     }
+}
+
+/// One `writev` of `pieces`. Under WASI a write of the first piece only:
+/// wasi-libc's `writev` on a socket waits until all is written,
+/// non-blocking or not, and a node that stopped reading would hold the
+/// process past every timeout.
+fn write_pieces(stream: &mut TcpStream, pieces: &[IoSlice<'_>]) -> io::Result<usize> {
+    if cfg!(target_os = "wasi") {
+        return match pieces.iter().find(|p| !p.is_empty()) {
+            Some(p) => stream.write(p),
+            None => Ok(0),
+        };
+    }
+    stream.write_vectored(pieces)
 }
 
 /// The bytes of write `token` at `range`. They are gone only if the write

@@ -1,10 +1,17 @@
 //! `serve [VDI[@SNAP]...]`: VDIs and snapshots over NBD, to QEMU, qemu-img,
-//! nbdcopy and the kernel (the `serve` room does the serving).
+//! nbdcopy and the kernel (the `serve` room does the serving), with the
+//! deployment habits of qemu-nbd and nbdkit: TLS with x509 credentials,
+//! a handshake time limit, a connection limit, `--allow`, a pid file, and
+//! sockets handed over by systemd (`LISTEN_FDS`).
+
+use std::time::Duration;
+
+use clap::ValueEnum;
 
 use crate::cli::Global;
 use crate::cluster::QUEUE_MAX;
 use crate::error::CliError;
-use crate::serve::{self, Config};
+use crate::serve::{self, Cidr, Config, Creds, Tls};
 
 /// Arguments of `serve`.
 #[derive(clap::Args, Debug)]
@@ -27,9 +34,69 @@ pub struct Args {
     /// Do not take the VDI lock (LOCK_VDI) for writable exports
     #[arg(long)]
     no_lock: bool,
+    /// TLS credentials: a directory with server-cert.pem and
+    /// server-key.pem (and ca-cert.pem for --tls-verify-peer), as QEMU's
+    /// tls-creds-x509 and nbdkit lay them out
+    #[arg(long, value_name = "DIR")]
+    tls_creds: Option<String>,
+    /// TLS: require it (the default with --tls-creds), offer it (on), or
+    /// not (off)
+    #[arg(long, value_name = "MODE", requires = "tls_creds")]
+    tls: Option<TlsMode>,
+    /// Require client certificates signed by a CA of ca-cert.pem
+    #[arg(long, requires = "tls_creds")]
+    tls_verify_peer: bool,
+    /// Accept clients from this address or block only (ADDR or
+    /// ADDR/PREFIX; repeat for more); others are closed at once
+    #[arg(long, value_name = "CIDR")]
+    allow: Vec<String>,
+    /// Connections at once; more are closed at once (default: as many as
+    /// the descriptor limit allows, two per connection)
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Seconds a client may take to finish the handshake (as qemu-nbd's
+    /// --handshake-limit)
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    handshake_limit: u64,
+    /// Write the process id to this file once listening; removed at exit
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<String>,
+}
+
+/// `--tls`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TlsMode {
+    /// Clients must upgrade with NBD_OPT_STARTTLS first
+    Require,
+    /// Clients may upgrade, or go on in plain text
+    On,
+    /// No TLS
+    Off,
 }
 
 pub fn exec(g: &Global, a: &Args) -> Result<(), CliError> {
+    let tls = match (a.tls_creds.is_some(), a.tls) {
+        (false, _) | (true, Some(TlsMode::Off)) => Tls::Off,
+        (true, Some(TlsMode::On)) => Tls::On,
+        (true, Some(TlsMode::Require) | None) => Tls::Require,
+    };
+    let creds = match &a.tls_creds {
+        Some(dir) if tls != Tls::Off => Some(Creds::load(dir, a.tls_verify_peer)?),
+        _ => None,
+    };
+    let allow = a
+        .allow
+        .iter()
+        .map(|s| Cidr::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_connections = match a.max_connections {
+        Some(0) => return Err(CliError::msg("bad --max-connections 0: at least 1")),
+        Some(n) => n,
+        None => default_max_connections(),
+    };
+    if a.handshake_limit == 0 {
+        return Err(CliError::msg("bad --handshake-limit 0: at least 1 second"));
+    }
     let cfg = Config {
         vdis: a.vdis.clone(),
         listen: a.listen.clone(),
@@ -39,6 +106,31 @@ pub fn exec(g: &Global, a: &Args) -> Result<(), CliError> {
         no_lock: a.no_lock,
         gateways: g.gateways(None)?,
         quiet: g.quiet,
+        tls,
+        creds,
+        allow,
+        max_connections,
+        handshake_limit: Duration::from_secs(a.handshake_limit),
+        pid_file: a.pid_file.clone(),
     };
     serve::run(&cfg)
+}
+
+/// As many connections as the descriptor limit allows with room to spare:
+/// each takes one, and at most one gateway connection more for its export.
+fn default_max_connections() -> usize {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is valid for writes; getrlimit only fills it.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            let soft = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+            return (soft.saturating_sub(64) / 2).clamp(8, 16_384);
+        }
+    }
+    // The WASI component: wasmtime's own limit is far above this.
+    1024
 }

@@ -8,12 +8,13 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use sheepdog_core::nbd::handshake::{Handshake, Negotiated, Question, Step};
+use sheepdog_core::nbd::handshake::{Handshake, Negotiated, Question, Step, Tls};
 use sheepdog_core::nbd::request::{Limits, Request};
 use sheepdog_core::nbd::Error as NbdError;
 
 use super::export::ConnId;
 use super::listen::Stream;
+use super::tls::{Creds, Session};
 
 /// Room for whole options and many small requests per read.
 const INPUT_LEN: usize = 64 << 10;
@@ -77,16 +78,26 @@ pub struct Conn {
     /// Close now.
     pub dead: bool,
     stalled_since: Option<Instant>,
+    /// When the handshake's time limit started (the accept, or the end of
+    /// a wait for an export).
+    pub since: Instant,
+    /// The TLS credentials, for NBD_OPT_STARTTLS.
+    creds: Option<Creds>,
+    /// STARTTLS was acknowledged: TLS starts once the ACK is out.
+    upgrade: bool,
+    /// The TLS session, once started.
+    tls: Option<Session>,
 }
 
 impl Conn {
-    /// A new connection.
-    pub fn new(id: ConnId, stream: Stream, peer: String) -> Conn {
+    /// A new connection, offering TLS with `creds` as `tls` says.
+    pub fn new(id: ConnId, stream: Stream, peer: String, tls: Tls, creds: Option<Creds>) -> Conn {
+        let tls = if creds.is_some() { tls } else { Tls::Off };
         Conn {
             id,
             peer,
             stream,
-            hs: Handshake::new(),
+            hs: Handshake::with_tls(tls),
             phase: Phase::Negotiating,
             input: vec![0u8; INPUT_LEN],
             start: 0,
@@ -98,6 +109,70 @@ impl Conn {
             closing: false,
             dead: false,
             stalled_since: None,
+            since: Instant::now(),
+            creds,
+            upgrade: false,
+            tls: None,
+        }
+    }
+
+    /// Bytes this connection holds: replies not yet sent, a write's
+    /// payload on its way in, the buffers of its requests in flight.
+    pub fn own(&self) -> usize {
+        self.unsent() + self.incoming.as_ref().map_or(0, |i| i.buf.len()) + self.held
+    }
+
+    /// STARTTLS was acknowledged and TLS has not started yet: nothing is
+    /// read meanwhile.
+    pub fn tls_pending(&self) -> bool {
+        self.upgrade
+    }
+
+    /// The client asked for TLS and its ACK is queued: start TLS once the
+    /// ACK is out.
+    pub fn start_tls(&mut self) {
+        self.upgrade = true;
+    }
+
+    /// Whether the socket should be watched for writing.
+    pub fn wants_write(&self) -> bool {
+        self.out.len > 0 || self.tls.as_ref().is_some_and(Session::wants_write)
+    }
+
+    /// Whether decrypted plain text waits in the TLS session, which no
+    /// socket will say.
+    pub fn tls_plaintext(&self) -> bool {
+        self.tls.as_ref().is_some_and(Session::has_plaintext)
+    }
+
+    /// Read into `buf` from the socket, through TLS once it is on.
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tls.as_mut() {
+            Some(t) => t.read(&mut self.stream, buf),
+            None => self.stream.read(buf),
+        }
+    }
+
+    /// The ACK of STARTTLS is out: the session starts, and what the client
+    /// sent after the option (if anything) is its first ciphertext.
+    fn begin_tls(&mut self) {
+        self.upgrade = false;
+        let Some(creds) = &self.creds else {
+            self.dead = true;
+            return;
+        };
+        let started = creds.session().and_then(|mut session| {
+            session.feed(&self.input[self.start..self.end])?;
+            Ok(session)
+        });
+        match started {
+            Ok(session) => {
+                self.start = 0;
+                self.end = 0;
+                self.tls = Some(session);
+                self.hs.tls_started();
+            }
+            Err(_) => self.dead = true,
         }
     }
 
@@ -141,12 +216,16 @@ impl Conn {
     /// into the input. Ok(false) when the client closed; WouldBlock when
     /// nothing is there.
     pub fn fill(&mut self) -> io::Result<bool> {
-        if let Some(inc) = self.incoming.as_mut() {
+        if let Some(mut inc) = self.incoming.take() {
             if self.start == self.end && inc.have < inc.buf.len() {
-                let n = self.stream.read(&mut inc.buf[inc.have..])?;
-                inc.have += n;
-                return Ok(n > 0);
+                let got = self.read_some(&mut inc.buf[inc.have..]);
+                if let Ok(n) = got {
+                    inc.have += n;
+                }
+                self.incoming = Some(inc);
+                return got.map(|n| n > 0);
             }
+            self.incoming = Some(inc);
         }
         if self.end == self.input.len() {
             self.input.copy_within(self.start..self.end, 0);
@@ -159,7 +238,10 @@ impl Conn {
             return Err(io::ErrorKind::InvalidData.into());
         }
         let room = self.input.len() - self.end;
-        let n = self.stream.read(&mut self.input[self.end..])?;
+        let mut input = std::mem::take(&mut self.input);
+        let got = self.read_some(&mut input[self.end..]);
+        self.input = input;
+        let n = got?;
         self.end += n;
         if n > 0 && n < room {
             // The socket is drained: say so without another read.
@@ -172,28 +254,55 @@ impl Conn {
     /// nothing for a long time, or a broken socket, marks the connection
     /// dead.
     pub fn flush(&mut self) {
-        while self.out.len > 0 {
-            match self.out.write_to(&mut self.stream) {
+        loop {
+            // Ciphertext first: the handshake's, an alert, or replies
+            // already sealed.
+            if let Some(t) = self.tls.as_mut() {
+                match t.send(&mut self.stream) {
+                    Ok(true) => {}
+                    Ok(false) => return self.stalled(),
+                    Err(_) => {
+                        self.dead = true;
+                        return;
+                    }
+                }
+            }
+            if self.out.len == 0 || self.dead {
+                break;
+            }
+            let written = match self.tls.as_mut() {
+                Some(t) => self.out.write_to(&mut t.writer()),
+                None => self.out.write_to(&mut self.stream),
+            };
+            match written {
+                // The session's buffer is full: its ciphertext goes first.
+                Ok(0) if self.tls.as_ref().is_some_and(Session::wants_write) => {}
                 Ok(0) => {
                     self.dead = true;
                     return;
                 }
                 Ok(_) => self.stalled_since = None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let since = *self.stalled_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > STALL {
-                        self.dead = true;
-                    }
-                    return;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.stalled(),
                 Err(_) => {
                     self.dead = true;
                     return;
                 }
             }
         }
+        if self.upgrade && !self.dead {
+            self.begin_tls();
+        }
         if self.closing && self.inflight == 0 && self.incoming.is_none() {
+            self.dead = true;
+        }
+    }
+
+    /// The client takes none of its replies now; one that takes none for
+    /// a long time is dropped.
+    fn stalled(&mut self) {
+        let since = *self.stalled_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > STALL {
             self.dead = true;
         }
     }

@@ -1,8 +1,9 @@
-//! Where NBD clients connect: a TCP port, or natively a Unix socket; and
-//! the byte stream of one client either way.
+//! Where NBD clients connect: a TCP port, or natively a Unix socket (made
+//! here, or handed over by systemd's socket activation); and the byte
+//! stream of one client either way.
 
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 
 use crate::error::CliError;
@@ -11,9 +12,24 @@ use crate::error::CliError;
 pub enum Listener {
     /// `--listen HOST:PORT`.
     Tcp(TcpListener),
-    /// `--socket PATH`.
+    /// `--socket PATH` (removed at exit), or a socket handed over
+    /// (`None`: left to whoever made it).
     #[cfg(unix)]
-    Unix(std::os::unix::net::UnixListener, std::path::PathBuf),
+    Unix(
+        std::os::unix::net::UnixListener,
+        String,
+        Option<std::path::PathBuf>,
+    ),
+}
+
+/// A client just accepted.
+pub struct Accepted {
+    /// Its connection.
+    pub stream: Stream,
+    /// Who it is, for messages.
+    pub peer: String,
+    /// Its address (TCP only), for `--allow`.
+    pub ip: Option<IpAddr>,
 }
 
 /// One client's connection.
@@ -40,7 +56,37 @@ impl Listener {
         let l = std::os::unix::net::UnixListener::bind(path)
             .map_err(|e| CliError::msg(format!("cannot listen on socket {path}: {e}")))?;
         let _ = l.set_nonblocking(true);
-        Ok(Listener::Unix(l, path.into()))
+        Ok(Listener::Unix(l, path.to_owned(), Some(path.into())))
+    }
+
+    /// A listening TCP socket handed over by a service manager.
+    #[cfg(unix)]
+    pub fn from_tcp(l: TcpListener) -> Listener {
+        let _ = l.set_nonblocking(true);
+        Listener::Tcp(l)
+    }
+
+    /// A listening Unix socket handed over by a service manager: not
+    /// removed at exit.
+    #[cfg(unix)]
+    pub fn from_unix(l: std::os::unix::net::UnixListener) -> Listener {
+        let _ = l.set_nonblocking(true);
+        let shown = l
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+            .unwrap_or_else(|| "(socket)".to_owned());
+        Listener::Unix(l, shown, None)
+    }
+
+    /// The address of a TCP listener that is not on loopback: clients
+    /// from other machines can reach it.
+    pub fn beyond_loopback(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok().filter(|a| !a.ip().is_loopback()),
+            #[cfg(unix)]
+            Listener::Unix(..) => None,
+        }
     }
 
     /// Unix sockets are not to be had in the WASI component.
@@ -61,26 +107,32 @@ impl Listener {
                 Err(_) => format!("nbd://?/{export}"),
             },
             #[cfg(unix)]
-            Listener::Unix(_, p) => format!("nbd+unix:///{export}?socket={}", p.display()),
+            Listener::Unix(_, shown, _) => format!("nbd+unix:///{export}?socket={shown}"),
         }
     }
 
-    /// Take one waiting connection, if any; with the peer for messages.
-    pub fn accept(&self) -> io::Result<Option<(Stream, String)>> {
+    /// Take one waiting connection, if any.
+    pub fn accept(&self) -> io::Result<Option<Accepted>> {
         let got = match self {
             Listener::Tcp(l) => l.accept().map(|(s, a)| {
                 let _ = s.set_nodelay(true);
-                (Stream::Tcp(s), a.to_string())
+                Accepted {
+                    stream: Stream::Tcp(s),
+                    peer: a.to_string(),
+                    ip: Some(a.ip()),
+                }
             }),
             #[cfg(unix)]
-            Listener::Unix(l, p) => l
-                .accept()
-                .map(|(s, _)| (Stream::Unix(s), p.display().to_string())),
+            Listener::Unix(l, shown, _) => l.accept().map(|(s, _)| Accepted {
+                stream: Stream::Unix(s),
+                peer: shown.clone(),
+                ip: None,
+            }),
         };
         match got {
-            Ok((s, peer)) => {
-                s.set_nonblocking()?;
-                Ok(Some((s, peer)))
+            Ok(a) => {
+                a.stream.set_nonblocking()?;
+                Ok(Some(a))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
@@ -92,7 +144,7 @@ impl Listener {
         match self {
             Listener::Tcp(l) => l.as_raw_fd(),
             #[cfg(unix)]
-            Listener::Unix(l, _) => l.as_raw_fd(),
+            Listener::Unix(l, ..) => l.as_raw_fd(),
         }
     }
 }
@@ -100,7 +152,7 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         #[cfg(unix)]
-        if let Listener::Unix(_, p) = self {
+        if let Listener::Unix(_, _, Some(p)) = self {
             let _ = std::fs::remove_file(p);
         }
     }
@@ -141,6 +193,24 @@ impl Write for Stream {
             Stream::Tcp(s) => s.write(buf),
             #[cfg(unix)]
             Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    /// One `writev` for many reply pieces, on either kind of socket.
+    /// Under WASI a write of the first piece only: wasi-libc's `writev` on
+    /// a socket waits until all is written, non-blocking or not, and one
+    /// client that does not read would hold the whole server.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            #[cfg(not(target_os = "wasi"))]
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            #[cfg(target_os = "wasi")]
+            Stream::Tcp(s) => match bufs.iter().find(|b| !b.is_empty()) {
+                Some(b) => s.write(b),
+                None => Ok(0),
+            },
+            #[cfg(unix)]
+            Stream::Unix(s) => s.write_vectored(bufs),
         }
     }
 

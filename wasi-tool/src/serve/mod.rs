@@ -11,11 +11,17 @@
 //!   engine events       -> core::nbd replies -> the connection's output
 //! ```
 //!
-//! Memory is bounded: a connection stops being read while it has
-//! [`CONN_INFLIGHT`] requests in flight or [`CONN_HELD`] bytes in
-//! buffers and replies, and every connection does while the server holds
-//! [`SERVER_HELD`] bytes in all; TCP then holds the clients back.
+//! Memory is bounded and shared fairly (`budget.rs`): a connection stops
+//! being read while it is at its own share of requests in flight and of
+//! bytes in buffers and replies, and while the server as a whole is at its
+//! figure, the connections over their fair part of it stop too; TCP then
+//! holds those clients back. Negotiation is read only while few replies
+//! wait. A handshake has a time limit; connections in transmission, busy
+//! or idle, have none.
 
+mod activation;
+mod allow;
+mod budget;
 mod conn;
 mod export;
 mod listen;
@@ -23,6 +29,7 @@ mod negotiate;
 mod reply;
 mod signal;
 mod status;
+mod tls;
 mod transmit;
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,13 +48,10 @@ use conn::{Conn, Phase};
 use export::{ConnId, Export, State};
 use listen::Listener;
 
-/// Requests one connection may have in flight before it is read no more.
-pub const CONN_INFLIGHT: usize = 256;
-/// Buffer and reply bytes one connection may hold before it is read no
-/// more (a request of up to 32 MiB can come on top).
-pub const CONN_HELD: usize = 32 << 20;
-/// Buffer and reply bytes of all connections before none is read.
-pub const SERVER_HELD: usize = 128 << 20;
+pub use allow::Cidr;
+pub use sheepdog_core::nbd::handshake::Tls;
+pub use tls::Creds;
+
 /// How long an export nobody uses stays open (QEMU and qemu-img often
 /// connect twice in a row).
 const LINGER: Duration = Duration::from_secs(2);
@@ -55,6 +59,9 @@ const LINGER: Duration = Duration::from_secs(2);
 const STOP_WAIT: Duration = Duration::from_secs(60);
 /// The longest sleep of the loop (a signal also ends it).
 const TICK: Duration = Duration::from_secs(1);
+/// The same notice (a refused client, a failed accept) is logged at most
+/// this often.
+const NOTICE_EVERY: Duration = Duration::from_secs(10);
 
 /// What `serve` serves, where, and how.
 pub struct Config {
@@ -75,6 +82,18 @@ pub struct Config {
     pub gateways: Gateways,
     /// Log nothing but errors.
     pub quiet: bool,
+    /// TLS: offered or required with these credentials, or off.
+    pub tls: Tls,
+    /// The credentials (`--tls-creds`).
+    pub creds: Option<Creds>,
+    /// Client addresses accepted (none: any).
+    pub allow: Vec<Cidr>,
+    /// Connections at once; more are closed at once.
+    pub max_connections: usize,
+    /// How long a client may take to finish the handshake.
+    pub handshake_limit: Duration,
+    /// Write the process id here once listening.
+    pub pid_file: Option<String>,
 }
 
 /// Serve until SIGINT or SIGTERM (natively; the WASI component until it
@@ -91,14 +110,16 @@ pub fn run(cfg: &Config) -> Result<(), CliError> {
         check_exists(cfg, &t)?;
         allowed.push((t.display(), t));
     }
-    let mut listeners = Vec::new();
-    if let Some(path) = &cfg.socket {
-        listeners.push(Listener::unix(path)?);
+    let listeners = listen_on(cfg)?;
+    for l in &listeners {
+        if let (Some(a), false) = (l.beyond_loopback(), cfg.tls == Tls::Require) {
+            eprintln!(
+                "sheep-tool: warning: listening on {a}, beyond loopback, without TLS required: \
+                 anyone who reaches it reads and writes the volumes (--tls-creds, --allow)"
+            );
+        }
     }
-    if cfg.socket.is_none() || cfg.listen.is_some() {
-        let addr = cfg.listen.as_deref().unwrap_or("127.0.0.1:10809");
-        listeners.push(Listener::tcp(addr)?);
-    }
+    let pid_file = PidFile::write(cfg.pid_file.as_deref())?;
     for l in &listeners {
         if allowed.is_empty() {
             println!(
@@ -123,8 +144,60 @@ pub fn run(cfg: &Config) -> Result<(), CliError> {
         stopping: None,
         accept_pause: None,
         scratch: vec![0u8; REPLY_BUF_LEN],
+        noticed: HashMap::new(),
     };
-    server.run()
+    let res = server.run();
+    drop(pid_file);
+    res
+}
+
+/// The listeners: those a service manager handed over, else
+/// `--socket` and `--listen` (127.0.0.1:10809 by default).
+fn listen_on(cfg: &Config) -> Result<Vec<Listener>, CliError> {
+    if let Some(handed) = activation::listeners()? {
+        if cfg.socket.is_some() || cfg.listen.is_some() {
+            return Err(CliError::msg(
+                "sockets were handed over (LISTEN_FDS): --listen and --socket cannot be given too",
+            ));
+        }
+        return Ok(handed);
+    }
+    let mut listeners = Vec::new();
+    if let Some(path) = &cfg.socket {
+        listeners.push(Listener::unix(path)?);
+    }
+    if cfg.socket.is_none() || cfg.listen.is_some() {
+        let addr = cfg.listen.as_deref().unwrap_or("127.0.0.1:10809");
+        listeners.push(Listener::tcp(addr)?);
+    }
+    Ok(listeners)
+}
+
+/// `--pid-file`: written once the server listens, removed when it ends.
+struct PidFile(Option<String>);
+
+impl PidFile {
+    fn write(path: Option<&str>) -> Result<PidFile, CliError> {
+        let Some(path) = path else {
+            return Ok(PidFile(None));
+        };
+        if cfg!(target_os = "wasi") {
+            return Err(CliError::msg(
+                "--pid-file: the WASI component has no process id to write",
+            ));
+        }
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| crate::error::file(path, "write", &e))?;
+        Ok(PidFile(Some(path.to_owned())))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// Open and close `t` once, so that a name that does not exist is an
@@ -133,6 +206,15 @@ fn check_exists(cfg: &Config, t: &Target) -> Result<(), CliError> {
     let mut client = Client::connect(cfg.gateways.clone(), cfg.quiet)?;
     open(&mut client, t, false)?;
     close(&mut client, &t.display())
+}
+
+/// What all connections hold, for the budget.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    /// Bytes in buffers and replies.
+    total: usize,
+    /// Connections in transmission.
+    active: usize,
 }
 
 struct Server<'a> {
@@ -150,9 +232,31 @@ struct Server<'a> {
     /// No accepting before then (after an accept failed).
     accept_pause: Option<Instant>,
     scratch: Vec<u8>,
+    /// When each kind of notice was last logged, and how many were left
+    /// out since.
+    noticed: HashMap<&'static str, (Instant, u64)>,
 }
 
 impl Server<'_> {
+    /// Log `msg` of the kind `kind`, at most once per [`NOTICE_EVERY`]
+    /// (a flood of refused clients does not flood the log).
+    fn notice(&mut self, kind: &'static str, msg: &str) {
+        let now = Instant::now();
+        let (last, left_out) = self.noticed.entry(kind).or_insert((now - NOTICE_EVERY, 0));
+        if now.duration_since(*last) < NOTICE_EVERY {
+            *left_out += 1;
+            return;
+        }
+        let more = match std::mem::take(left_out) {
+            0 => String::new(),
+            n => format!(" ({n} more like it since the last)"),
+        };
+        *last = now;
+        if !self.cfg.quiet {
+            eprintln!("nbd: {msg}{more}");
+        }
+    }
+
     fn log(&self, msg: &str) {
         if !self.cfg.quiet {
             eprintln!("nbd: {msg}");
@@ -242,10 +346,30 @@ impl Server<'_> {
                 None => return,
             };
             match got {
-                Ok(Some((stream, peer))) => {
+                Ok(Some(a)) => {
+                    let allowed = self.cfg.allow.is_empty()
+                        || a.ip
+                            .is_none_or(|ip| self.cfg.allow.iter().any(|c| c.contains(ip)));
+                    if !allowed {
+                        // Closed before a byte is read from it.
+                        drop(a.stream);
+                        self.notice("allow", &format!("{}: refused: not in --allow", a.peer));
+                        continue;
+                    }
+                    if self.conns.len() >= self.cfg.max_connections {
+                        drop(a.stream);
+                        let max = self.cfg.max_connections;
+                        let msg = format!(
+                            "{}: refused: {max} connections already (--max-connections)",
+                            a.peer
+                        );
+                        self.notice("max-connections", &msg);
+                        continue;
+                    }
                     let id = self.next_conn;
                     self.next_conn += 1;
-                    let mut c = Box::new(Conn::new(id, stream, peer));
+                    let creds = self.cfg.creds.clone();
+                    let mut c = Box::new(Conn::new(id, a.stream, a.peer, self.cfg.tls, creds));
                     let mut g = [0u8; GREETING_LEN];
                     match c.hs.greeting(&mut g) {
                         Ok(n) => c.out.put(&g[..n]),
@@ -254,10 +378,12 @@ impl Server<'_> {
                     self.conns.insert(id, c);
                 }
                 Ok(None) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // Out of descriptors, say: the listener stays
-                    // readable, so wait a little before trying again.
-                    self.log(&format!("accept: {e}"));
+                    // Out of descriptors (EMFILE, ENFILE), say: the
+                    // listener stays readable, so wait a little before
+                    // trying again; the connections there are go on.
+                    self.notice("accept", &format!("accept: {e}"));
                     self.accept_pause = Some(Instant::now() + Duration::from_millis(100));
                     return;
                 }
@@ -265,20 +391,37 @@ impl Server<'_> {
         }
     }
 
-    /// Bytes held in buffers and replies, in all.
-    fn held(&self) -> usize {
-        self.exports.values().map(|e| e.held).sum::<usize>()
+    /// Bytes held in buffers and replies, in all, and the connections in
+    /// transmission.
+    fn held(&self) -> Held {
+        let active = (self.conns.values())
+            .filter(|c| matches!(c.phase, Phase::Transmission { .. }))
+            .count();
+        let total = self.exports.values().map(|e| e.held).sum::<usize>()
             + self
                 .conns
                 .values()
                 .map(|c| c.unsent() + c.incoming.as_ref().map_or(0, |i| i.buf.len()))
-                .sum::<usize>()
+                .sum::<usize>();
+        Held { total, active }
     }
 
-    /// Whether connection `c` may take another request now.
-    fn may_take(&self, c: &Conn, held: usize) -> bool {
-        let own = c.unsent() + c.incoming.as_ref().map_or(0, |i| i.buf.len()) + c.held;
-        !c.closing && !c.dead && c.inflight < CONN_INFLIGHT && own < CONN_HELD && held < SERVER_HELD
+    /// Whether connection `c` (in transmission) may take another request
+    /// now: within its own share, and within its fair part of the
+    /// server's while the server is at its figure.
+    fn may_take(&self, c: &Conn, held: Held) -> bool {
+        !c.closing && !c.dead && budget::may_take(c.own(), c.inflight, held.total, held.active)
+    }
+
+    /// Whether connection `c` may be read in its phase.
+    fn readable(&self, c: &Conn, held: Held) -> bool {
+        match c.phase {
+            Phase::Negotiating => {
+                !c.dead && !c.closing && !c.tls_pending() && budget::may_negotiate(c.unsent())
+            }
+            Phase::Waiting(..) => false,
+            Phase::Transmission { .. } => self.may_take(c, held) || c.incoming.is_some(),
+        }
     }
 
     /// Read and handle what connection `id` sent.
@@ -288,12 +431,7 @@ impl Server<'_> {
         };
         let mut held = self.held();
         for _ in 0..64 {
-            let readable = match c.phase {
-                Phase::Negotiating => !c.dead && !c.closing,
-                Phase::Waiting(..) => false,
-                Phase::Transmission { .. } => self.may_take(&c, held) || c.incoming.is_some(),
-            };
-            if !readable {
+            if !self.readable(&c, held) {
                 break;
             }
             match c.fill() {
@@ -318,7 +456,7 @@ impl Server<'_> {
         self.conns.insert(id, c);
     }
 
-    fn parse(&mut self, c: &mut Conn, held: &mut usize) {
+    fn parse(&mut self, c: &mut Conn, held: &mut Held) {
         loop {
             if c.dead {
                 return;
@@ -336,6 +474,23 @@ impl Server<'_> {
 
     /// Drop closed connections; close exports nobody has used for a while.
     fn reap(&mut self) {
+        // A handshake has a time limit (the TLS one included); a
+        // connection in transmission, busy or idle, has none.
+        let limit = self.cfg.handshake_limit;
+        let mut late = Vec::new();
+        for c in self.conns.values_mut() {
+            if matches!(c.phase, Phase::Negotiating) && !c.dead && c.since.elapsed() > limit {
+                c.dead = true;
+                late.push(c.peer.clone());
+            }
+        }
+        for peer in late {
+            let msg = format!(
+                "{peer}: closed: no handshake within {} s",
+                limit.as_secs_f64()
+            );
+            self.notice("handshake", &msg);
+        }
         let dead: Vec<ConnId> = self
             .conns
             .iter()
@@ -415,25 +570,22 @@ impl Server<'_> {
         let mut ids = Vec::new();
         let held = self.held();
         for c in self.conns.values() {
-            let read = match c.phase {
-                Phase::Negotiating => !c.closing,
-                Phase::Waiting(..) => false,
-                Phase::Transmission { .. } => self.may_take(c, held) || c.incoming.is_some(),
-            };
+            let read = self.readable(c, held);
             wants.push(Want {
                 fd: c.fd(),
                 read,
-                write: c.unsent() > 0,
+                write: c.wants_write(),
             });
             ids.push(c.id);
         }
         // Requests read before the connection had to pause, which it may
         // take now: no socket will say so.
         let buffered = self.conns.values().any(|c| {
-            matches!(c.phase, Phase::Transmission { .. })
+            let takes = matches!(c.phase, Phase::Transmission { .. }) && self.may_take(c, held);
+            (takes
                 && c.incoming.is_none()
-                && self.may_take(c, held)
-                && matches!(Request::parse(c.input()), Ok(Parse::Complete(_)))
+                && matches!(Request::parse(c.input()), Ok(Parse::Complete(_))))
+                || (self.readable(c, held) && c.tls_plaintext())
         });
         if buffered {
             timeout = Duration::ZERO;

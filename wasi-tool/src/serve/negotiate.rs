@@ -10,16 +10,21 @@ use sheepdog_core::nbd::{transmission_flags as tf, MAX_PAYLOAD};
 
 use super::conn::{Conn, Phase};
 use super::export::{ConnId, Export, State};
-use super::Server;
+use super::{budget, Server};
 use crate::cluster::vdis::collect;
 use crate::cluster::Client;
 use crate::error::{CliError, Kind};
 use crate::target::Target;
 use sheepdog_core::engine::VolumeInfo;
+use std::time::Instant;
 
 impl Server<'_> {
-    /// Handle one handshake message, if a whole one is there.
+    /// Handle one handshake message, if a whole one is there and the
+    /// client is taking its replies.
     pub(super) fn negotiate(&mut self, c: &mut Conn) -> bool {
+        if c.tls_pending() || !budget::may_negotiate(c.unsent()) {
+            return false;
+        }
         let step = c.negotiate(&mut self.scratch);
         match step {
             Err(e) => {
@@ -32,6 +37,12 @@ impl Server<'_> {
                 c.consume(consumed);
                 c.out.put(&self.scratch[..reply]);
                 true
+            }
+            Ok(Step::StartTls { consumed, reply }) => {
+                c.consume(consumed);
+                c.out.put(&self.scratch[..reply]);
+                c.start_tls();
+                false
             }
             Ok(Step::Close { consumed, reply }) => {
                 c.consume(consumed);
@@ -96,6 +107,8 @@ impl Server<'_> {
         let Phase::Waiting(q, key) = std::mem::replace(&mut c.phase, Phase::Negotiating) else {
             return;
         };
+        // The wait was ours: the client's time limit starts again.
+        c.since = Instant::now();
         let q = *q;
         let Some(e) = self.exports.get_mut(&key) else {
             // Closed meanwhile: open it again.

@@ -9,12 +9,12 @@ use sheepdog_core::nbd::{cmd_flags, Errno};
 
 use super::conn::{Conn, Incoming, Phase};
 use super::export::State;
-use super::{reply, status, Server};
+use super::{reply, status, Held, Server};
 
 impl Server<'_> {
     /// Take one request (and its payload), if a whole one is there and
     /// the connection may take it.
-    pub(super) fn transmission(&mut self, c: &mut Conn, held: &mut usize) -> bool {
+    pub(super) fn transmission(&mut self, c: &mut Conn, held: &mut Held) -> bool {
         if c.incoming.is_some() {
             c.feed_incoming();
             let Some(inc) = c.incoming.take_if(|i| i.have == i.buf.len()) else {
@@ -37,7 +37,7 @@ impl Server<'_> {
                 c.consume(sheepdog_core::nbd::request::REQUEST_LEN);
                 let n = req.payload_len();
                 if n > 0 {
-                    *held += n;
+                    held.total += n;
                     c.incoming = Some(Incoming {
                         req,
                         buf: vec![0u8; n],
@@ -48,7 +48,7 @@ impl Server<'_> {
                 if req.command == Command::Read {
                     // Its buffer is allocated now: count it before the
                     // next request is looked at.
-                    *held += req.len as usize;
+                    held.total += req.len as usize;
                 }
                 self.dispatch(c, req, Vec::new());
                 true

@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod nbd;
+pub mod raw_nbd;
 
 use std::fs;
 use std::io::Write;
