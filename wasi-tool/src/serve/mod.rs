@@ -145,6 +145,7 @@ pub fn run(cfg: &Config) -> Result<(), CliError> {
         accept_pause: None,
         scratch: vec![0u8; REPLY_BUF_LEN],
         noticed: HashMap::new(),
+        listed: None,
     };
     let res = server.run();
     drop(pid_file);
@@ -235,6 +236,8 @@ struct Server<'a> {
     /// When each kind of notice was last logged, and how many were left
     /// out since.
     noticed: HashMap<&'static str, (Instant, u64)>,
+    /// The cluster's VDIs as last listed for NBD_OPT_LIST, and when.
+    listed: Option<(Instant, Vec<String>)>,
 }
 
 impl Server<'_> {

@@ -16,7 +16,10 @@ use crate::cluster::Client;
 use crate::error::{CliError, Kind};
 use crate::target::Target;
 use sheepdog_core::engine::VolumeInfo;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a listing of the cluster's VDIs answers NBD_OPT_LIST.
+const LIST_FRESH: Duration = Duration::from_secs(2);
 
 impl Server<'_> {
     /// Handle one handshake message, if a whole one is there and the
@@ -254,9 +257,7 @@ impl Server<'_> {
     /// and snapshot of the cluster.
     fn list(&mut self, c: &mut Conn) {
         let names: Result<Vec<String>, CliError> = if self.allowed.is_empty() {
-            Client::connect(self.cfg.gateways.clone(), self.cfg.quiet)
-                .and_then(|mut client| collect(&mut client))
-                .map(|rows| rows.iter().map(|r| r.export_name()).collect())
+            self.cluster_exports()
         } else {
             Ok(self.allowed.iter().map(|(k, _)| k.clone()).collect())
         };
@@ -279,5 +280,23 @@ impl Server<'_> {
                 }
             }
         }
+    }
+
+    /// Every VDI and snapshot of the cluster by export name: listed at
+    /// most once per [`LIST_FRESH`], however many clients ask (a listing
+    /// reads every inode, and holds the loop while it does).
+    fn cluster_exports(&mut self) -> Result<Vec<String>, CliError> {
+        if let Some((at, names)) = &self.listed {
+            if at.elapsed() < LIST_FRESH {
+                return Ok(names.clone());
+            }
+        }
+        let names: Vec<String> = Client::connect(self.cfg.gateways.clone(), self.cfg.quiet)
+            .and_then(|mut client| collect(&mut client))?
+            .iter()
+            .map(|r| r.export_name())
+            .collect();
+        self.listed = Some((Instant::now(), names.clone()));
+        Ok(names)
     }
 }
