@@ -131,6 +131,8 @@ fn default_max_connections() -> usize {
             return (soft.saturating_sub(64) / 2).clamp(8, 16_384);
         }
     }
-    // The WASI component: wasmtime's own limit is far above this.
-    1024
+    // The WASI component cannot see the host's limit: 256 connections
+    // fit the common 1,024 descriptors with room to spare; --max-connections
+    // says otherwise.
+    256
 }
