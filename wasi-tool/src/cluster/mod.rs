@@ -9,6 +9,7 @@
 //! It takes plain values (a [`Gateways`], a target), never the command
 //! line.
 
+pub mod attrs;
 pub mod btree;
 pub mod client;
 pub mod delete;

@@ -8,20 +8,17 @@
 //! (GET_OBJ_LIST), keeps the attribute objects under the VDI's name hash,
 //! and reads each.
 
-use std::collections::BTreeSet;
 use std::io::{Read, Write};
 
 use clap::Subcommand;
 use serde_json::json;
-use sheepdog_core::attr::{self, Attr, AttrDone, AttrKind, AttrOp, ATTR_LEN, MAX_VALUE};
-use sheepdog_core::hash::vid_hash;
-use sheepdog_core::oid::OidKind;
-use sheepdog_core::reply::Exchange;
+use sheepdog_core::attr::{AttrDone, AttrKind, MAX_VALUE};
 use sheepdog_core::wire::ResultCode;
 
 use crate::cli::Global;
+use crate::cluster::attrs::{self, Attribute};
+use crate::cluster::session;
 use crate::cluster::vdis::{collect, VdiRow};
-use crate::cluster::{objects, raw, session, Client};
 use crate::error::{self, CliError};
 use crate::io::input;
 use crate::target::Target;
@@ -99,44 +96,7 @@ fn snap_id_of(g: &Global, t: &Target) -> Result<u32, CliError> {
 
 /// What the attribute of `t` (snapshot `snap_id`) with `key` is sent as.
 fn encoded(t: &Target, snap_id: u32, key: &str, value: &[u8]) -> Result<Vec<u8>, CliError> {
-    let tag = "";
-    let mut buf = vec![0u8; ATTR_LEN];
-    attr::encode(
-        &mut buf,
-        t.name.as_bytes(),
-        tag.as_bytes(),
-        snap_id,
-        key.as_bytes(),
-        value,
-    )
-    .map_err(|e| {
-        CliError::msg(match e {
-            attr::AttrError::ValueTooLong => {
-                format!(
-                    "the value is {} bytes; an attribute holds at most {MAX_VALUE}",
-                    value.len()
-                )
-            }
-            attr::AttrError::BadField(f) => {
-                format!("bad attribute {f}: it must be 1 to 255 bytes without NUL (tag: 0 to 255)")
-            }
-            attr::AttrError::BufferTooSmall => "internal error: attribute buffer".to_owned(),
-        })
-    })?;
-    Ok(buf)
-}
-
-/// The attribute exchange `kind` of the attribute `buf` (as [`encoded`]
-/// wrote it), run on the client's connection.
-fn run_op(
-    client: &mut Client,
-    buf: Vec<u8>,
-    kind: AttrKind,
-) -> Result<Exchange<Vec<u8>, AttrOp>, CliError> {
-    let op = AttrOp::new(&buf, kind).map_err(|e| CliError::msg(format!("internal error: {e}")))?;
-    let mut ex = Exchange::new(buf, 1, op);
-    raw::on_client(client, &mut ex)?;
-    Ok(ex)
+    attrs::encoded(&t.name, snap_id, key.as_bytes(), value)
 }
 
 fn what(t: &Target, key: &str) -> String {
@@ -164,7 +124,7 @@ fn get(g: &Global, vdi: &str, key: &str) -> Result<(), CliError> {
     let t = Target::parse(vdi)?;
     let buf = encoded(&t, snap_id_of(g, &t)?, key, &[])?;
     let mut client = g.connect(&t)?;
-    let op = run_op(&mut client, buf, AttrKind::Get)?;
+    let op = attrs::exchange(&mut client, buf, AttrKind::Get)?;
     match op.outcome() {
         Some(Ok(AttrDone::Value(a, _))) => {
             let mut out = std::io::stdout();
@@ -241,7 +201,7 @@ fn control(
     kind: AttrKind,
 ) -> Result<(), CliError> {
     let mut client = g.connect(t)?;
-    let op = run_op(&mut client, buf, kind)?;
+    let op = attrs::exchange(&mut client, buf, kind)?;
     match op.outcome() {
         Some(Ok(_)) => Ok(()),
         Some(Err(e)) => Err(failed(t, key, e)),
@@ -269,38 +229,12 @@ fn list(g: &Global, vdi: &str, json: bool) -> Result<(), CliError> {
     if family.is_empty() {
         return Err(CliError::msg(format!("no such VDI: {}", t.name)));
     }
-    let hvid = vid_hash(t.name.as_bytes());
-    let mut nodes: Vec<String> = client.nodes().iter().map(|a| a.to_string()).collect();
-    if nodes.is_empty() {
-        nodes.push(client.addr.clone());
-    }
-    let mut oids = BTreeSet::new();
-    for n in &nodes {
-        for oid in objects::of_node(n, g.timeout)? {
-            if oid.kind() == OidKind::Attr && oid.vid_bits() == hvid {
-                oids.insert(oid);
-            }
-        }
-    }
-    let mut rows = Vec::new();
-    for oid in oids {
-        let op = run_op(&mut client, vec![0u8; ATTR_LEN], AttrKind::Read(oid))?;
-        if op.refused_with(ResultCode::NoObj) {
-            // Removed since the listing: gone.
-            continue;
-        }
-        match op.outcome() {
-            Some(Ok(AttrDone::Value(a, _)))
-                if !a.is_deleted()
-                    && a.name == t.name.as_bytes()
-                    && (t.snapshot.is_none() || a.snap_id == snap_id && a.tag.is_empty()) =>
-            {
-                rows.push(Row::of(&a, &family));
-            }
-            Some(Err(e)) => return Err(error::engine(&format!("attribute object {oid}"), e)),
-            _ => {}
-        }
-    }
+    let rows: Vec<Row> = attrs::list(&mut client, &t.name, g.timeout)?
+        .iter()
+        .filter(|a| t.snapshot.is_none() || a.snap_id == snap_id && a.tag.is_empty())
+        .map(|a| Row::of(a, &family))
+        .collect();
+    let mut rows = rows;
     rows.sort_by(|a, b| (&a.snapshot, &a.key).cmp(&(&b.snapshot, &b.key)));
     print_rows(&rows, json, g.quiet);
     Ok(())
@@ -313,9 +247,9 @@ struct Row {
 }
 
 impl Row {
-    fn of(a: &Attr<'_>, family: &[VdiRow]) -> Row {
+    fn of(a: &Attribute, family: &[VdiRow]) -> Row {
         let snapshot = if !a.tag.is_empty() {
-            String::from_utf8_lossy(a.tag).into_owned()
+            String::from_utf8_lossy(&a.tag).into_owned()
         } else if a.snap_id != 0 {
             // By its tag where it has one.
             family
@@ -326,8 +260,8 @@ impl Row {
             String::new()
         };
         Row {
-            key: String::from_utf8_lossy(a.key).into_owned(),
-            value: a.value.to_vec(),
+            key: String::from_utf8_lossy(&a.key).into_owned(),
+            value: a.value.clone(),
             snapshot,
         }
     }
