@@ -18,22 +18,41 @@ use crate::size::human;
 const INDEX_READ: usize = 1 << 20;
 
 /// One line of the listing.
+#[derive(Clone, Debug)]
 pub struct VdiRow {
-    name: String,
-    kind: char,
-    snap_id: u32,
-    tag: String,
-    size: u64,
-    used: u64,
-    shared: u64,
-    ctime: u64,
-    vid: u32,
-    parent: u32,
-    redundancy: Redundancy,
-    block_size_shift: u8,
-    vm_state_size: u64,
-    vm_clock_nsec: u64,
-    hyper: bool,
+    /// The VDI's name.
+    pub name: String,
+    /// `s` a snapshot, `c` a clone, ` ` a working VDI.
+    pub kind: char,
+    /// Its snapshot id (0 for a working VDI).
+    pub snap_id: u32,
+    /// The inode's snapshot id, a working VDI's too (the id its next
+    /// snapshot takes): the order of a VDI's VIDs.
+    pub inode_snap_id: u32,
+    /// Its tag (empty if none).
+    pub tag: String,
+    /// Virtual size in bytes.
+    pub size: u64,
+    /// Bytes of objects it owns.
+    pub used: u64,
+    /// Bytes of objects it shares with ancestors.
+    pub shared: u64,
+    /// Creation time, seconds since 1970.
+    pub ctime: u64,
+    /// Its VID.
+    pub vid: u32,
+    /// The VID it came from (0: none).
+    pub parent: u32,
+    /// Copies or erasure code.
+    pub redundancy: Redundancy,
+    /// Object size shift.
+    pub block_size_shift: u8,
+    /// Bytes of VM state kept with it (QEMU's savevm).
+    pub vm_state_size: u64,
+    /// The VM clock recorded with that state.
+    pub vm_clock_nsec: u64,
+    /// A hyper volume (B-tree index).
+    pub hyper: bool,
 }
 
 impl VdiRow {
@@ -50,6 +69,7 @@ impl VdiRow {
                 ' '
             },
             snap_id: if h.is_snapshot() { h.snap_id } else { 0 },
+            inode_snap_id: h.snap_id,
             tag: String::from_utf8_lossy(h.tag()).into_owned(),
             size: h.vdi_size,
             used: u64::from(used) * object,
