@@ -1,5 +1,7 @@
 //! Sizes as users write them (`512`, `4M`, `1.5G` is refused) and as
-//! `dog` prints them.
+//! `dog` prints them; copies as `--copies` takes them.
+
+use sheepdog_core::redundancy::Redundancy;
 
 /// Parse plain bytes or a number with a binary suffix K, M, G, T or P
 /// (optionally followed by `B` or `iB`).
@@ -28,6 +30,20 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(1u64 << shift)
         .ok_or_else(|| format!("size '{s}' is too large"))
+}
+
+/// Copies (`N`) or an erasure code (`D:P`), as `--copies` and a backup
+/// set's manifest write them.
+pub fn parse_copies(s: &str) -> Result<Redundancy, String> {
+    let num = |x: &str| {
+        x.parse::<u8>()
+            .map_err(|_| format!("bad --copies '{s}': use N or D:P"))
+    };
+    let bad = |e: sheepdog_core::error::SizeError| format!("bad --copies '{s}': {e}");
+    match s.split_once(':') {
+        Some((d, p)) => Redundancy::erasure_code(num(d)?, num(p)?).map_err(bad),
+        None => Redundancy::copies(num(s)?).map_err(bad),
+    }
 }
 
 /// `dog`'s way of printing sizes: MiB and up, one decimal below 10.

@@ -7,7 +7,7 @@ use sheepdog_core::redundancy::Redundancy;
 use crate::cli::Global;
 use crate::cluster::session::{run, unexpected};
 use crate::error::CliError;
-use crate::size::parse_size;
+use crate::size::{parse_copies, parse_size};
 use crate::target::Target;
 
 /// Arguments of `create`.
@@ -31,27 +31,13 @@ pub struct Args {
     hyper: bool,
 }
 
-/// Parse `N` or `D:P`.
-fn parse_redundancy(s: &str) -> Result<Redundancy, CliError> {
-    let bad =
-        |e: sheepdog_core::error::SizeError| CliError::msg(format!("bad --copies '{s}': {e}"));
-    let num = |x: &str| {
-        x.parse::<u8>()
-            .map_err(|_| CliError::msg(format!("bad --copies '{s}': use N or D:P")))
-    };
-    match s.split_once(':') {
-        Some((d, p)) => Redundancy::erasure_code(num(d)?, num(p)?).map_err(bad),
-        None => Redundancy::copies(num(s)?).map_err(bad),
-    }
-}
-
 pub fn exec(g: &Global, a: &Args) -> Result<(), CliError> {
     let t = Target::parse_plain(&a.vdi)?;
     let size = parse_size(&a.size)?;
     let redundancy = a
         .copies
         .as_deref()
-        .map(parse_redundancy)
+        .map(|c| parse_copies(c).map_err(CliError::msg))
         .transpose()?
         .unwrap_or(Redundancy::ClusterDefault);
     let block_size_shift = match a.object_size.as_deref() {
