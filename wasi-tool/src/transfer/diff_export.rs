@@ -63,6 +63,32 @@ impl From {
         })
     }
 
+    /// `from` (none: nothing), with the objects `forced` counted as
+    /// changed whatever the indexes say: each goes out whole (its zeros as
+    /// `z` records), or as one `z` record where TO has none. A target
+    /// whose image holds writes the diff does not know of (a run killed
+    /// mid-diff) is made equal to TO by them.
+    pub fn forcing(from: Option<From>, forced: &[u32]) -> Option<From> {
+        if forced.is_empty() {
+            return from;
+        }
+        let mut f = from.unwrap_or(From {
+            entries: Vec::new(),
+            size: 0,
+            client: None,
+            name: "(nothing)".to_owned(),
+        });
+        for &idx in forced {
+            let i = idx as usize;
+            if f.entries.len() <= i {
+                f.entries.resize(i + 1, 0);
+            }
+            // No VID is this large: no object of TO is this one.
+            f.entries[i] = u32::MAX;
+        }
+        Some(f)
+    }
+
     /// Close the snapshot where it is still open.
     pub fn close(&mut self) -> Result<(), CliError> {
         match self.client.as_mut() {
@@ -79,6 +105,16 @@ pub struct Names<'a> {
     pub from: Option<&'a str>,
     /// TO, when it is a snapshot.
     pub to: Option<&'a str>,
+}
+
+/// Sees each object's bytes as they go into the diff, in order: what a
+/// migration's checksums are made of.
+pub trait Observer {
+    /// Bytes of TO at `start` (a part of a changed object, zeros included),
+    /// each object's parts in order.
+    fn data(&mut self, start: u64, bytes: &[u8]);
+    /// An object of TO at `start`, `len` bytes long, is unallocated now.
+    fn released(&mut self, start: u64, len: u64);
 }
 
 /// What writing a diff cost.
@@ -104,6 +140,19 @@ pub fn write(
     depth: usize,
     out: &mut dyn Write,
     name: &str,
+) -> Result<Stats, CliError> {
+    write_observed(client, from, names, depth, out, name, None)
+}
+
+/// [`write`], showing `observer` every object's bytes as they go.
+pub fn write_observed<'n>(
+    client: &mut Client,
+    from: Option<&mut From>,
+    names: &Names<'_>,
+    depth: usize,
+    out: &mut dyn Write,
+    name: &'n str,
+    observer: Option<&'n mut dyn Observer>,
 ) -> Result<Stats, CliError> {
     let info = client
         .engine
@@ -138,6 +187,7 @@ pub fn write(
         exact,
     };
     let mut shipper = Shipper::new(depth, name);
+    shipper.observer = observer;
     let stats = shipper.run(client, from_client, &mut plan, &mut w)?;
     w.record(&Record::End).map_err(werr)?;
     w.out.flush().map_err(werr)?;
@@ -234,6 +284,7 @@ enum Step {
 /// The reads in flight on TO's connection (and FROM's, in exact mode),
 /// what came back, and the steps not yet written, in order.
 struct Shipper<'n> {
+    observer: Option<&'n mut dyn Observer>,
     pipe: Pipe,
     from_pipe: Pipe,
     ready: HashMap<Token, Vec<u8>>,
@@ -257,6 +308,7 @@ enum Blocked {
 impl<'n> Shipper<'n> {
     fn new(depth: usize, name: &'n str) -> Shipper<'n> {
         Shipper {
+            observer: None,
             pipe: Pipe::new(depth),
             from_pipe: Pipe::new(depth),
             ready: HashMap::new(),
@@ -370,6 +422,9 @@ impl<'n> Shipper<'n> {
                     w.record(&Record::Zero { offset: start, len })
                         .map_err(werr)?;
                     self.stats.released += 1;
+                    if let Some(o) = self.observer.as_deref_mut() {
+                        o.released(start, len);
+                    }
                 }
                 Step::Read {
                     idx,
@@ -386,11 +441,17 @@ impl<'n> Shipper<'n> {
                         None => {
                             let buf = self.ready.remove(&t).unwrap_or_default();
                             w.object(start, &buf, had).map_err(werr)?;
+                            if let Some(o) = self.observer.as_deref_mut() {
+                                o.data(start, &buf);
+                            }
                         }
                         Some((_, Some(ft))) if self.from_ready.contains_key(&ft) => {
                             let buf = self.ready.remove(&t).unwrap_or_default();
                             let was = self.from_ready.remove(&ft).unwrap_or_default();
                             w.exact(start, &buf, &was).map_err(werr)?;
+                            if let Some(o) = self.observer.as_deref_mut() {
+                                o.data(start, &buf);
+                            }
                         }
                         Some(_) => return Ok(Blocked::OnFrom),
                     }
