@@ -10,6 +10,7 @@ mod cluster;
 mod commands;
 mod error;
 mod io;
+mod migrate;
 mod serve;
 mod size;
 mod target;

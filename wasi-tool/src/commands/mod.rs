@@ -2,7 +2,7 @@
 //! subcommand enum) and its `exec`. This file is the table of contents:
 //! the command line ([`Cli`]), the verbs ([`Command`]) and the dispatch,
 //! one line per verb. Commands use the rooms below them (`cluster`,
-//! `transfer`, `io`, `serve`), never each other.
+//! `transfer`, `io`, `serve`, `migrate`), never each other.
 
 mod attr;
 mod clone;
@@ -15,7 +15,9 @@ mod import;
 mod import_diff;
 mod info;
 mod list;
+mod migrate;
 mod resize;
+mod restore;
 mod serve;
 mod snapshot;
 mod vmstate;
@@ -71,6 +73,10 @@ pub enum Command {
     Serve(serve::Args),
     /// Grow a VDI
     Resize(resize::Args),
+    /// Move VDIs with their snapshots, clones, attributes and VM states into Ceph (rbd:POOL) or a backup set
+    Migrate(migrate::Args),
+    /// Bring a backup set that migrate wrote back into the cluster
+    Restore(restore::Args),
 }
 
 /// Run the command `cli` names.
@@ -92,5 +98,7 @@ pub fn exec(cli: &Cli) -> Result<(), CliError> {
         Command::Delete(a) => delete::exec(g, a),
         Command::Serve(a) => serve::exec(g, a),
         Command::Resize(a) => resize::exec(g, a),
+        Command::Migrate(a) => migrate::exec(g, a),
+        Command::Restore(a) => restore::exec(g, a),
     }
 }

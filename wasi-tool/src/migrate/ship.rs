@@ -1,0 +1,347 @@
+//! One prepared VDI shipped: its steps run in order against the target,
+//! each snapshot's diff streamed from the cluster into it with the CRC32
+//! of every object carried along (`--verify`, a backup set's manifest),
+//! then its VM states and attributes.
+
+use std::sync::Mutex;
+
+use super::crc::ObjectCrcs;
+use super::plan::{Base, Step};
+use super::prepare::Prepared;
+use super::progress::Progress;
+use super::source::{Family, Snapshot};
+use super::target::{From as TFrom, Target};
+use super::{vdi, Config, Report, To};
+use crate::cluster::session::{close, open};
+use crate::cluster::{attrs, delete, vmstate, Client};
+use crate::error::CliError;
+use crate::size::human;
+use crate::target::Target as Vdi;
+use crate::transfer::diff_export::{self, Names, Observer};
+
+/// Run `p`'s plan into `to`; `all` is every family of the cluster.
+pub fn ship(
+    cfg: &Config,
+    to: &To,
+    all: &[Family],
+    p: &Prepared,
+    progress: &Mutex<Progress>,
+    report: &mut Report,
+) -> Result<(), CliError> {
+    let family = &p.family;
+    let name = family.name.clone();
+    let step_err = |step: &str, e: CliError| CliError::msg(format!("{name}: {step}: {e}"));
+    let mut target = to.open()?;
+    let mut client =
+        Client::connect(cfg.gateways.clone(), true).map_err(|e| step_err("connect", e))?;
+    let mut carried: Option<(usize, ObjectCrcs)> = None;
+    let needs_crcs = cfg.verify || matches!(to, To::Dir(_));
+    // An image made by this run holds nothing it does not know of; one
+    // made before may (a killed run's writes), until the first ship.
+    let mut clean = p
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::Create | Step::Clone));
+    for s in &p.steps {
+        match s {
+            Step::Create => target.create(family).map_err(|e| step_err("create", e))?,
+            Step::Clone => {
+                let (parent, snap) = p.origin.clone().unwrap_or_default();
+                target
+                    .clone_of(family, &parent, &snap)
+                    .map_err(|e| step_err("clone", e))?;
+            }
+            Step::Ship { base, to: i } => {
+                let snap = &family.snapshots[*i];
+                let step = format!("ship {}", snap.name);
+                let mut crcs = if needs_crcs {
+                    let seed = seed_crcs(
+                        cfg,
+                        &mut client,
+                        &mut *target,
+                        family,
+                        *base,
+                        carried.take(),
+                    )
+                    .map_err(|e| step_err(&step, e))?;
+                    let mut seed = seed;
+                    Some(seed.next(snap.size))
+                } else {
+                    None
+                };
+                let forced = if clean {
+                    Vec::new()
+                } else {
+                    let extents = target
+                        .changed_since(family, tfrom(family, *base))
+                        .map_err(|e| step_err(&step, e))?;
+                    objects_of(&extents, family.object_size)
+                };
+                clean = true;
+                let bytes = ship_one(
+                    cfg,
+                    &mut *target,
+                    family,
+                    (*base, &forced),
+                    snap,
+                    crcs.as_mut(),
+                )
+                .map_err(|e| step_err(&step, e))?;
+                let sums: Vec<u32> = crcs.as_mut().map(|c| c.all().to_vec()).unwrap_or_default();
+                target
+                    .shipped(family, tfrom(family, *base), snap, &sums)
+                    .map_err(|e| step_err(&step, e))?;
+                if cfg.verify {
+                    let step = format!("verify {}", snap.name);
+                    let got = target
+                        .read_back(family, snap)
+                        .map_err(|e| step_err(&step, e))?;
+                    compare(&name, snap, &got, &sums, &target.show(&name))?;
+                }
+                report.shipped.push(snap.name.clone());
+                report.bytes += bytes;
+                if let Ok(mut t) = progress.lock() {
+                    t.shipped(&format!("{name}@{}", snap.name), bytes);
+                }
+                carried = crcs.map(|c| (*i, c));
+            }
+            Step::Forget { snapshot } => {
+                let snap = &family.snapshots[*snapshot];
+                // A snapshot someone cloned stays: the clone needs it.
+                let cloned = all
+                    .iter()
+                    .any(|f| f.origin.as_ref().is_some_and(|o| o.vid == snap.vid));
+                if cloned {
+                    continue;
+                }
+                let step = format!("forget {}", snap.name);
+                target
+                    .forget(family, &snap.name)
+                    .map_err(|e| step_err(&step, e))?;
+                delete::delete(&mut client, &vdi(&name, snap.snap_id))
+                    .map_err(|e| step_err(&step, e))?;
+            }
+            Step::Drop { name: snap } => target
+                .forget(family, snap)
+                .map_err(|e| step_err(&format!("forget {snap}"), e))?,
+        }
+    }
+    vm_states(&mut client, &mut *target, family).map_err(|e| step_err("VM state", e))?;
+    let attrs =
+        attrs::list(&mut client, &name, cfg.timeout).map_err(|e| step_err("attributes", e))?;
+    target
+        .attributes(family, &attrs)
+        .map_err(|e| step_err("attributes", e))?;
+    if !cfg.quiet {
+        eprintln!(
+            "{name}: done, {} snapshot{} shipped ({}) to {}",
+            report.shipped.len(),
+            if report.shipped.len() == 1 { "" } else { "s" },
+            human(report.bytes),
+            target.show(&name)
+        );
+    }
+    Ok(())
+}
+
+/// The VM state of every snapshot the target holds without one.
+fn vm_states(
+    client: &mut Client,
+    target: &mut dyn Target,
+    family: &Family,
+) -> Result<(), CliError> {
+    let held = target.state(family)?.snapshots;
+    for snap in family.snapshots.iter().filter(|s| s.vm_state_size > 0) {
+        if !held.contains(&snap.name) || target.has_vmstate(family, snap)? {
+            continue;
+        }
+        let what = format!("{}@{}", family.name, snap.name);
+        let geometry = (snap.vid, family.object_size as u32, snap.vm_state_size);
+        target.vmstate(family, snap, &mut |w| {
+            vmstate::read(client, w, &what, geometry, &|e| {
+                CliError::msg(format!("writing the VM state of {what}: {e}"))
+            })
+        })?;
+    }
+    Ok(())
+}
+
+fn tfrom(family: &Family, base: Base) -> TFrom<'_> {
+    match base {
+        Base::Nothing => TFrom::Nothing,
+        Base::Snapshot(i) => TFrom::Snapshot(&family.snapshots[i].name),
+        Base::Origin => TFrom::Origin,
+    }
+}
+
+/// The checksums of what a diff from `base` starts from: carried from the
+/// last ship, kept by the target, or read from the source.
+fn seed_crcs(
+    cfg: &Config,
+    client: &mut Client,
+    target: &mut dyn Target,
+    family: &Family,
+    base: Base,
+    carried: Option<(usize, ObjectCrcs)>,
+) -> Result<ObjectCrcs, CliError> {
+    let os = family.object_size;
+    match base {
+        Base::Nothing => Ok(ObjectCrcs::zeros(os, 0)),
+        Base::Snapshot(i) => {
+            if let Some((_, c)) = carried.filter(|(j, _)| *j == i) {
+                return Ok(c);
+            }
+            let snap = &family.snapshots[i];
+            if let Some(v) = target.kept_crcs(family, snap) {
+                return Ok(ObjectCrcs::from_vec(os, snap.size, v));
+            }
+            read_crcs(cfg, client, &vdi(&family.name, snap.snap_id), os)
+        }
+        Base::Origin => {
+            let o = family
+                .origin
+                .as_ref()
+                .ok_or_else(|| CliError::msg("internal error: a clone without its origin"))?;
+            read_crcs(cfg, client, &vdi(&o.name, o.snap_id), os)
+        }
+    }
+}
+
+/// The checksums of every object of `t`, read from the source.
+fn read_crcs(cfg: &Config, client: &mut Client, t: &Vdi, os: u64) -> Result<ObjectCrcs, CliError> {
+    let info = open(client, t, false)?;
+    let mut c = ObjectCrcs::zeros(os, info.size);
+    let names = Names {
+        from: None,
+        to: None,
+    };
+    let res = diff_export::write_observed(
+        client,
+        None,
+        &names,
+        cfg.depth,
+        &mut std::io::sink(),
+        &t.display(),
+        Some(&mut c as &mut dyn Observer),
+    );
+    close(client, &t.display())?;
+    res?;
+    Ok(c)
+}
+
+/// The objects of `os` bytes that the extents touch.
+fn objects_of(extents: &[(u64, u64)], os: u64) -> Vec<u32> {
+    let mut out: Vec<u32> = extents
+        .iter()
+        .filter(|&&(_, len)| len > 0)
+        .flat_map(|&(off, len)| (off / os)..=((off + len - 1) / os))
+        .filter_map(|i| u32::try_from(i).ok())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Write snapshot `snap`'s diff from `base` (with the objects `forced`
+/// sent whole) into the target, each object's bytes shown to `crcs`; the
+/// bytes of the stream.
+fn ship_one(
+    cfg: &Config,
+    target: &mut dyn Target,
+    family: &Family,
+    (base, forced): (Base, &[u32]),
+    snap: &Snapshot,
+    crcs: Option<&mut ObjectCrcs>,
+) -> Result<u64, CliError> {
+    let mut client = Client::connect(cfg.gateways.clone(), true)?;
+    // The newest snapshot of a hyper volume is its working VDI.
+    let to_vdi = if family.hyper && family.working.is_some_and(|w| w.vid == snap.vid) {
+        Vdi {
+            server: None,
+            name: family.name.clone(),
+            snapshot: None,
+        }
+    } else {
+        vdi(&family.name, snap.snap_id)
+    };
+    let from_vdi = match base {
+        Base::Nothing => None,
+        Base::Snapshot(i) => Some(vdi(&family.name, family.snapshots[i].snap_id)),
+        Base::Origin => family.origin.as_ref().map(|o| vdi(&o.name, o.snap_id)),
+    };
+    let from = match from_vdi {
+        Some(t) => {
+            let c = Client::connect(cfg.gateways.clone(), true)?;
+            Some(diff_export::From::read(c, &t, false)?)
+        }
+        None => None,
+    };
+    let mut from = diff_export::From::forcing(from, forced);
+    open(&mut client, &to_vdi, false)?;
+    let names = Names {
+        from: match base {
+            Base::Snapshot(i) => Some(family.snapshots[i].name.as_str()),
+            _ => None,
+        },
+        to: Some(&snap.name),
+    };
+    let shown = to_vdi.display();
+    let mut observer = crcs;
+    let res = target.ship(family, tfrom(family, base), snap, &mut |w| {
+        diff_export::write_observed(
+            &mut client,
+            from.as_mut(),
+            &names,
+            cfg.depth,
+            w,
+            &shown,
+            observer.as_deref_mut().map(|c| c as &mut dyn Observer),
+        )
+        .map(|_| ())
+    });
+    let closed = close(&mut client, &shown);
+    let n = res?;
+    closed?;
+    Ok(n)
+}
+
+/// `--verify`: the target's checksums `got` against the source's `want`.
+fn compare(
+    name: &str,
+    snap: &Snapshot,
+    got: &[u32],
+    want: &[u32],
+    at: &str,
+) -> Result<(), CliError> {
+    if let Some(i) = got.iter().zip(want).position(|(g, w)| g != w) {
+        return Err(CliError::msg(format!(
+            "{name}: verify failed: object {i} of snapshot {} in {at} has CRC32 {:08x}, \
+             the source {:08x}",
+            snap.name, got[i], want[i]
+        )));
+    }
+    if got.len() != want.len() {
+        return Err(CliError::msg(format!(
+            "{name}: verify failed: snapshot {} has {} objects in {at}, the source {}",
+            snap.name,
+            got.len(),
+            want.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::objects_of;
+
+    #[test]
+    fn extents_become_the_objects_they_touch() {
+        let os = 4 << 20;
+        assert_eq!(objects_of(&[], os), Vec::<u32>::new());
+        // Within one object, across two, empty, and overlapping.
+        let got = objects_of(&[(4096, 512), (os - 1, 2), (9 * os, 0), (os, os)], os);
+        assert_eq!(got, [0, 1]);
+        assert_eq!(objects_of(&[(2 * os, 3 * os)], os), [2, 3, 4]);
+    }
+}
