@@ -1,9 +1,10 @@
-//! sheep-tool: import, export, snapshot and clone Sheepdog volumes, and
-//! serve them over NBD, natively or as a WASI 0.2 component under wasmtime.
+//! sheep-tool: import, export, snapshot and clone Sheepdog volumes, serve
+//! them over NBD, and move them with their history into Ceph or a backup
+//! set, natively or as a WASI 0.2 component under wasmtime.
 //!
 //! The rooms, from the top (ARCHITECTURE.md): `commands` (one file per
-//! verb), then `serve` and `transfer`, then `cluster`, then `io`; `cli`,
-//! `error`, `size` and `target` are shared by all.
+//! verb), then `serve`, `migrate` and `transfer`, then `cluster`, then
+//! `io`; `cli`, `error`, `size` and `target` are shared by all.
 
 mod cli;
 mod cluster;

@@ -135,8 +135,12 @@ fn vdi(name: &str, snap_id: u32) -> Vdi {
     }
 }
 
-/// `f` over `items`, `jobs` at once; the results in the items' order.
+/// `f` over `items`, `jobs` at once; the results in the items' order. The
+/// WASI component has no threads: one at a time there.
 fn parallel<T: Send, R: Send>(items: Vec<T>, jobs: usize, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    if jobs <= 1 || cfg!(target_os = "wasi") {
+        return items.into_iter().map(f).collect();
+    }
     let n = items.len();
     let queue = Mutex::new(items.into_iter().enumerate().collect::<VecDeque<_>>());
     let out = Mutex::new(Vec::with_capacity(n));

@@ -26,10 +26,23 @@ const MARK: &str = "sheepdog.vdi";
 const VMSTATE_KEY: &str = "sheepdog.vmstate.";
 
 /// A pool, and what every `rbd` command takes.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Rbd {
     pool: String,
     args: Vec<String>,
+    /// Snapshot removals under way (each takes a monitor commit, about a
+    /// second): waited for by [`Target::settle`].
+    removing: Vec<(String, Child)>,
+}
+
+impl Clone for Rbd {
+    fn clone(&self) -> Rbd {
+        Rbd {
+            pool: self.pool.clone(),
+            args: self.args.clone(),
+            removing: Vec::new(),
+        }
+    }
 }
 
 /// Bytes going into a writer, counted.
@@ -60,6 +73,7 @@ impl Rbd {
         Ok(Rbd {
             pool: pool.to_owned(),
             args: args.to_vec(),
+            removing: Vec::new(),
         })
     }
 
@@ -251,8 +265,15 @@ impl Target for Rbd {
             return Ok(TargetState::default());
         };
         let mark = self.meta_get(name, MARK)?;
-        let info = self.json(&["info", "--format", "json", &self.spec(name)])?;
-        let cloned = info.as_ref().and_then(|v| v.get("parent")).is_some();
+        // Whether it is a clone matters only when no snapshot of the
+        // VDI's is there to start from.
+        let known = snaps
+            .iter()
+            .any(|(n, _)| family.snapshots.iter().any(|s| &s.name == n));
+        let cloned = !known && {
+            let info = self.json(&["info", "--format", "json", &self.spec(name)])?;
+            info.as_ref().and_then(|v| v.get("parent")).is_some()
+        };
         Ok(TargetState {
             exists: true,
             ours: mark.as_deref() == Some(family.name.as_str()),
@@ -272,7 +293,16 @@ impl Target for Rbd {
         let name = image_name(&family.name)?;
         let first = family.snapshots.first().map_or(family.size(), |s| s.size);
         let mib = first.div_ceil(1 << 20).max(1);
-        self.run(&["create", "--size", &format!("{mib}M"), &self.spec(name)])?;
+        let size = format!("{mib}M");
+        let spec = self.spec(name);
+        let mut args = vec!["create", "--size", &size];
+        // The VDI's object size where rbd has it (4 KiB to 32 MiB).
+        let os = family.object_size.to_string();
+        if family.object_size <= 32 << 20 {
+            args.extend(["--object-size", &os]);
+        }
+        args.push(&spec);
+        self.run(&args)?;
         self.meta_set(name, MARK, &family.name)
     }
 
@@ -377,8 +407,36 @@ impl Target for Rbd {
 
     fn forget(&mut self, family: &Family, snap: &str) -> Result<(), CliError> {
         let at = format!("{}@{snap}", self.spec(image_name(&family.name)?));
-        self.run_maybe(&["snap", "rm", "--no-progress", &at])
-            .map(|_| ())
+        let child = self
+            .command(&["snap", "rm", "--no-progress", &at])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| CliError::msg(format!("cannot run rbd: {e}")))?;
+        self.removing.push((at, child));
+        Ok(())
+    }
+
+    fn settle(&mut self) -> Result<(), CliError> {
+        let mut first = None;
+        for (at, child) in self.removing.drain(..) {
+            let out = child
+                .wait_with_output()
+                .map_err(|e| CliError::msg(format!("rbd snap rm {at}: {e}")));
+            let failed = match out {
+                Ok(o) if o.status.success() => None,
+                Ok(o) => {
+                    let err = String::from_utf8_lossy(&o.stderr);
+                    // Gone already: what a forget wants.
+                    (!err.contains("No such file") && !err.contains("not found"))
+                        .then(|| rbd_error(&["snap", "rm", &at], &o.stderr))
+                }
+                Err(e) => Some(e),
+            };
+            first = first.or(failed);
+        }
+        first.map_or(Ok(()), Err)
     }
 
     fn attributes(&mut self, family: &Family, attrs: &[Attribute]) -> Result<(), CliError> {

@@ -126,12 +126,18 @@ pub fn ship(
                 .map_err(|e| step_err(&format!("forget {snap}"), e))?,
         }
     }
-    vm_states(&mut client, &mut *target, family).map_err(|e| step_err("VM state", e))?;
-    let attrs =
-        attrs::list(&mut client, &name, cfg.timeout).map_err(|e| step_err("attributes", e))?;
-    target
-        .attributes(family, &attrs)
-        .map_err(|e| step_err("attributes", e))?;
+    let res = vm_states(&mut client, &mut *target, family)
+        .map_err(|e| step_err("VM state", e))
+        .and_then(|()| {
+            let attrs = attrs::list(&mut client, &name, cfg.timeout)
+                .map_err(|e| step_err("attributes", e))?;
+            target
+                .attributes(family, &attrs)
+                .map_err(|e| step_err("attributes", e))
+        });
+    let settled = target.settle().map_err(|e| step_err("forget", e));
+    res?;
+    settled?;
     if !cfg.quiet {
         eprintln!(
             "{name}: done, {} snapshot{} shipped ({}) to {}",
@@ -150,8 +156,16 @@ fn vm_states(
     target: &mut dyn Target,
     family: &Family,
 ) -> Result<(), CliError> {
+    let states: Vec<&Snapshot> = family
+        .snapshots
+        .iter()
+        .filter(|s| s.vm_state_size > 0)
+        .collect();
+    if states.is_empty() {
+        return Ok(());
+    }
     let held = target.state(family)?.snapshots;
-    for snap in family.snapshots.iter().filter(|s| s.vm_state_size > 0) {
+    for snap in states {
         if !held.contains(&snap.name) || target.has_vmstate(family, snap)? {
             continue;
         }

@@ -80,9 +80,15 @@ pub trait Target: Send {
     fn kept_crcs(&mut self, family: &Family, snap: &Snapshot) -> Option<Vec<u32>>;
 
     /// Remove the snapshot `snap` of `family`'s image (migrate's own,
-    /// needed no more by later diffs); one that is not there is fine. A
-    /// backup set keeps it: its later diffs start from it.
+    /// needed no more by later diffs), maybe in the background until
+    /// [`Target::settle`]; one that is not there is fine. A backup set
+    /// keeps it: its later diffs start from it.
     fn forget(&mut self, family: &Family, snap: &str) -> Result<(), CliError>;
+
+    /// Wait for what the target does in the background (forgets).
+    fn settle(&mut self) -> Result<(), CliError> {
+        Ok(())
+    }
 
     /// Keep `family`'s attributes (a snapshot's under its name).
     fn attributes(&mut self, family: &Family, attrs: &[Attribute]) -> Result<(), CliError>;
