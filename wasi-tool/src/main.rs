@@ -4,11 +4,12 @@
 //!
 //! The rooms, from the top (ARCHITECTURE.md): `commands` (one file per
 //! verb), then `serve`, `migrate` and `transfer`, then `cluster`, then
-//! `io`; `cli`, `error`, `size` and `target` are shared by all.
+//! `io`; `cli`, `date`, `error`, `size` and `target` are shared by all.
 
 mod cli;
 mod cluster;
 mod commands;
+mod date;
 mod error;
 mod io;
 mod migrate;

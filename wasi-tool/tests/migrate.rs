@@ -552,6 +552,9 @@ fn an_image_that_is_not_the_vdis_migration_is_refused_and_left_alone() {
     assert!(lines[1].contains("1 of 2 VDIs"), "{r:?}");
     assert!(rbd_snaps(&name).is_empty());
     assert_eq!(rbd_meta(&name), Value::Null);
+    // Nor did the source get a snapshot for it.
+    let listed = sheep_ok(&h, &["snapshot", "list", &name]).out();
+    assert!(!listed.contains("migrate-"), "{listed}");
     // The other VDI went on.
     assert_eq!(rbd_snaps(&other).len(), 1);
 }

@@ -11,6 +11,7 @@ use sheepdog_core::redundancy::Redundancy;
 use sheepdog_core::wire::{HEADER_LEN, VDI_BITMAP_LEN};
 
 use super::client::Client;
+use crate::date;
 use crate::error::{self, CliError};
 use crate::size::human;
 
@@ -132,7 +133,7 @@ impl VdiRow {
             "used": self.used,
             "shared": self.shared,
             "creation_time": self.ctime,
-            "creation_time_utc": utc(self.ctime),
+            "creation_time_utc": date::minutes(self.ctime),
             "vdi_id": format!("{:x}", self.vid),
             "parent_vdi_id": format!("{:x}", self.parent),
             "copies": self.redundancy.to_string(),
@@ -143,27 +144,6 @@ impl VdiRow {
             "hyper": self.hyper,
         })
     }
-}
-
-/// `YYYY-MM-DD HH:MM` in UTC.
-fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60
-    )
 }
 
 /// Print rows as a table (with `dog`'s columns) or as a JSON array.
@@ -200,7 +180,7 @@ pub fn print_entries(rows: &[VdiRow], json: bool, quiet: bool) {
             human(r.size),
             human(r.used),
             human(r.shared),
-            utc(r.ctime),
+            date::minutes(r.ctime),
             r.vid,
             r.redundancy.to_string(),
             r.tag,
@@ -261,15 +241,5 @@ pub fn collect(client: &mut Client) -> Result<Vec<VdiRow>, CliError> {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00");
-        assert_eq!(super::utc(1_764_072_000), "2025-11-25 12:00");
-        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00");
     }
 }

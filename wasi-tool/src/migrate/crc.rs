@@ -6,20 +6,11 @@
 use crc32fast::Hasher;
 
 use crate::transfer::diff_export::Observer;
-
-/// Zeros to hash unallocated objects with.
-static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+use crate::transfer::verify::zeros_hasher;
 
 /// The CRC32 of `len` zero bytes.
 fn zeros_crc(len: u64) -> u32 {
-    let mut h = Hasher::new();
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(ZEROS.len() as u64) as usize;
-        h.update(&ZEROS[..n]);
-        left -= n as u64;
-    }
-    h.finalize()
+    zeros_hasher(len).finalize()
 }
 
 /// The checksums of one snapshot's objects.
@@ -79,14 +70,7 @@ impl ObjectCrcs {
             } else if i < n.crcs.len() && new_len > old_len {
                 // Grown: the object's bytes, then zeros.
                 let mut h = Hasher::new_with_initial_len(*c, old_len);
-                let mut z = Hasher::new();
-                let mut left = new_len - old_len;
-                while left > 0 {
-                    let k = left.min(ZEROS.len() as u64) as usize;
-                    z.update(&ZEROS[..k]);
-                    left -= k as u64;
-                }
-                h.combine(&z);
+                h.combine(&zeros_hasher(new_len - old_len));
                 n.crcs[i] = h.finalize();
             }
         }

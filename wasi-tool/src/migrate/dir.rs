@@ -19,6 +19,7 @@ use super::plan::TargetState;
 use super::source::{Family, Snapshot};
 use super::target::{image_name, meta_value, From, Target};
 use crate::cluster::attrs::Attribute;
+use crate::date;
 use crate::error::{self, CliError};
 
 /// What a manifest says it is.
@@ -184,27 +185,6 @@ pub fn crcs_of(m: &Value, name: &str) -> Option<Vec<u32>> {
         .collect()
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 impl Target for Dir {
     fn show(&self, name: &str) -> String {
         s(&self.root.join(name))
@@ -295,7 +275,7 @@ impl Target for Dir {
                 "id": to.snap_id,
                 "vid": format!("{:x}", to.vid),
                 "created": to.ctime,
-                "created_utc": utc(to.ctime),
+                "created_utc": date::iso(to.ctime),
                 "size": to.size,
                 "diff": diff_file(n, &to.name),
                 "from": from,

@@ -40,6 +40,7 @@ use serde_json::{json, Value};
 
 use crate::cluster::vdis::collect;
 use crate::cluster::{Client, Gateways};
+use crate::date;
 use crate::error::CliError;
 use crate::size::human;
 use crate::target::{Snap, Target as Vdi};
@@ -122,7 +123,7 @@ fn migrate_tag() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let t = dir::utc(secs).replace(['-', ':'], "");
+    let t = date::iso(secs).replace(['-', ':'], "");
     format!("{MIGRATE_PREFIX}{t}")
 }
 

@@ -45,22 +45,19 @@ pub fn prepare(
     let mut target = to.open()?;
     let mut client =
         Client::connect(cfg.gateways.clone(), true).map_err(|e| step_err("connect", e))?;
-    // The working state goes through a snapshot taken now (a hyper volume
-    // has none: its working VDI is shipped whole, under the same name).
+    // The working state goes through a snapshot taken once the plan is
+    // made (a hyper volume has none: its working VDI is shipped whole,
+    // under the snapshot's name).
     let live = family.working;
+    // Two runs in one second: the second's tag gets a number.
+    let tag = (1..)
+        .map(|n| match n {
+            1 => tag.to_owned(),
+            n => format!("{tag}-{n}"),
+        })
+        .find(|t| !family.snapshots.iter().any(|s| &s.tag == t))
+        .unwrap_or_default();
     if let Some(w) = live {
-        // Two runs in one second: the second's tag gets a number.
-        let tag = (1..)
-            .map(|n| match n {
-                1 => tag.to_owned(),
-                n => format!("{tag}-{n}"),
-            })
-            .find(|t| !family.snapshots.iter().any(|s| &s.tag == t))
-            .unwrap_or_default();
-        let tag = tag.as_str();
-        if !family.hyper && !cfg.dry_run {
-            take_snapshot(&mut client, &name, tag).map_err(|e| step_err("snapshot", e))?;
-        }
         family.snapshots.push(Snapshot {
             vid: w.vid,
             snap_id: w.snap_id,
@@ -92,6 +89,10 @@ pub fn prepare(
     };
     let steps = plan::plan(&family, &state, origin_shipped, cfg.flatten)
         .map_err(|e| CliError::msg(format!("{name}: {} ({})", e, target.show(&name))))?;
+    // Only a VDI the target takes gets a snapshot.
+    if live.is_some() && !family.hyper && !cfg.dry_run {
+        take_snapshot(&mut client, &name, &tag).map_err(|e| step_err("snapshot", e))?;
+    }
     let mut indexes = Indexes {
         client: &mut client,
         family: &family,

@@ -87,15 +87,17 @@ impl Rbd {
         c
     }
 
-    /// Run `rbd ARGS` to its end: its stdout, or an error naming it.
-    fn run(&self, args: &[&str]) -> Result<String, CliError> {
-        let o = self
-            .command(args)
+    /// Run `rbd ARGS` to its end.
+    fn output(&self, args: &[&str]) -> Result<std::process::Output, CliError> {
+        self.command(args)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| {
-                CliError::msg(format!("cannot run rbd: {e} (is ceph-common installed?)"))
-            })?;
+            .map_err(|e| CliError::msg(format!("cannot run rbd: {e} (is ceph-common installed?)")))
+    }
+
+    /// Run `rbd ARGS` to its end: its stdout, or an error naming it.
+    fn run(&self, args: &[&str]) -> Result<String, CliError> {
+        let o = self.output(args)?;
         if !o.status.success() {
             return Err(rbd_error(args, &o.stderr));
         }
@@ -104,18 +106,11 @@ impl Rbd {
 
     /// Like [`Rbd::run`]; `None` when the image or snapshot is not there.
     fn run_maybe(&self, args: &[&str]) -> Result<Option<String>, CliError> {
-        let o = self
-            .command(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| {
-                CliError::msg(format!("cannot run rbd: {e} (is ceph-common installed?)"))
-            })?;
+        let o = self.output(args)?;
         if o.status.success() {
             return Ok(Some(String::from_utf8_lossy(&o.stdout).into_owned()));
         }
-        let err = String::from_utf8_lossy(&o.stderr);
-        if err.contains("No such file") || err.contains("not found") {
+        if missing(&o.stderr) {
             return Ok(None);
         }
         Err(rbd_error(args, &o.stderr))
@@ -240,6 +235,12 @@ impl Rbd {
     fn vmstate_image(name: &str, snap: &str) -> String {
         format!("{name}.vmstate.{snap}")
     }
+}
+
+/// Whether rbd's error says the image or snapshot is not there.
+fn missing(stderr: &[u8]) -> bool {
+    let err = String::from_utf8_lossy(stderr);
+    err.contains("No such file") || err.contains("not found")
 }
 
 /// An error of `rbd ARGS`: its last line that says something.
@@ -426,12 +427,9 @@ impl Target for Rbd {
                 .map_err(|e| CliError::msg(format!("rbd snap rm {at}: {e}")));
             let failed = match out {
                 Ok(o) if o.status.success() => None,
-                Ok(o) => {
-                    let err = String::from_utf8_lossy(&o.stderr);
-                    // Gone already: what a forget wants.
-                    (!err.contains("No such file") && !err.contains("not found"))
-                        .then(|| rbd_error(&["snap", "rm", &at], &o.stderr))
-                }
+                // Gone already: what a forget wants.
+                Ok(o) if missing(&o.stderr) => None,
+                Ok(o) => Some(rbd_error(&["snap", "rm", &at], &o.stderr)),
                 Err(e) => Some(e),
             };
             first = first.or(failed);

@@ -57,14 +57,7 @@ impl Crcs {
         let mut at = offset;
         while at < offset + len {
             let n = (self.object_end(at) - at).min(offset + len - at);
-            let mut h = Hasher::new();
-            let mut left = n;
-            while left > 0 {
-                let k = left.min(ZEROS.len() as u64) as usize;
-                h.update(&ZEROS[..k]);
-                left -= k as u64;
-            }
-            self.piece(at, n, h);
+            self.piece(at, n, zeros_hasher(n));
             at += n;
         }
     }
@@ -162,6 +155,18 @@ pub struct Verified {
 /// Read every object `want` has a CRC32 for again, `part` bytes at a time
 /// with `depth` reads in flight, and compare. `what` says where `want`'s
 /// bytes came from ("sent", "written out").
+/// A CRC32 hasher that has seen `len` zero bytes.
+pub fn zeros_hasher(len: u64) -> Hasher {
+    let mut h = Hasher::new();
+    let mut left = len;
+    while left > 0 {
+        let k = left.min(ZEROS.len() as u64) as usize;
+        h.update(&ZEROS[..k]);
+        left -= k as u64;
+    }
+    h
+}
+
 pub fn check(
     client: &mut Client,
     name: &str,
