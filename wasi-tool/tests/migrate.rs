@@ -818,3 +818,32 @@ fn a_target_ahead_of_the_source_is_brought_back_to_it() {
         padded(&random(80, OBJ), 2 * OBJ)
     );
 }
+
+#[test]
+fn verify_names_the_object_a_changed_backup_file_holds() {
+    let h = server();
+    let dir = TempDir::new();
+    import(&h, &dir, "vm", &random(90, 4 * OBJ));
+    let set = s_path(&dir, "set");
+    sheep_ok(&h, &["migrate", "--to", &set, "--verify", "-q"]);
+    // A byte of the first diff's data changes on the backup's disk.
+    let m = manifest(&dir, "set", "vm");
+    let first = dir
+        .path("set")
+        .join("vm")
+        .join(m["snapshots"][0]["diff"].as_str().unwrap());
+    let mut bytes = std::fs::read(&first).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&first, &bytes).unwrap();
+    write_at(&h, &dir, "vm", 3 * OBJ as u64, &random(91, 4096));
+    let r = sheep(&h, &["migrate", "--to", &set, "--verify"]);
+    assert_ne!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("error: vm: verify failed: object ")
+                && l.contains("of snapshot migrate-")),
+        "{r:?}"
+    );
+}

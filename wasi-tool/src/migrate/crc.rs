@@ -5,6 +5,7 @@
 
 use crc32fast::Hasher;
 
+use crate::io::holes::Holes;
 use crate::transfer::diff_export::Observer;
 use crate::transfer::verify::zeros_hasher;
 
@@ -114,6 +115,36 @@ impl Observer for ObjectCrcs {
     }
 }
 
+/// The checksum of each `os`-byte object of the first `size` bytes of
+/// `f`, its holes hashed as zeros without reading them.
+pub fn of_file(f: &mut std::fs::File, os: u64, size: u64) -> std::io::Result<Vec<u32>> {
+    use std::io::{Seek, SeekFrom};
+
+    f.seek(SeekFrom::Start(0))?;
+    let mut holes = Holes::of(f);
+    let whole = zeros_crc(os);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut out = Vec::with_capacity(size.div_ceil(os) as usize);
+    let mut at = 0u64;
+    while at < size {
+        let len = (size - at).min(os);
+        let hole = match holes.as_mut() {
+            Some(h) => h.skip_hole(len)?.is_some(),
+            None => false,
+        };
+        if hole {
+            out.push(if len == os { whole } else { zeros_crc(len) });
+        } else {
+            out.push(hash(&mut *f, &mut buf, len)?);
+            if let Some(h) = holes.as_mut() {
+                h.advance(len);
+            }
+        }
+        at += len;
+    }
+    Ok(out)
+}
+
 /// The checksum of each `os`-byte object of a stream of `size` bytes.
 pub fn of_stream(r: &mut dyn std::io::Read, os: u64, size: u64) -> std::io::Result<Vec<u32>> {
     let mut out = Vec::with_capacity(size.div_ceil(os) as usize);
@@ -121,21 +152,26 @@ pub fn of_stream(r: &mut dyn std::io::Read, os: u64, size: u64) -> std::io::Resu
     let mut at = 0u64;
     while at < size {
         let len = (size - at).min(os);
-        let mut h = Hasher::new();
-        let mut left = len;
-        while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
-            let n = crate::io::input::read_full(r, &mut buf[..want])?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            h.update(&buf[..n]);
-            left -= n as u64;
-        }
-        out.push(h.finalize());
+        out.push(hash(r, &mut buf, len)?);
         at += len;
     }
     Ok(out)
+}
+
+/// The CRC32 of the next `len` bytes of `r`, read through `buf`.
+fn hash(r: &mut dyn std::io::Read, buf: &mut [u8], len: u64) -> std::io::Result<u32> {
+    let mut h = Hasher::new();
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = crate::io::input::read_full(r, &mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(h.finalize())
 }
 
 #[cfg(test)]

@@ -30,13 +30,33 @@ pub const MANIFEST: &str = "manifest.json";
 /// A backup set's directory.
 pub struct Dir {
     root: PathBuf,
+    /// What `--verify` reads back: a scratch image of one VDI with its
+    /// first diffs applied (how many), the next read back applying only
+    /// the ones after.
+    scratch: Option<Scratch>,
+}
+
+struct Scratch {
+    vdi: String,
+    applied: usize,
+    path: PathBuf,
+    file: File,
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        self.drop_scratch();
+    }
 }
 
 impl Dir {
     /// The set at `root`, made if it is not there.
     pub fn new(root: &str) -> Result<Dir, CliError> {
         fs::create_dir_all(root).map_err(|e| error::file(root, "make", &e))?;
-        Ok(Dir { root: root.into() })
+        Ok(Dir {
+            root: root.into(),
+            scratch: None,
+        })
     }
 
     fn vdi_dir(&self, name: &str) -> Result<PathBuf, CliError> {
@@ -290,27 +310,10 @@ impl Target for Dir {
     }
 
     fn read_back(&mut self, family: &Family, to: &Snapshot) -> Result<Vec<u32>, CliError> {
-        // The chain of diff files applied into a scratch file, then its
-        // objects hashed.
-        let scratch = self
-            .root
-            .join(format!(".verify-{}.raw", image_name(&family.name)?));
-        let res = (|| {
-            let mut f = File::options()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&scratch)
-                .map_err(|e| error::file(&s(&scratch), "write", &e))?;
-            self.materialize(&family.name, &to.name, &mut f)?;
-            use std::io::Seek;
-            f.seek(std::io::SeekFrom::Start(0))
-                .map_err(|e| error::file(&s(&scratch), "read", &e))?;
-            crc::of_stream(&mut f, family.object_size, to.size)
-                .map_err(|e| error::file(&s(&scratch), "read", &e))
-        })();
-        let _ = fs::remove_file(&scratch);
+        let res = self.read_back_chain(family, to);
+        if res.is_err() {
+            self.drop_scratch();
+        }
         res
     }
 
@@ -383,6 +386,73 @@ impl Target for Dir {
 }
 
 impl Dir {
+    fn drop_scratch(&mut self) {
+        if let Some(sc) = self.scratch.take() {
+            let _ = fs::remove_file(&sc.path);
+        }
+    }
+
+    /// The CRC32s of `to` as the set holds it: its chain of diffs applied
+    /// to a scratch image (the diffs not applied yet, when the last read
+    /// back was of this VDI and an earlier snapshot), its objects hashed.
+    fn read_back_chain(&mut self, family: &Family, to: &Snapshot) -> Result<Vec<u32>, CliError> {
+        let name = image_name(&family.name)?.to_owned();
+        let m = self
+            .manifest(&name)?
+            .ok_or_else(|| CliError::msg(format!("{}: no manifest", self.show(&name))))?;
+        let list = listed(&m);
+        let k = list
+            .iter()
+            .position(|(n, _, _)| n == &to.name)
+            .ok_or_else(|| {
+                CliError::msg(format!(
+                    "{}: no snapshot {} in the manifest",
+                    self.show(&name),
+                    to.name
+                ))
+            })?;
+        let reuse = self
+            .scratch
+            .as_ref()
+            .is_some_and(|sc| sc.vdi == name && sc.applied <= k + 1);
+        if !reuse {
+            self.drop_scratch();
+            let path = self.root.join(format!(".verify-{name}.raw"));
+            let mut file = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(|e| error::file(&s(&path), "write", &e))?;
+            if let Some(c) = m.get("clone_of").filter(|c| !c.is_null()) {
+                let parent = c.get("vdi").and_then(Value::as_str).unwrap_or_default();
+                let psnap = c
+                    .get("snapshot")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                self.materialize(parent, psnap, &mut file)?;
+            }
+            self.scratch = Some(Scratch {
+                vdi: name.clone(),
+                applied: 0,
+                path,
+                file,
+            });
+        }
+        let dir = self.vdi_dir(&name)?;
+        let sc = self
+            .scratch
+            .as_mut()
+            .ok_or_else(|| CliError::msg("internal error: no scratch image"))?;
+        for (_, file, _) in &list[sc.applied..=k] {
+            apply_file(&dir.join(file), &mut sc.file)?;
+        }
+        sc.applied = k + 1;
+        crc::of_file(&mut sc.file, family.object_size, to.size)
+            .map_err(|e| error::file(&s(&sc.path), "read", &e))
+    }
+
     /// Apply `name`'s chain of diffs up to snapshot `snap` into `f` (its
     /// clone parent's first, for a clone).
     fn materialize(&self, name: &str, snap: &str, f: &mut File) -> Result<(), CliError> {
