@@ -148,14 +148,19 @@ pub fn plan(
         }
     };
     let first = last.map_or(0, |l| l + 1);
+    let newest = family.snapshots.len().checked_sub(1);
     for to in first..family.snapshots.len() {
+        // A snapshot migrate took on a run that did not finish is a state
+        // nobody asked to keep: the diff goes past it.
+        if family.snapshots[to].is_migrate() && Some(to) != newest {
+            continue;
+        }
         steps.push(Step::Ship { base, to });
         base = Base::Snapshot(to);
     }
     // Every snapshot migrate took but the newest is needed no more; but
     // for a clone's oldest VID, which names the snapshot it was cloned
     // from (the clone itself, turned snapshot by migrate's first run).
-    let newest = family.snapshots.len().checked_sub(1);
     for (i, s) in family.snapshots.iter().enumerate() {
         let clone_root = i == 0 && family.origin.is_some();
         if s.is_migrate() && Some(i) != newest && !clone_root {
@@ -267,6 +272,28 @@ mod tests {
         // Nothing new: nothing to do (a run that takes no snapshot).
         let f = family(&["a", "b"], false);
         assert_eq!(plan(&f, &target(&["a", "b"]), false, false).unwrap(), []);
+    }
+
+    #[test]
+    fn snapshots_runs_took_and_did_not_ship_are_passed_over() {
+        // Three runs killed after their snapshot, before shipping it.
+        let f = family(&["a", "migrate-1", "migrate-2", "b", "migrate-3"], false);
+        let steps = plan(&f, &target(&["a"]), false, false).unwrap();
+        assert_eq!(
+            steps,
+            [
+                Ship {
+                    base: Snapshot(0),
+                    to: 3
+                },
+                Ship {
+                    base: Snapshot(3),
+                    to: 4
+                },
+                Forget { snapshot: 1 },
+                Forget { snapshot: 2 },
+            ]
+        );
     }
 
     #[test]

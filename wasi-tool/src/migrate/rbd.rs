@@ -84,6 +84,7 @@ impl Rbd {
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("rbd");
         c.args(&self.args).args(args);
+        die_with_parent(&mut c);
         c
     }
 
@@ -236,6 +237,33 @@ impl Rbd {
         format!("{name}.vmstate.{snap}")
     }
 }
+
+/// An `rbd` this process started dies with it: one left running after a
+/// `kill -9` would go on writing, and make its snapshot, while the next
+/// run plans from what it sees. (Linux ties this to the thread that
+/// starts the child, which here always waits for it.)
+#[cfg(target_os = "linux")]
+fn die_with_parent(c: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
+    // nothing of the parent's memory; it runs in the child before exec.
+    let parent = std::process::id();
+    unsafe {
+        c.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Gone between the fork and the prctl: go too.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_: &mut Command) {}
 
 /// Whether rbd's error says the image or snapshot is not there.
 fn missing(stderr: &[u8]) -> bool {
