@@ -224,6 +224,15 @@ pub fn run(cfg: &Config, to: &To) -> Result<Vec<Report>, CliError> {
         reports.sort_by(|a, b| a.name.cmp(&b.name));
         return Ok(reports);
     }
+    reports.extend(ship_waves(cfg, to, &all, prepared));
+    reports.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(reports)
+}
+
+/// Ship the prepared VDIs, wave by wave: a clone whose parent failed in
+/// this run is not made.
+fn ship_waves(cfg: &Config, to: &To, all: &[Family], prepared: Vec<Vec<Prepared>>) -> Vec<Report> {
+    let mut reports = Vec::new();
     let expected = prepared.iter().flatten().map(|p| p.planned).sum();
     let progress = Mutex::new(Progress::new(expected, cfg.quiet));
     let failed: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
@@ -246,7 +255,7 @@ pub fn run(cfg: &Config, to: &To) -> Result<Vec<Report>, CliError> {
                     p.origin.as_ref().map_or("", |o| o.0.as_str())
                 )))
             } else {
-                ship::ship(cfg, to, &all, &p, &progress, &mut report)
+                ship::ship(cfg, to, all, &p, &progress, &mut report)
             };
             report.seconds = start.elapsed().as_secs_f64();
             if let Err(e) = res {
@@ -260,8 +269,7 @@ pub fn run(cfg: &Config, to: &To) -> Result<Vec<Report>, CliError> {
         });
         reports.extend(done);
     }
-    reports.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(reports)
+    reports
 }
 
 /// The JSON summary of `reports`.

@@ -31,79 +31,42 @@ pub fn ship(
     let family = &p.family;
     let name = family.name.clone();
     let step_err = |step: &str, e: CliError| CliError::msg(format!("{name}: {step}: {e}"));
-    let mut target = to.open()?;
-    let mut client =
-        Client::connect(cfg.gateways.clone(), true).map_err(|e| step_err("connect", e))?;
-    let mut carried: Option<(usize, ObjectCrcs)> = None;
-    let needs_crcs = cfg.verify || matches!(to, To::Dir(_));
-    // An image made by this run holds nothing it does not know of; one
-    // made before may (a killed run's writes), until the first ship.
-    let mut clean = p
-        .steps
-        .iter()
-        .any(|s| matches!(s, Step::Create | Step::Clone));
+    let client = Client::connect(cfg.gateways.clone(), true).map_err(|e| step_err("connect", e))?;
+    let mut sh = Shipping {
+        cfg,
+        family,
+        target: to.open()?,
+        client,
+        carried: None,
+        needs_crcs: cfg.verify || matches!(to, To::Dir(_)),
+        // An image made by this run holds nothing it does not know of;
+        // one made before may (a killed run's writes), until the first
+        // ship.
+        clean: p
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Create | Step::Clone)),
+    };
     for s in &p.steps {
         match s {
-            Step::Create => target.create(family).map_err(|e| step_err("create", e))?,
+            Step::Create => sh
+                .target
+                .create(family)
+                .map_err(|e| step_err("create", e))?,
             Step::Clone => {
                 let (parent, snap) = p.origin.clone().unwrap_or_default();
-                target
+                sh.target
                     .clone_of(family, &parent, &snap)
                     .map_err(|e| step_err("clone", e))?;
             }
             Step::Ship { base, to: i } => {
                 let snap = &family.snapshots[*i];
-                let step = format!("ship {}", snap.name);
-                let mut crcs = if needs_crcs {
-                    let seed = seed_crcs(
-                        cfg,
-                        &mut client,
-                        &mut *target,
-                        family,
-                        *base,
-                        carried.take(),
-                    )
-                    .map_err(|e| step_err(&step, e))?;
-                    let mut seed = seed;
-                    Some(seed.next(snap.size))
-                } else {
-                    None
-                };
-                let forced = if clean {
-                    Vec::new()
-                } else {
-                    let extents = target
-                        .changed_since(family, tfrom(family, *base))
-                        .map_err(|e| step_err(&step, e))?;
-                    objects_of(&extents, family.object_size)
-                };
-                clean = true;
-                let bytes = ship_one(
-                    cfg,
-                    &mut *target,
-                    family,
-                    (*base, &forced),
-                    snap,
-                    crcs.as_mut(),
-                )
-                .map_err(|e| step_err(&step, e))?;
-                let sums: Vec<u32> = crcs.as_mut().map(|c| c.all().to_vec()).unwrap_or_default();
-                target
-                    .shipped(family, tfrom(family, *base), snap, &sums)
-                    .map_err(|e| step_err(&step, e))?;
-                if cfg.verify {
-                    let step = format!("verify {}", snap.name);
-                    let got = target
-                        .read_back(family, snap)
-                        .map_err(|e| step_err(&step, e))?;
-                    compare(&name, snap, &got, &sums, &target.show(&name))?;
-                }
+                let bytes = sh.snapshot(*base, *i)?;
                 report.shipped.push(snap.name.clone());
                 report.bytes += bytes;
                 if let Ok(mut t) = progress.lock() {
                     t.shipped(&format!("{name}@{}", snap.name), bytes);
                 }
-                carried = crcs.map(|c| (*i, c));
             }
             Step::Forget { snapshot } => {
                 let snap = &family.snapshots[*snapshot];
@@ -111,21 +74,22 @@ pub fn ship(
                 let cloned = all
                     .iter()
                     .any(|f| f.origin.as_ref().is_some_and(|o| o.vid == snap.vid));
-                if cloned {
-                    continue;
+                if !cloned {
+                    sh.forget(snap)
+                        .map_err(|e| step_err(&format!("forget {}", snap.name), e))?;
                 }
-                let step = format!("forget {}", snap.name);
-                target
-                    .forget(family, &snap.name)
-                    .map_err(|e| step_err(&step, e))?;
-                delete::delete(&mut client, &vdi(&name, snap.snap_id))
-                    .map_err(|e| step_err(&step, e))?;
             }
-            Step::Drop { name: snap } => target
+            Step::Drop { name: snap } => sh
+                .target
                 .forget(family, snap)
                 .map_err(|e| step_err(&format!("forget {snap}"), e))?,
         }
     }
+    let Shipping {
+        mut target,
+        mut client,
+        ..
+    } = sh;
     let res = vm_states(&mut client, &mut *target, family)
         .map_err(|e| step_err("VM state", e))
         .and_then(|()| {
@@ -148,6 +112,92 @@ pub fn ship(
         );
     }
     Ok(())
+}
+
+/// One VDI being shipped: its target, its connection, and what carries
+/// from one snapshot to the next.
+struct Shipping<'a> {
+    cfg: &'a Config,
+    family: &'a Family,
+    target: Box<dyn Target>,
+    client: Client,
+    /// The checksums of the snapshot shipped last, and its index.
+    carried: Option<(usize, ObjectCrcs)>,
+    /// Checksums are kept (`--verify`, a backup set's manifest).
+    needs_crcs: bool,
+    /// The image holds nothing a diff does not know of.
+    clean: bool,
+}
+
+impl Shipping<'_> {
+    /// Ship snapshot `i` from `base` and read it back if asked: the bytes
+    /// of its diff. Errors name the VDI and the step.
+    fn snapshot(&mut self, base: Base, i: usize) -> Result<u64, CliError> {
+        let (cfg, family) = (self.cfg, self.family);
+        let snap = &family.snapshots[i];
+        let step_err = |step: &str, e: CliError| {
+            CliError::msg(format!("{}: {step} {}: {e}", family.name, snap.name))
+        };
+        let mut crcs = if self.needs_crcs {
+            let carried = self.carried.take();
+            let mut seed = seed_crcs(
+                cfg,
+                &mut self.client,
+                &mut *self.target,
+                family,
+                base,
+                carried,
+            )
+            .map_err(|e| step_err("ship", e))?;
+            Some(seed.next(snap.size))
+        } else {
+            None
+        };
+        let forced = if self.clean {
+            Vec::new()
+        } else {
+            let extents = self
+                .target
+                .changed_since(family, tfrom(family, base))
+                .map_err(|e| step_err("ship", e))?;
+            objects_of(&extents, family.object_size)
+        };
+        self.clean = true;
+        let bytes = ship_one(
+            cfg,
+            &mut *self.target,
+            family,
+            (base, &forced),
+            snap,
+            crcs.as_mut(),
+        )
+        .map_err(|e| step_err("ship", e))?;
+        let sums: Vec<u32> = crcs.as_mut().map(|c| c.all().to_vec()).unwrap_or_default();
+        self.target
+            .shipped(family, tfrom(family, base), snap, &sums)
+            .map_err(|e| step_err("ship", e))?;
+        if cfg.verify {
+            let got = self
+                .target
+                .read_back(family, snap)
+                .map_err(|e| step_err("verify", e))?;
+            compare(
+                &family.name,
+                snap,
+                &got,
+                &sums,
+                &self.target.show(&family.name),
+            )?;
+        }
+        self.carried = crcs.map(|c| (i, c));
+        Ok(bytes)
+    }
+
+    /// Remove `snap` (migrate's own) from the target, then the source.
+    fn forget(&mut self, snap: &Snapshot) -> Result<(), CliError> {
+        self.target.forget(self.family, &snap.name)?;
+        delete::delete(&mut self.client, &vdi(&self.family.name, snap.snap_id)).map(|_| ())
+    }
 }
 
 /// The VM state of every snapshot the target holds without one.
