@@ -191,6 +191,15 @@ pub fn listed(m: &Value) -> Vec<(String, String, u64)> {
         .unwrap_or_default()
 }
 
+/// The VDI and snapshot a manifest's VDI was cloned from.
+pub fn clone_of(m: &Value) -> Option<(String, String)> {
+    let c = m.get("clone_of").filter(|c| !c.is_null())?;
+    Some((
+        c.get("vdi")?.as_str()?.to_owned(),
+        c.get("snapshot")?.as_str()?.to_owned(),
+    ))
+}
+
 /// The CRC32s of a listed snapshot.
 pub fn crcs_of(m: &Value, name: &str) -> Option<Vec<u32>> {
     let snap = m
@@ -425,13 +434,8 @@ impl Dir {
                 .truncate(true)
                 .open(&path)
                 .map_err(|e| error::file(&s(&path), "write", &e))?;
-            if let Some(c) = m.get("clone_of").filter(|c| !c.is_null()) {
-                let parent = c.get("vdi").and_then(Value::as_str).unwrap_or_default();
-                let psnap = c
-                    .get("snapshot")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                self.materialize(parent, psnap, &mut file)?;
+            if let Some((parent, psnap)) = clone_of(&m) {
+                self.materialize(&parent, &psnap, &mut file)?;
             }
             self.scratch = Some(Scratch {
                 vdi: name.clone(),
@@ -459,13 +463,8 @@ impl Dir {
         let m = self
             .manifest(name)?
             .ok_or_else(|| CliError::msg(format!("{}: no manifest", self.show(name))))?;
-        if let Some(c) = m.get("clone_of").filter(|c| !c.is_null()) {
-            let parent = c.get("vdi").and_then(Value::as_str).unwrap_or_default();
-            let psnap = c
-                .get("snapshot")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            self.materialize(parent, psnap, f)?;
+        if let Some((parent, psnap)) = clone_of(&m) {
+            self.materialize(&parent, &psnap, f)?;
         }
         let dir = self.vdi_dir(name)?;
         for (n, file, _) in listed(&m) {

@@ -21,7 +21,7 @@ use serde_json::Value;
 use sheepdog_core::attr::AttrKind;
 use sheepdog_core::engine::{ControlDone, CreateOptions};
 
-use super::dir::{read_manifest, MANIFEST};
+use super::dir::{clone_of, read_manifest, MANIFEST};
 use super::source::MIGRATE_PREFIX;
 use super::target::meta_bytes;
 use super::Report;
@@ -80,15 +80,7 @@ impl Backup {
                 root.display()
             ))
         })?;
-        let clone_of = manifest
-            .get("clone_of")
-            .filter(|c| !c.is_null())
-            .and_then(|c| {
-                Some((
-                    c.get("vdi")?.as_str()?.to_owned(),
-                    c.get("snapshot")?.as_str()?.to_owned(),
-                ))
-            });
+        let clone_of = clone_of(&manifest);
         Ok(Backup {
             vdi: vdi.to_owned(),
             dir,
