@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sheepdog_core::attr::{self, AttrDone, AttrKind, AttrOp, ATTR_LEN, MAX_VALUE};
 use sheepdog_core::hash::vid_hash;
-use sheepdog_core::oid::OidKind;
+use sheepdog_core::oid::{Oid, OidKind};
 use sheepdog_core::reply::Exchange;
 use sheepdog_core::wire::ResultCode;
 
@@ -68,19 +68,38 @@ pub fn list(
     name: &str,
     timeout: Duration,
 ) -> Result<Vec<Attribute>, CliError> {
-    let hvid = vid_hash(name.as_bytes());
+    let oids = objects(client, timeout)?;
+    read(client, name, &oids)
+}
+
+/// The attribute objects the nodes store (each node's object list, the
+/// attribute objects kept): what [`read`] reads from, for any number of
+/// VDI names.
+pub fn objects(client: &mut Client, timeout: Duration) -> Result<BTreeSet<Oid>, CliError> {
     let mut nodes: Vec<String> = client.nodes().iter().map(|a| a.to_string()).collect();
     if nodes.is_empty() {
         nodes.push(client.addr.clone());
     }
     let mut oids = BTreeSet::new();
     for n in &nodes {
-        for oid in objects::of_node(n, timeout)? {
-            if oid.kind() == OidKind::Attr && oid.vid_bits() == hvid {
-                oids.insert(oid);
-            }
-        }
+        oids.extend(
+            objects::of_node(n, timeout)?
+                .into_iter()
+                .filter(|oid| oid.kind() == OidKind::Attr),
+        );
     }
+    Ok(oids)
+}
+
+/// Every attribute kept under the VDI name `name`, in key order: the
+/// objects of `oids` under the name's hash, read.
+pub fn read(
+    client: &mut Client,
+    name: &str,
+    oids: &BTreeSet<Oid>,
+) -> Result<Vec<Attribute>, CliError> {
+    let hvid = vid_hash(name.as_bytes());
+    let oids = oids.iter().copied().filter(|oid| oid.vid_bits() == hvid);
     let mut found = Vec::new();
     for oid in oids {
         let op = exchange(client, vec![0u8; ATTR_LEN], AttrKind::Read(oid))?;

@@ -200,18 +200,20 @@ pub fn clone_of(m: &Value) -> Option<(String, String)> {
     ))
 }
 
-/// The CRC32s of a listed snapshot.
-pub fn crcs_of(m: &Value, name: &str) -> Option<Vec<u32>> {
+/// The size and the CRC32s of a listed snapshot.
+fn crcs_of(m: &Value, name: &str) -> Option<(u64, Vec<u32>)> {
     let snap = m
         .get("snapshots")?
         .as_array()?
         .iter()
         .find(|s| s.get("name").and_then(Value::as_str) == Some(name))?;
-    snap.get("crc32")?
+    let crcs = snap
+        .get("crc32")?
         .as_array()?
         .iter()
         .map(|v| u32::from_str_radix(v.as_str()?, 16).ok())
-        .collect()
+        .collect::<Option<Vec<u32>>>()?;
+    Some((snap.get("size")?.as_u64()?, crcs))
 }
 
 impl Target for Dir {
@@ -326,9 +328,9 @@ impl Target for Dir {
         res
     }
 
-    fn kept_crcs(&mut self, family: &Family, snap: &Snapshot) -> Option<Vec<u32>> {
-        let m = self.manifest(&family.name).ok()??;
-        crcs_of(&m, &snap.name)
+    fn kept_crcs(&mut self, vdi: &str, snap: &str) -> Option<(u64, Vec<u32>)> {
+        let m = self.manifest(vdi).ok()??;
+        crcs_of(&m, snap)
     }
 
     fn forget(&mut self, _family: &Family, _snap: &str) -> Result<(), CliError> {

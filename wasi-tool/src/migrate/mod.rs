@@ -39,7 +39,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::cluster::vdis::collect;
-use crate::cluster::{Client, Gateways};
+use crate::cluster::{attrs, Client, Gateways};
 use crate::date;
 use crate::error::CliError;
 use crate::size::human;
@@ -116,6 +116,15 @@ impl Report {
             ..Report::default()
         }
     }
+}
+
+/// What the run read of the source once, for every VDI: its families,
+/// and the attribute objects the nodes store.
+pub struct Source<'a> {
+    /// Every family of the cluster.
+    pub all: &'a [Family],
+    /// Every attribute object.
+    pub attr_oids: &'a std::collections::BTreeSet<sheepdog_core::oid::Oid>,
 }
 
 /// `migrate-YYYYMMDDTHHMMSSZ` for now.
@@ -224,14 +233,28 @@ pub fn run(cfg: &Config, to: &To) -> Result<Vec<Report>, CliError> {
         reports.sort_by(|a, b| a.name.cmp(&b.name));
         return Ok(reports);
     }
-    reports.extend(ship_waves(cfg, to, &all, prepared));
+    // Attributes sit in objects no request lists by VDI: every node's
+    // object list, read once for all the VDIs.
+    let mut client = Client::connect(cfg.gateways.clone(), cfg.quiet)?;
+    let attr_oids = attrs::objects(&mut client, cfg.timeout)?;
+    drop(client);
+    let source = Source {
+        all: &all,
+        attr_oids: &attr_oids,
+    };
+    reports.extend(ship_waves(cfg, to, &source, prepared));
     reports.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(reports)
 }
 
 /// Ship the prepared VDIs, wave by wave: a clone whose parent failed in
 /// this run is not made.
-fn ship_waves(cfg: &Config, to: &To, all: &[Family], prepared: Vec<Vec<Prepared>>) -> Vec<Report> {
+fn ship_waves(
+    cfg: &Config,
+    to: &To,
+    source: &Source<'_>,
+    prepared: Vec<Vec<Prepared>>,
+) -> Vec<Report> {
     let mut reports = Vec::new();
     let expected = prepared.iter().flatten().map(|p| p.planned).sum();
     let progress = Mutex::new(Progress::new(expected, cfg.quiet));
@@ -255,7 +278,7 @@ fn ship_waves(cfg: &Config, to: &To, all: &[Family], prepared: Vec<Vec<Prepared>
                     p.origin.as_ref().map_or("", |o| o.0.as_str())
                 )))
             } else {
-                ship::ship(cfg, to, all, &p, &progress, &mut report)
+                ship::ship(cfg, to, source, &p, &progress, &mut report)
             };
             report.seconds = start.elapsed().as_secs_f64();
             if let Err(e) = res {

@@ -430,7 +430,7 @@ impl Target for Rbd {
         }
     }
 
-    fn kept_crcs(&mut self, _family: &Family, _snap: &Snapshot) -> Option<Vec<u32>> {
+    fn kept_crcs(&mut self, _vdi: &str, _snap: &str) -> Option<(u64, Vec<u32>)> {
         None
     }
 

@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::Value;
-use sheepdog_core::attr::AttrKind;
+use sheepdog_core::attr::{AttrDone, AttrKind};
 use sheepdog_core::engine::{ControlDone, CreateOptions};
+use sheepdog_core::wire::ResultCode;
 
 use super::dir::{clone_of, read_manifest, MANIFEST};
 use super::source::MIGRATE_PREFIX;
@@ -224,9 +225,16 @@ fn working(name: &str) -> Vdi {
 fn attribute(client: &mut Client, name: &str, key: &str) -> Result<Option<Vec<u8>>, CliError> {
     let buf = attrs::encoded(name, 0, key.as_bytes(), &[])?;
     let op = attrs::exchange(client, buf, AttrKind::Get)?;
+    if op.refused_with(ResultCode::NoObj) {
+        return Ok(None);
+    }
     match op.outcome() {
-        Some(Ok(sheepdog_core::attr::AttrDone::Value(a, _))) => Ok(Some(a.value.to_vec())),
-        _ => Ok(None),
+        Some(Ok(AttrDone::Value(a, _))) => Ok(Some(a.value.to_vec())),
+        Some(Err(e)) => Err(error::engine(&format!("attribute {key} of {name}"), e)),
+        _ => Err(CliError::msg(format!(
+            "the server at {} did not answer for attribute {key} of {name}",
+            client.addr
+        ))),
     }
 }
 
@@ -275,14 +283,12 @@ fn restore_one(cfg: &Config, b: &Backup, name: &str, report: &mut Report) -> Res
         let snapshot = !hyper && !e.name.starts_with(MIGRATE_PREFIX);
         let after_state = i > 0 && entries[i - 1].name.starts_with(MIGRATE_PREFIX);
         let tags: Vec<String> = have.iter().map(|(t, _)| t.clone()).collect();
-        let written = apply(cfg, b, name, e, (&tags, after_state), snapshot, &mut client)
+        let (written, taken) = apply(cfg, b, name, e, (&tags, after_state), snapshot, &mut client)
             .map_err(|x| step_err(&format!("snapshot {}", e.name), x))?;
         report.bytes += written;
-        if snapshot {
+        if let Some(snap_id) = taken {
             report.shipped.push(e.name.clone());
-            have = on_cluster(&mut client, name)
-                .map_err(|x| step_err("list", x))?
-                .1;
+            have.push((e.name.clone(), snap_id));
         }
         if !cfg.quiet {
             let what = if snapshot { "snapshot" } else { "state" };
@@ -356,8 +362,8 @@ fn make(b: &Backup, name: &str, entries: &[Entry], client: &mut Client) -> Resul
 
 /// Apply snapshot `e`'s diff to the working VDI `name` (whose snapshots
 /// are tagged `tags`; `force`: its FROM is a state restore does not keep),
-/// then snapshot it with its VM state when `snapshot`; the bytes of data
-/// written.
+/// then snapshot it with its VM state when `snapshot`: the bytes of data
+/// written, and the id of the snapshot taken.
 fn apply(
     cfg: &Config,
     b: &Backup,
@@ -366,7 +372,7 @@ fn apply(
     (tags, force): (&[String], bool),
     snapshot: bool,
     client: &mut Client,
-) -> Result<u64, CliError> {
+) -> Result<(u64, Option<u32>), CliError> {
     let path = b.dir.join(&e.diff);
     let shown = path.display().to_string();
     let mut input = File::open(&path).map_err(|x| error::file(&shown, "read", &x))?;
@@ -379,17 +385,15 @@ fn apply(
         depth: cfg.depth,
         quiet: true,
     };
-    let res = diff_import::apply(
-        client,
-        name,
-        &mut std::io::BufReader::with_capacity(1 << 20, &mut input),
-        &opts,
-    )
-    .and_then(|applied| {
-        if snapshot {
+    let res = diff_import::apply(client, name, &mut input, &opts).and_then(|applied| {
+        // The snapshot takes the working VDI's snapshot id.
+        let taken = if snapshot {
             take(client, &cfg.gateways, b, name, e, &info)?;
-        }
-        Ok(applied.written)
+            Some(info.snap_id)
+        } else {
+            None
+        };
+        Ok((applied.written, taken))
     });
     let closed = close(client, name);
     let n = res?;

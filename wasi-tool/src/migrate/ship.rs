@@ -11,7 +11,7 @@ use super::prepare::Prepared;
 use super::progress::Progress;
 use super::source::{Family, Snapshot};
 use super::target::{From as TFrom, Target};
-use super::{vdi, Config, Report, To};
+use super::{vdi, Config, Report, Source, To};
 use crate::cluster::session::{close, open};
 use crate::cluster::{attrs, delete, vmstate, Client};
 use crate::error::CliError;
@@ -19,11 +19,11 @@ use crate::size::human;
 use crate::target::Target as Vdi;
 use crate::transfer::diff_export::{self, Names, Observer};
 
-/// Run `p`'s plan into `to`; `all` is every family of the cluster.
+/// Run `p`'s plan into `to`; `source` is what the run read of the cluster.
 pub fn ship(
     cfg: &Config,
     to: &To,
-    all: &[Family],
+    source: &Source<'_>,
     p: &Prepared,
     progress: &Mutex<Progress>,
     report: &mut Report,
@@ -35,6 +35,7 @@ pub fn ship(
     let mut sh = Shipping {
         cfg,
         family,
+        origin: p.origin.as_ref(),
         target: to.open()?,
         client,
         carried: None,
@@ -71,7 +72,8 @@ pub fn ship(
             Step::Forget { snapshot } => {
                 let snap = &family.snapshots[*snapshot];
                 // A snapshot someone cloned stays: the clone needs it.
-                let cloned = all
+                let cloned = source
+                    .all
                     .iter()
                     .any(|f| f.origin.as_ref().is_some_and(|o| o.vid == snap.vid));
                 if !cloned {
@@ -93,7 +95,7 @@ pub fn ship(
     let res = vm_states(&mut client, &mut *target, family)
         .map_err(|e| step_err("VM state", e))
         .and_then(|()| {
-            let attrs = attrs::list(&mut client, &name, cfg.timeout)
+            let attrs = attrs::read(&mut client, &name, source.attr_oids)
                 .map_err(|e| step_err("attributes", e))?;
             target
                 .attributes(family, &attrs)
@@ -119,6 +121,8 @@ pub fn ship(
 struct Shipping<'a> {
     cfg: &'a Config,
     family: &'a Family,
+    /// A clone's parent VDI and the target name of its snapshot.
+    origin: Option<&'a (String, String)>,
     target: Box<dyn Target>,
     client: Client,
     /// The checksums of the snapshot shipped last, and its index.
@@ -144,7 +148,7 @@ impl Shipping<'_> {
                 cfg,
                 &mut self.client,
                 &mut *self.target,
-                family,
+                (family, self.origin),
                 base,
                 carried,
             )
@@ -244,7 +248,7 @@ fn seed_crcs(
     cfg: &Config,
     client: &mut Client,
     target: &mut dyn Target,
-    family: &Family,
+    (family, origin): (&Family, Option<&(String, String)>),
     base: Base,
     carried: Option<(usize, ObjectCrcs)>,
 ) -> Result<ObjectCrcs, CliError> {
@@ -256,8 +260,8 @@ fn seed_crcs(
                 return Ok(c);
             }
             let snap = &family.snapshots[i];
-            if let Some(v) = target.kept_crcs(family, snap) {
-                return Ok(ObjectCrcs::from_vec(os, snap.size, v));
+            if let Some((size, v)) = target.kept_crcs(&family.name, &snap.name) {
+                return Ok(ObjectCrcs::from_vec(os, size, v));
             }
             read_crcs(cfg, client, &vdi(&family.name, snap.snap_id), os)
         }
@@ -266,6 +270,11 @@ fn seed_crcs(
                 .origin
                 .as_ref()
                 .ok_or_else(|| CliError::msg("internal error: a clone without its origin"))?;
+            // The parent's snapshot, as the target keeps it under its name.
+            let kept = origin.and_then(|(parent, snap)| target.kept_crcs(parent, snap));
+            if let Some((size, v)) = kept {
+                return Ok(ObjectCrcs::from_vec(os, size, v));
+            }
             read_crcs(cfg, client, &vdi(&o.name, o.snap_id), os)
         }
     }

@@ -75,9 +75,9 @@ pub trait Target: Send {
     /// (`--verify`), read back.
     fn read_back(&mut self, family: &Family, to: &Snapshot) -> Result<Vec<u32>, CliError>;
 
-    /// The checksums of snapshot `snap`'s objects, where the target keeps
-    /// them (a backup set's manifest).
-    fn kept_crcs(&mut self, family: &Family, snap: &Snapshot) -> Option<Vec<u32>>;
+    /// The size and the checksums of the objects of snapshot `snap` of
+    /// VDI `vdi`, where the target keeps them (a backup set's manifest).
+    fn kept_crcs(&mut self, vdi: &str, snap: &str) -> Option<(u64, Vec<u32>)>;
 
     /// Remove the snapshot `snap` of `family`'s image (migrate's own,
     /// needed no more by later diffs), maybe in the background until
