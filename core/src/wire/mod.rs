@@ -9,6 +9,7 @@
 mod flags;
 pub mod frame;
 mod opcode;
+mod peer;
 mod request;
 mod response;
 mod result;
@@ -17,7 +18,7 @@ pub use flags::Flags;
 pub use frame::Frame;
 pub use opcode::{ArgsKind, Opcode};
 pub use request::{LockType, NewVdi, ObjArgs, Request, RequestArgs, VdiArgs};
-pub use response::{Response, ResponseArgs};
+pub use response::{Response, ResponseArgs, DIGEST_LEN};
 pub use result::{ResultClass, ResultCode};
 
 /// Size of a request or response header.

@@ -42,10 +42,22 @@ pub enum Opcode {
     GetVdiAttr,
     /// 0xA1: internal, the objects a node stores.
     GetObjList,
+    /// 0xA3: peer, create one copy (or strip) on this node.
+    CreateAndWritePeer,
+    /// 0xA4: peer, read this node's copy (or strip).
+    ReadPeer,
+    /// 0xA5: peer, write into this node's copy (or strip).
+    WritePeer,
+    /// 0xA6: peer, remove this node's copy (or strip).
+    RemovePeer,
     /// 0xAB: internal, the table of VDI states (copies, locks).
     GetVdiCopies,
+    /// 0xB4: internal, the SHA-1 of this node's copy of an object.
+    GetHash,
     /// 0xBE: internal, cluster information.
     ClusterInfo,
+    /// 0xC5: internal, this node copies an object from another node.
+    RepairReplica,
     /// 0xC9: internal, read the 2 MiB bitmap of deleted VIDs.
     ReadDelVdis,
     /// Any other code, kept as sent.
@@ -74,8 +86,14 @@ impl Opcode {
             0x87 => Opcode::StatCluster,
             0x89 => Opcode::GetVdiAttr,
             0xA1 => Opcode::GetObjList,
+            0xA3 => Opcode::CreateAndWritePeer,
+            0xA4 => Opcode::ReadPeer,
+            0xA5 => Opcode::WritePeer,
+            0xA6 => Opcode::RemovePeer,
             0xAB => Opcode::GetVdiCopies,
+            0xB4 => Opcode::GetHash,
             0xBE => Opcode::ClusterInfo,
+            0xC5 => Opcode::RepairReplica,
             0xC9 => Opcode::ReadDelVdis,
             other => Opcode::Unknown(other),
         }
@@ -102,8 +120,14 @@ impl Opcode {
             Opcode::StatCluster => 0x87,
             Opcode::GetVdiAttr => 0x89,
             Opcode::GetObjList => 0xA1,
+            Opcode::CreateAndWritePeer => 0xA3,
+            Opcode::ReadPeer => 0xA4,
+            Opcode::WritePeer => 0xA5,
+            Opcode::RemovePeer => 0xA6,
             Opcode::GetVdiCopies => 0xAB,
+            Opcode::GetHash => 0xB4,
             Opcode::ClusterInfo => 0xBE,
+            Opcode::RepairReplica => 0xC5,
             Opcode::ReadDelVdis => 0xC9,
             Opcode::Unknown(other) => other,
         }
@@ -132,7 +156,12 @@ impl Opcode {
             | Opcode::ReadObj
             | Opcode::WriteObj
             | Opcode::RemoveObj
-            | Opcode::DiscardObj => ArgsKind::Obj,
+            | Opcode::DiscardObj
+            | Opcode::CreateAndWritePeer
+            | Opcode::ReadPeer
+            | Opcode::WritePeer
+            | Opcode::RemovePeer
+            | Opcode::GetHash => ArgsKind::Obj,
             Opcode::NewVdi
             | Opcode::LockVdi
             | Opcode::ReleaseVdi
@@ -142,6 +171,16 @@ impl Opcode {
             Opcode::GetClusterDefault => ArgsKind::ClusterDefault,
             Opcode::ReadVdis | Opcode::ReadDelVdis | Opcode::FlushVdi => ArgsKind::Empty,
             _ => ArgsKind::Raw,
+        }
+    }
+
+    /// Which layout the 28 op-specific bytes of a reply to this opcode
+    /// use: the request's, except GET_HASH, whose reply carries the
+    /// SHA-1 digest where object replies carry copies and offset.
+    pub const fn reply_args_kind(self) -> ArgsKind {
+        match self {
+            Opcode::GetHash => ArgsKind::Raw,
+            other => other.args_kind(),
         }
     }
 
@@ -166,8 +205,14 @@ impl Opcode {
             Opcode::StatCluster => "STAT_CLUSTER",
             Opcode::GetVdiAttr => "GET_VDI_ATTR",
             Opcode::GetObjList => "GET_OBJ_LIST",
+            Opcode::CreateAndWritePeer => "CREATE_AND_WRITE_PEER",
+            Opcode::ReadPeer => "READ_PEER",
+            Opcode::WritePeer => "WRITE_PEER",
+            Opcode::RemovePeer => "REMOVE_PEER",
             Opcode::GetVdiCopies => "GET_VDI_COPIES",
+            Opcode::GetHash => "GET_HASH",
             Opcode::ClusterInfo => "CLUSTER_INFO",
+            Opcode::RepairReplica => "REPAIR_REPLICA",
             Opcode::ReadDelVdis => "READ_DEL_VDIS",
             Opcode::Unknown(_) => "UNKNOWN",
         }

@@ -244,7 +244,13 @@ impl Request {
         }
     }
 
-    fn new(opcode: Opcode, flags: Flags, id: u32, data_length: u32, args: RequestArgs) -> Request {
+    pub(super) fn new(
+        opcode: Opcode,
+        flags: Flags,
+        id: u32,
+        data_length: u32,
+        args: RequestArgs,
+    ) -> Request {
         Request {
             proto_ver: opcode.proto_ver(),
             opcode,

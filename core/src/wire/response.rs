@@ -4,6 +4,9 @@ use super::frame::{field, Frame};
 use super::{ArgsKind, Opcode, ResultCode};
 use crate::error::DecodeError;
 
+/// Length of the SHA-1 digest a GET_HASH reply carries.
+pub const DIGEST_LEN: usize = 20;
+
 /// The op-specific part of a response header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResponseArgs {
@@ -65,7 +68,7 @@ impl Response {
     /// Parse a response header. Never fails once the frame holds 48 bytes.
     pub fn parse<T: AsRef<[u8]>>(frame: &Frame<T>) -> Response {
         let opcode = Opcode::from_u8(frame.opcode());
-        let args = match opcode.args_kind() {
+        let args = match opcode.reply_args_kind() {
             ArgsKind::Obj => ResponseArgs::Obj {
                 copies: frame.u8_at(field::rsp::OBJ_COPIES),
                 offset: frame.u64_at(field::rsp::OBJ_OFFSET.start),
@@ -157,7 +160,7 @@ impl Response {
     /// A response to `request` with `result`, no payload and default
     /// arguments for its opcode; for servers and tests.
     pub fn to_request(request: &super::Request, result: ResultCode, data_length: u32) -> Response {
-        let args = match request.opcode.args_kind() {
+        let args = match request.opcode.reply_args_kind() {
             ArgsKind::Obj => ResponseArgs::Obj {
                 copies: 0,
                 offset: 0,
@@ -185,6 +188,19 @@ impl Response {
             data_length,
             result,
             args,
+        }
+    }
+
+    /// The SHA-1 digest of a GET_HASH reply (`rsp.hash.digest`, bytes
+    /// 24..44 of the header).
+    pub fn digest(&self) -> Option<[u8; DIGEST_LEN]> {
+        match (self.opcode, self.args) {
+            (Opcode::GetHash, ResponseArgs::Raw(raw)) => {
+                let mut digest = [0u8; DIGEST_LEN];
+                digest.copy_from_slice(&raw[4..4 + DIGEST_LEN]);
+                Some(digest)
+            }
+            _ => None,
         }
     }
 

@@ -310,7 +310,13 @@ impl Cluster {
             Opcode::GetVdiCopies => self.op_vdi_copies(req),
             Opcode::ClusterInfo => self.op_cluster_info(),
             Opcode::ReadDelVdis => self.op_read_bitmap(req, true),
-            Opcode::Unknown(_) => Outcome::err(ResultCode::InvalidParms),
+            Opcode::GetHash
+            | Opcode::ReadPeer
+            | Opcode::WritePeer
+            | Opcode::CreateAndWritePeer
+            | Opcode::RemovePeer
+            | Opcode::RepairReplica
+            | Opcode::Unknown(_) => Outcome::err(ResultCode::InvalidParms),
         }
     }
 }
