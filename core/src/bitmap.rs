@@ -79,3 +79,44 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> VdiBitmap<T> {
         }
     }
 }
+
+/// READ_VDIS (VIDs in use, deleted ones included) or READ_DEL_VDIS
+/// (VIDs deleted) as an [`Exchange`](crate::reply::Exchange)'s
+/// conversation: the 2 MiB bitmap into the caller's buffer, exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadVdis {
+    /// READ_DEL_VDIS rather than READ_VDIS.
+    pub deleted: bool,
+}
+
+impl crate::reply::Conversation for ReadVdis {
+    type Outcome<'a> = VdiBitmap<&'a [u8]>;
+
+    fn request(&self, id: u32, _buf_len: u32) -> crate::wire::Request {
+        if self.deleted {
+            crate::wire::Request::read_del_vdis(id)
+        } else {
+            crate::wire::Request::read_vdis(id)
+        }
+    }
+
+    fn want(&self, _req: &crate::wire::Request) -> crate::reply::Want {
+        crate::reply::Want::Exact(VDI_BITMAP_LEN as u32)
+    }
+
+    fn accept(
+        &mut self,
+        _req: &crate::wire::Request,
+        _rsp: &crate::wire::Response,
+    ) -> Result<crate::reply::Accept, crate::reply::Problem> {
+        Ok(crate::reply::Accept::Payload(0..VDI_BITMAP_LEN))
+    }
+
+    fn outcome<'a>(&self, buf: &'a [u8]) -> Result<VdiBitmap<&'a [u8]>, crate::reply::Problem> {
+        let bytes = buf.get(..VDI_BITMAP_LEN).unwrap_or_default();
+        VdiBitmap::new_checked(bytes).map_err(|_| crate::reply::Problem::Length {
+            got: bytes.len() as u32,
+            expected: VDI_BITMAP_LEN as u32,
+        })
+    }
+}

@@ -173,23 +173,27 @@ impl fmt::Display for BadReply {
             Target::Vdi(0) | Target::Cluster => {}
             Target::Vdi(vid) => write!(f, " for VDI {vid:x}")?,
         }
-        match self.problem {
-            Problem::Length { got, expected } => {
-                write!(f, ": {got} bytes, expected {expected}")
-            }
-            Problem::TooLong { got, max } => write!(f, ": {got} bytes, at most {max} expected"),
-            Problem::Opcode { got } => write!(f, ": opcode {got:#04x}"),
-            Problem::Vid { got } => write!(f, ": VID {got:#x} is out of range"),
+        write!(f, ": {}", self.problem)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Problem::Length { got, expected } => write!(f, "{got} bytes, expected {expected}"),
+            Problem::TooLong { got, max } => write!(f, "{got} bytes, at most {max} expected"),
+            Problem::Opcode { got } => write!(f, "opcode {got:#04x}"),
+            Problem::Vid { got } => write!(f, "VID {got:#x} is out of range"),
             Problem::Field {
                 name,
                 got,
                 expected: 0,
-            } => write!(f, ": {name} {got} cannot be"),
+            } => write!(f, "{name} {got} cannot be"),
             Problem::Field {
                 name,
                 got,
                 expected,
-            } => write!(f, ": {name} {got:#x}, expected {expected:#x}"),
+            } => write!(f, "{name} {got:#x}, expected {expected:#x}"),
         }
     }
 }
