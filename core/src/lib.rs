@@ -152,6 +152,7 @@ pub mod object_size;
 pub mod oid;
 pub mod placement;
 pub mod rbd_diff;
+pub mod read_vdis;
 pub mod receive;
 pub mod redundancy;
 pub mod reply;

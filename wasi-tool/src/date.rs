@@ -25,6 +25,24 @@ pub fn minutes(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}")
 }
 
+/// `YYYY-MM-DD HH:MM:SS`, as dog's epoch history.
+pub fn seconds(secs: u64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}")
+}
+
+/// `Www Mmm dd HH:MM:SS YYYY`, as C's `ctime` (dog's "created at").
+pub fn ctime(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    let day = DAYS[(secs / 86_400 % 7) as usize];
+    let month = MONTHS[(m - 1).clamp(0, 11) as usize];
+    format!("{day} {month} {d:>2} {hh:02}:{mm:02}:{ss:02} {y}")
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` (ISO 8601).
 pub fn iso(secs: u64) -> String {
     let (y, m, d, hh, mm, ss) = civil(secs);
@@ -34,6 +52,15 @@ pub fn iso(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dog_dates() {
+        // dog cluster info on a real cluster: "Cluster created at Sat Dec
+        // 5 20:33:30 2026" and an epoch at "2026-12-05 20:33:30".
+        assert_eq!(ctime(1_796_502_810), "Sat Dec  5 20:33:30 2026");
+        assert_eq!(seconds(1_796_502_810), "2026-12-05 20:33:30");
+        assert_eq!(ctime(0), "Thu Jan  1 00:00:00 1970");
+    }
 
     #[test]
     fn utc_dates() {

@@ -29,6 +29,9 @@ pub enum Kind {
     Partial,
     /// `compare` found a difference (exit 1, the message on stdout).
     Different,
+    /// `check` or `orphans` found what it reports and left some of it
+    /// (exit 1, errors are 2).
+    Findings,
     /// A hyper volume, which only some commands can handle yet.
     Hyper,
     /// Anything else.
@@ -63,6 +66,14 @@ impl CliError {
         CliError {
             msg: m.into(),
             kind: Kind::Different,
+        }
+    }
+
+    /// Findings left by `check` or `orphans` (exit status 1).
+    pub fn findings(m: impl Into<String>) -> CliError {
+        CliError {
+            msg: m.into(),
+            kind: Kind::Findings,
         }
     }
 

@@ -11,6 +11,7 @@ mod cluster;
 mod commands;
 mod date;
 mod error;
+mod health;
 mod io;
 mod migrate;
 mod serve;
@@ -43,8 +44,18 @@ fn main() -> ExitCode {
             println!("{e}");
             ExitCode::from(1)
         }
-        // qemu-img compare's contract: 1 is "different", errors are 2.
-        Err(e) if matches!(cli.command, Command::Compare(_)) => {
+        Err(e) if e.kind() == Kind::Findings => {
+            eprintln!("sheep-tool: {e}");
+            ExitCode::from(1)
+        }
+        // qemu-img compare's contract: 1 is "different", errors are 2;
+        // check and orphans keep it.
+        Err(e)
+            if matches!(
+                cli.command,
+                Command::Compare(_) | Command::Check(_) | Command::Orphans(_)
+            ) =>
+        {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }

@@ -17,6 +17,9 @@ pub mod gateways;
 pub mod objects;
 pub mod raw;
 pub mod session;
+pub mod states;
+pub mod status;
+pub mod tree;
 pub mod vdis;
 pub mod vmstate;
 

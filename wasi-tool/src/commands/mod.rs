@@ -5,7 +5,9 @@
 //! `transfer`, `io`, `serve`, `migrate`), never each other.
 
 mod attr;
+mod check;
 mod clone;
+mod cluster;
 mod compare;
 mod create;
 mod delete;
@@ -15,11 +17,15 @@ mod import;
 mod import_diff;
 mod info;
 mod list;
+mod lock;
 mod migrate;
+mod node;
+mod orphans;
 mod resize;
 mod restore;
 mod serve;
 mod snapshot;
+mod tree;
 mod vmstate;
 
 use clap::{Parser, Subcommand};
@@ -77,6 +83,21 @@ pub enum Command {
     Migrate(migrate::Args),
     /// Bring a backup set that migrate wrote back into the cluster
     Restore(restore::Args),
+    /// Check every copy of every object of VDIs (exit 0 all good, 1 findings left, 2 error); --repair fixes them
+    Check(check::Args),
+    /// Objects the nodes store that nothing reaches; --delete removes them
+    Orphans(orphans::Args),
+    /// VDI locks (clusters formatted with -l): list, unlock
+    #[command(subcommand)]
+    Lock(lock::Command),
+    /// The snapshot and clone hierarchy
+    Tree(tree::Args),
+    /// The cluster's nodes: list
+    #[command(subcommand)]
+    Node(node::Command),
+    /// The cluster: info
+    #[command(subcommand)]
+    Cluster(cluster::Command),
 }
 
 /// Run the command `cli` names.
@@ -100,5 +121,11 @@ pub fn exec(cli: &Cli) -> Result<(), CliError> {
         Command::Resize(a) => resize::exec(g, a),
         Command::Migrate(a) => migrate::exec(g, a),
         Command::Restore(a) => restore::exec(g, a),
+        Command::Check(a) => check::exec(g, a),
+        Command::Orphans(a) => orphans::exec(g, a),
+        Command::Lock(c) => lock::exec(g, c),
+        Command::Tree(a) => tree::exec(g, a),
+        Command::Node(c) => node::exec(g, c),
+        Command::Cluster(c) => cluster::exec(g, c),
     }
 }
