@@ -17,6 +17,7 @@ mod result;
 pub use flags::Flags;
 pub use frame::Frame;
 pub use opcode::{ArgsKind, Opcode};
+pub use peer::node_addr_bytes;
 pub use request::{LockType, NewVdi, ObjArgs, Request, RequestArgs, VdiArgs};
 pub use response::{Response, ResponseArgs, DIGEST_LEN};
 pub use result::{ResultClass, ResultCode};
