@@ -184,7 +184,7 @@ fn headers(data: &[u8]) {
     assert_eq!(Request::parse_bytes(&emitted), Ok(request));
 
     let response = response.expect("48 bytes make a response");
-    let kind = response.opcode.args_kind();
+    let kind = response.opcode.reply_args_kind();
     assert_eq!(response.result.to_u32(), u32_at(data, 16));
     assert!(matches!(
         (kind, response.args),
@@ -611,7 +611,7 @@ fn request_roundtrip(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
 
 fn response_roundtrip(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let opcode = Opcode::from_u8(u.arbitrary()?);
-    let args = match opcode.args_kind() {
+    let args = match opcode.reply_args_kind() {
         ArgsKind::Obj => ResponseArgs::Obj {
             copies: u.arbitrary()?,
             offset: u.arbitrary()?,
@@ -640,7 +640,7 @@ fn response_roundtrip(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         result: ResultCode::from_u32(u.arbitrary()?),
         args,
     };
-    let unread = response_unread(opcode.args_kind());
+    let unread = response_unread(opcode.reply_args_kind());
     let mut bytes = response.to_bytes();
     assert!(unread.iter().all(|r| is_zero(&bytes[r.clone()])));
     assert_eq!(Response::parse_bytes(&bytes), Ok(response));

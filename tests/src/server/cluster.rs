@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use sheepdog_core::wire::{Opcode, Request, Response, ResultCode, PROTO_VER, SHEEP_PROTO_VER};
 
@@ -16,13 +17,16 @@ use super::config::{ClusterConfig, ClusterStatus};
 use super::faults::{FaultAction, Faults, Matcher};
 use super::meta;
 use super::refcount::Ledgers;
+use super::replicas::Replicas;
 pub(super) use super::reply::Outcome;
 pub use super::reply::Reply;
 use super::store::{MemStore, Store};
 use super::vdi_state::{VdiState, VidBitmap};
+use super::watch::{Watch, Watched};
 
 /// A Sheepdog 1.0 cluster over one store: VID bitmaps, VDI states, locks,
-/// reference counts and objects, answering requests as sheep does.
+/// reference counts and objects, answering requests as sheep does; and
+/// each node's own copies of the objects (see `replicas`).
 pub struct Cluster {
     pub(super) config: ClusterConfig,
     pub(super) status: ClusterStatus,
@@ -42,6 +46,8 @@ pub struct Cluster {
     pub(super) data_reads: u64,
     pub(super) reclaims:
         std::collections::VecDeque<(u32, sheepdog_core::oid::Oid, super::inode_io::Gref)>,
+    /// Where the nodes' own copies differ from what placement gives them.
+    pub(super) replicas: Replicas,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -73,10 +79,11 @@ fn is_force(op: Opcode) -> bool {
 impl Cluster {
     /// A fresh, formatted, empty cluster in memory.
     pub fn new(config: ClusterConfig) -> Cluster {
+        let watch = Arc::new(Watch::default());
         Cluster {
             config,
             status: ClusterStatus::Ok,
-            store: Box::new(MemStore::new()),
+            store: Box::new(Watched::new(Box::new(MemStore::new()), Arc::clone(&watch))),
             inuse: VidBitmap::default(),
             deleted: VidBitmap::default(),
             vdis: BTreeMap::new(),
@@ -85,6 +92,7 @@ impl Cluster {
             down: BTreeSet::new(),
             data_reads: 0,
             reclaims: Default::default(),
+            replicas: Replicas::new(watch),
         }
     }
 
@@ -97,10 +105,11 @@ impl Cluster {
             None => meta::rebuild(&*store)?,
         };
         let ledgers = Ledgers::load(&*store)?;
+        let watch = Arc::new(Watch::default());
         Ok(Cluster {
             config,
             status: ClusterStatus::Ok,
-            store,
+            store: Box::new(Watched::new(store, Arc::clone(&watch))),
             inuse: saved.inuse,
             deleted: saved.deleted,
             vdis: saved.vdis,
@@ -109,6 +118,7 @@ impl Cluster {
             down: BTreeSet::new(),
             data_reads: 0,
             reclaims: Default::default(),
+            replicas: Replicas::new(watch),
         })
     }
 
@@ -157,12 +167,26 @@ impl Cluster {
         let _ = self.store.save_meta(&bytes);
     }
 
-    /// Answer one request. `now` is the time (`sec << 32 | nsec`) stamped
-    /// into inodes created by NEW_VDI; `payload` is what followed the
-    /// header (exactly `data_length` bytes when WRITE is set, else ignored).
+    /// Answer one request arriving on node 0. `now` is the time
+    /// (`sec << 32 | nsec`) stamped into inodes created by NEW_VDI;
+    /// `payload` is what followed the header (exactly `data_length` bytes
+    /// when WRITE is set, else ignored).
     ///
     /// Never panics on any header or payload.
     pub fn handle(&mut self, now: u64, req: &Request, payload: &[u8]) -> Reply {
+        self.handle_on(0, now, req, payload)
+    }
+
+    /// Answer one request arriving on node `node` (an index into the
+    /// configured node list), as [`handle`](Cluster::handle) does. Gateway
+    /// requests are answered alike on every node; the peer requests, hash
+    /// and object list are about the node's own copies (see
+    /// [`copy_of`](Cluster::copy_of)).
+    ///
+    /// Never panics on any header or payload.
+    pub fn handle_on(&mut self, node: usize, now: u64, req: &Request, payload: &[u8]) -> Reply {
+        // Gateway work done outside requests (the dog-like helpers) first.
+        self.follow_gateway();
         self.run_due_reclaims();
         let mut disconnect = false;
         let mut cut_short = false;
@@ -171,7 +195,7 @@ impl Cluster {
             early
         } else {
             match self.faults.take(req) {
-                None => self.dispatch(now, req, payload),
+                None => self.dispatch(node, now, req, payload),
                 // A success as sheep sends it carries the bytes a read
                 // asked for (zeros here): nothing else would be believed.
                 Some(FaultAction::Fail(ResultCode::Success)) if !req.flags.has_payload() => {
@@ -179,7 +203,7 @@ impl Cluster {
                 }
                 Some(FaultAction::Fail(r)) => Outcome::err(r),
                 Some(FaultAction::ApplyThenFail(r)) => {
-                    self.dispatch(now, req, payload);
+                    self.dispatch(node, now, req, payload);
                     Outcome::err(r)
                 }
                 Some(FaultAction::Disconnect) => {
@@ -188,19 +212,21 @@ impl Cluster {
                 }
                 Some(FaultAction::ApplyThenDisconnect) => {
                     disconnect = true;
-                    self.dispatch(now, req, payload);
+                    self.dispatch(node, now, req, payload);
                     Outcome::err(ResultCode::NetworkError)
                 }
                 Some(FaultAction::ApplyThenCutShort) => {
                     cut_short = true;
-                    self.dispatch(now, req, payload)
+                    self.dispatch(node, now, req, payload)
                 }
                 Some(FaultAction::ApplyThenLength(n)) => {
                     length = Some(n);
-                    self.dispatch(now, req, payload)
+                    self.dispatch(node, now, req, payload)
                 }
             }
         };
+        // The copies follow what this request did to the objects.
+        self.follow_gateway();
         let mut outcome = outcome;
         if let Some(n) = length {
             outcome.data.resize(n as usize, 0x5a);
@@ -252,8 +278,8 @@ impl Cluster {
         None
     }
 
-    /// Run the operation.
-    fn dispatch(&mut self, now: u64, req: &Request, payload: &[u8]) -> Outcome {
+    /// Run the operation on node `node`.
+    fn dispatch(&mut self, node: usize, now: u64, req: &Request, payload: &[u8]) -> Outcome {
         // Without WRITE the server's buffer holds no client bytes; zeros
         // stand in for the uninitialised memory sheep would use.
         let input: Cow<'_, [u8]> = if req.flags.has_payload() {
@@ -306,17 +332,31 @@ impl Cluster {
                 };
                 self.op_vdi_attr(req, &data)
             }
-            Opcode::GetObjList => self.op_obj_list(req),
+            Opcode::GetObjList => self.op_obj_list(node, req),
             Opcode::GetVdiCopies => self.op_vdi_copies(req),
             Opcode::ClusterInfo => self.op_cluster_info(),
             Opcode::ReadDelVdis => self.op_read_bitmap(req, true),
-            Opcode::GetHash
-            | Opcode::ReadPeer
-            | Opcode::WritePeer
-            | Opcode::CreateAndWritePeer
-            | Opcode::RemovePeer
-            | Opcode::RepairReplica
-            | Opcode::Unknown(_) => Outcome::err(ResultCode::InvalidParms),
+            Opcode::GetHash => self.op_get_hash(node, req),
+            Opcode::ReadPeer => self.op_read_peer(node, req),
+            Opcode::WritePeer => {
+                let data = if req.flags.has_payload() {
+                    input
+                } else {
+                    Cow::Owned(zeros())
+                };
+                self.op_write_peer(node, req, &data)
+            }
+            Opcode::CreateAndWritePeer => {
+                let data = if req.flags.has_payload() {
+                    input
+                } else {
+                    Cow::Owned(zeros())
+                };
+                self.op_create_peer(node, req, &data)
+            }
+            Opcode::RemovePeer => self.op_remove_peer(node, req),
+            Opcode::RepairReplica => self.op_repair_replica(node, req),
+            Opcode::Unknown(_) => Outcome::err(ResultCode::InvalidParms),
         }
     }
 }

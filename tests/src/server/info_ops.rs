@@ -176,15 +176,14 @@ impl Cluster {
         Outcome::data(data)
     }
 
-    /// GET_OBJ_LIST: every object in the store as a le64 oid, ascending
-    /// (`get_obj_list()`: one node holds every copy here); BUFFER_SMALL if
-    /// they do not fit.
-    pub(super) fn op_obj_list(&mut self, req: &Request) -> Outcome {
-        let mut oids = match self.store.list() {
+    /// GET_OBJ_LIST on node `node`: every object it holds a copy of (see
+    /// `replicas`) as a le64 oid, ascending, each once however many strips
+    /// it holds (`get_obj_list()`); BUFFER_SMALL if they do not fit.
+    pub(super) fn op_obj_list(&mut self, node: usize, req: &Request) -> Outcome {
+        let oids = match self.node_objects(node) {
             Ok(o) => o,
-            Err(_) => return Outcome::err(ResultCode::Eio),
+            Err(e) => return Outcome::err(e),
         };
-        oids.sort_by_key(|o| o.0);
         if (req.data_length as usize) < oids.len() * 8 {
             return Outcome::err(ResultCode::BufferSmall);
         }

@@ -58,9 +58,12 @@ impl Cluster {
     }
 
     /// The object is gone from the store, as if every copy of it were lost:
-    /// reads of it answer NO_OBJ, as sheep's do; index entries that name it
-    /// stay. True if it existed.
+    /// reads of it answer NO_OBJ, as sheep's do, and every node's own copy
+    /// (see [`copy_of`](Cluster::copy_of)) is gone too; index entries that
+    /// name it stay. True if the gateway had it.
     pub fn lose_object(&mut self, oid: Oid) -> bool {
+        self.follow_gateway();
+        self.replicas.clear_object(oid);
         self.store.remove(oid).unwrap_or(false)
     }
 }

@@ -1,5 +1,5 @@
 //! Saving and loading the cluster's bookkeeping (VID bitmaps and VDI
-//! states) through [`Store::save_meta`](super::store::Store::save_meta), so
+//! states) through [`Store::save_meta`], so
 //! that a directory store can be served again after a restart. Locks are
 //! not saved (they are the gateway's memory).
 

@@ -17,6 +17,14 @@
 //!   [`ServerHandle`] can kill, black-hole and revive each, and
 //!   [`Cluster::lose_object`] loses an object on all of them: what client
 //!   failover is tested against.
+//! * Each node has its own copies ([`Cluster::copy_of`]): where sheep's
+//!   placement puts them ([`Cluster::targets`]), whole objects or strips
+//!   of erasure-coded ones, unless a test removed, corrupted or added one
+//!   on that node ([`Cluster::remove_copy`], [`Cluster::corrupt_copy`],
+//!   [`Cluster::add_copy`]). GET_HASH, the peer requests, REPAIR_REPLICA
+//!   and GET_OBJ_LIST answer about the copies of the node asked
+//!   ([`Cluster::handle_on`]): what `dog vdi check`-like tools are tested
+//!   against.
 //!
 //! ```
 //! use sheepdog_tests::server::{Cluster, ClusterConfig};
@@ -47,12 +55,16 @@ mod membership;
 mod meta;
 mod nodes;
 mod obj_ops;
+mod peer_ops;
 mod refcount;
+mod replica_hooks;
+mod replicas;
 mod reply;
 mod snapshot_window;
 mod store;
 mod vdi_ops;
 mod vdi_state;
+mod watch;
 
 pub mod net;
 

@@ -120,32 +120,34 @@ impl Shared {
 /// What a malformed node's READ_OBJ replies claim to carry (and do not).
 pub const MALFORMED_LENGTH: u32 = 0xFFFF_FF00;
 
-/// Serve `cluster` on `listener` until the process ends.
+/// Serve `cluster` on `listener` until the process ends, as node 0.
 pub fn serve(listener: TcpListener, cluster: Arc<Mutex<Cluster>>, opts: NetOptions) {
-    accept_loop(listener, cluster, opts, Arc::new(Shared::default()));
+    accept_loop(listener, cluster, opts, Arc::new(Shared::default()), 0);
 }
 
-/// Run [`accept_loop`] in a background thread.
+/// Run [`accept_loop`] for node `node` in a background thread.
 pub(super) fn start_accepting(
     listener: TcpListener,
     cluster: &Arc<Mutex<Cluster>>,
     opts: NetOptions,
     shared: &Arc<Shared>,
+    node: usize,
 ) -> io::Result<JoinHandle<()>> {
     let cluster = Arc::clone(cluster);
     let shared = Arc::clone(shared);
     thread::Builder::new()
         .name("sheep-ref-accept".into())
-        .spawn(move || accept_loop(listener, cluster, opts, shared))
+        .spawn(move || accept_loop(listener, cluster, opts, shared, node))
 }
 
-/// Accept until `shared.stop` is set (checked at each new connection);
-/// the listener closes when this returns.
+/// Accept for node `node` until `shared.stop` is set (checked at each new
+/// connection); the listener closes when this returns.
 fn accept_loop(
     listener: TcpListener,
     cluster: Arc<Mutex<Cluster>>,
     opts: NetOptions,
     shared: Arc<Shared>,
+    node: usize,
 ) {
     for stream in listener.incoming() {
         if shared.stop.load(Ordering::SeqCst) {
@@ -164,7 +166,7 @@ fn accept_loop(
         let spawned = thread::Builder::new()
             .name("sheep-ref-conn".into())
             .spawn(move || {
-                let _ = connection(stream, &cluster, opts, &conn_shared);
+                let _ = connection(stream, &cluster, opts, &conn_shared, node);
                 conn_shared.unregister(id);
             });
         if spawned.is_err() {
@@ -225,11 +227,13 @@ fn send(w: &mut TcpStream, reply: &Reply) -> io::Result<()> {
     w.write_all(&reply.payload)
 }
 
+/// Serve one connection to node `node`.
 fn connection(
     stream: TcpStream,
     cluster: &Mutex<Cluster>,
     opts: NetOptions,
     shared: &Shared,
+    node: usize,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
@@ -256,7 +260,7 @@ fn connection(
         }
         let mut replies = Vec::with_capacity(batch.len());
         for (req, payload) in &batch {
-            let mut reply = lock(cluster).handle(wall_clock(), req, payload);
+            let mut reply = lock(cluster).handle_on(node, wall_clock(), req, payload);
             if shared.malformed.load(Ordering::SeqCst) && req.opcode == Opcode::ReadObj {
                 reply.header.data_length = MALFORMED_LENGTH;
                 reply.payload.clear();

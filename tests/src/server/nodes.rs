@@ -159,6 +159,7 @@ impl ServerHandle {
             &self.cluster,
             self.opts,
             &n.shared,
+            node,
         )?);
         n.killed = false;
         self.cluster().set_node_up(node, true);
@@ -190,9 +191,9 @@ pub fn spawn_on(
     }
     let cluster = Arc::new(Mutex::new(cluster));
     let mut nodes: Vec<Node> = Vec::with_capacity(listeners.len());
-    for (listener, addr) in listeners.into_iter().zip(addrs) {
+    for (node, (listener, addr)) in listeners.into_iter().zip(addrs).enumerate() {
         let shared = Arc::new(Shared::default());
-        let thread = match start_accepting(listener, &cluster, opts, &shared) {
+        let thread = match start_accepting(listener, &cluster, opts, &shared, node) {
             Ok(t) => t,
             Err(e) => {
                 nodes.iter_mut().for_each(Node::stop);
