@@ -11,7 +11,7 @@ use sheepdog_core::inode::trim_nul;
 use crate::cli::Global;
 use crate::cluster::states;
 use crate::error::CliError;
-use crate::health::check::check;
+use crate::health::check::{check, Mode};
 use crate::health::layout::Layout;
 use crate::health::objects::{self, Known, Volume};
 use crate::health::peers::Peers;
@@ -34,6 +34,11 @@ pub struct Args {
     /// Repair bad and missing copies from a good one
     #[arg(long)]
     repair: bool,
+    /// Read every replica whole and compare the bytes, rather than the
+    /// digest each node gives (sheep caches a snapshot object's digest, so
+    /// a copy corrupted since it was first checked hides from it)
+    #[arg(long)]
+    deep: bool,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -65,6 +70,9 @@ pub fn exec(g: &Global, a: &Args) -> Result<(), CliError> {
             VdiBitmap::new_checked(&deleted[..]).map_err(|e| CliError::msg(e.to_string()))?;
         for vid in in_use.iter().filter(|v| !deleted.contains(*v)) {
             let mut v = objects::volume(&mut client, of(vid), format!("VID {vid:x}"))?;
+            if let (None, Some(name)) = (&v.header, &v.name) {
+                v.label = format!("{name} (VID {vid:x})");
+            }
             if let Some(h) = &v.header {
                 if h.is_deleted() {
                     continue;
@@ -93,7 +101,11 @@ pub fn exec(g: &Global, a: &Args) -> Result<(), CliError> {
     let total: usize = volumes.iter().map(|v| v.objects.len()).sum();
     let show =
         g.progress || (!g.quiet && !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let out = check(&mut peers, &ring, &volumes, a.repair, |done| {
+    let mode = Mode {
+        repair: a.repair,
+        deep: a.deep,
+    };
+    let out = check(&mut peers, &ring, &volumes, mode, |done| {
         if show {
             eprint!("\rchecked {done}/{total} objects");
         }

@@ -12,7 +12,10 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
+use sha1::{Digest as _, Sha1};
+use sheepdog_core::attr::ATTR_LEN;
 use sheepdog_core::erasure::Code;
+use sheepdog_core::inode::INODE_OBJECT_LEN;
 use sheepdog_core::oid::{Oid, OidKind};
 use sheepdog_core::placement::Ring;
 use sheepdog_core::verdict::{Copy, Digest, Verdict};
@@ -74,16 +77,38 @@ struct Item {
     oid: Oid,
     targets: Vec<usize>,
     code: Option<Code>,
-    strip_len: u32,
+    /// Bytes read of each copy: a strip, or a whole replica with `deep`;
+    /// 0 when replicas are judged by the digest their nodes give.
+    read_len: u32,
+}
+
+/// How a check goes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mode {
+    /// Repair bad and missing copies.
+    pub repair: bool,
+    /// Read every replica whole and hash it here, rather than take the
+    /// digest its node gives (which sheep caches for snapshots' objects).
+    pub deep: bool,
+}
+
+/// Bytes of a whole replica of `oid` in a VDI of `object_size` objects.
+fn replica_len(oid: Oid, object_size: u32) -> u32 {
+    match oid.kind() {
+        OidKind::Inode => INODE_OBJECT_LEN,
+        OidKind::Attr => ATTR_LEN as u32,
+        OidKind::Btree | OidKind::Ledger => 4 << 20,
+        OidKind::Data | OidKind::Vmstate => object_size,
+    }
 }
 
 /// Check the objects of `volumes` (an object shared by several is checked
-/// once), repairing when `repair`.
+/// once), as `mode` says.
 pub fn check(
     peers: &mut Peers,
     ring: &Ring<'_>,
     volumes: &[Volume],
-    repair: bool,
+    mode: Mode,
     mut progress: impl FnMut(u64),
 ) -> Result<Outcome, CliError> {
     let zones = ring.zones();
@@ -121,13 +146,17 @@ pub fn check(
                 .iter()
                 .map(|&n| n as usize)
                 .collect();
-            let strip_len = coded.map_or(0, |c| c.strip_len(v.object_size as usize) as u32);
+            let read_len = match coded {
+                Some(c) => c.strip_len(v.object_size as usize) as u32,
+                None if mode.deep => replica_len(oid, v.object_size),
+                None => 0,
+            };
             items.push(Item {
                 vdi: vi,
                 oid,
                 targets,
                 code: coded,
-                strip_len,
+                read_len,
             });
         }
     }
@@ -144,7 +173,7 @@ pub fn check(
                 continue;
             }
             let mut f = finding(peers, volumes, item, &verdict, notes);
-            if repair && f.repairable {
+            if mode.repair && f.repairable {
                 f.repaired = fix(peers, item, &verdict, &strips)?;
             }
             out.findings.push(f);
@@ -160,7 +189,7 @@ fn batch_end(items: &[Item], start: usize) -> usize {
     let mut end = start;
     while end < items.len() && end - start < HASH_BATCH {
         let i = &items[end];
-        bytes += i.strip_len as usize * i.targets.len();
+        bytes += i.read_len as usize * i.targets.len();
         if end > start && bytes > READ_BATCH_BYTES {
             break;
         }
@@ -176,13 +205,18 @@ fn judge(peers: &mut Peers, batch: &[Item]) -> Result<Vec<Judged>, CliError> {
     let mut asks = Vec::new();
     for item in batch {
         for (k, &n) in item.targets.iter().enumerate() {
-            let ask = match item.code {
-                Some(_) => Ask::Read {
+            let ask = match (item.code, item.read_len) {
+                (None, 0) => Ask::Hash(item.oid),
+                (Some(_), len) => Ask::Read {
                     oid: item.oid,
                     ec_index: k as u8,
-                    len: item.strip_len,
+                    len,
                 },
-                None => Ask::Hash(item.oid),
+                (None, len) => Ask::Read {
+                    oid: item.oid,
+                    ec_index: 0,
+                    len,
+                },
             };
             asks.push((n, ask));
         }
@@ -208,6 +242,9 @@ fn judge(peers: &mut Peers, batch: &[Item]) -> Result<Vec<Judged>, CliError> {
             notes.push(note);
             match a {
                 Answer::Hash(d) => digests.push(Some(d)),
+                Answer::Data(b) if item.code.is_none() => {
+                    digests.push(Some(Sha1::digest(&b).into()));
+                }
                 Answer::Data(b) => strips.push(Some(b)),
                 _ => {
                     digests.push(None);
@@ -218,7 +255,7 @@ fn judge(peers: &mut Peers, batch: &[Item]) -> Result<Vec<Judged>, CliError> {
         let verdict = match item.code {
             Some(code) => {
                 let views: Vec<Option<&[u8]>> = strips.iter().map(|s| s.as_deref()).collect();
-                let mut scratch = vec![0u8; item.strip_len as usize];
+                let mut scratch = vec![0u8; item.read_len as usize];
                 Verdict::of_strips(&code, &views, &mut scratch)
             }
             None => Verdict::of(&digests),
@@ -293,7 +330,7 @@ fn fix(
                 .take(code.data() as usize)
                 .collect();
             for k in verdict.to_repair() {
-                let mut data = vec![0u8; item.strip_len as usize];
+                let mut data = vec![0u8; item.read_len as usize];
                 code.rebuild(&have, k as u8, &mut data).map_err(|e| {
                     CliError::msg(format!("cannot rebuild strip {k} of {}: {e}", item.oid))
                 })?;

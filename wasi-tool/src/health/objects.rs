@@ -36,6 +36,8 @@ pub struct Volume {
     pub objects: Vec<Oid>,
     /// Why its inode is broken, if it is.
     pub broken: Option<String>,
+    /// The name its inode holds, read even when the rest is broken.
+    pub name: Option<String>,
 }
 
 /// What is known of a VDI before its inode is read: from the cluster's
@@ -81,6 +83,7 @@ pub fn volume(client: &mut Client, known: Known, label: String) -> Result<Volume
             .unwrap_or(4 << 20),
         objects: vec![inode],
         broken: None,
+        name: None,
     };
     let head = match read(client, inode, HEADER_LEN + btree::HEADER_LEN as usize, 0) {
         Ok(b) => b,
@@ -89,6 +92,8 @@ pub fn volume(client: &mut Client, known: Known, label: String) -> Result<Volume
             return Ok(v);
         }
     };
+    let name = sheepdog_core::inode::trim_nul(&head[..256]);
+    v.name = (!name.is_empty()).then(|| String::from_utf8_lossy(name).into_owned());
     match objects(client, known.vid, &head) {
         Ok((h, objects)) => {
             v.copies = h.nr_copies;

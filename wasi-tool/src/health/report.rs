@@ -103,10 +103,11 @@ pub fn summary(volumes: &[Volume], out: &Outcome) -> String {
     let repaired = out.findings.iter().filter(|f| f.repaired).count();
     let broken = volumes.iter().filter(|v| v.broken.is_some()).count();
     let mut s = format!(
-        "checked {} VDI{}: {} objects, {} copies",
+        "checked {} VDI{}: {} object{}, {} copies",
         volumes.len(),
         if volumes.len() == 1 { "" } else { "s" },
         out.objects,
+        if out.objects == 1 { "" } else { "s" },
         out.copies
     );
     if out.findings.is_empty() && broken == 0 {
@@ -186,7 +187,7 @@ fn orphan_json(o: &Orphan, nodes: &[std::net::SocketAddr]) -> Value {
 /// Print a census: one line per orphan and a summary.
 pub fn print_census(c: &Census, nodes: &[std::net::SocketAddr]) {
     for why in &c.unknown {
-        println!("cannot tell what {why} reaches");
+        println!("{why}: what it reaches is not known");
     }
     for o in &c.orphans {
         let on: Vec<String> = o.holders.iter().map(|&n| nodes[n].to_string()).collect();
