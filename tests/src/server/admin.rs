@@ -124,7 +124,37 @@ impl Cluster {
         let mut payload = [0u8; NAME_LEN + TAG_LEN];
         encode_name_tag(name.as_bytes(), tag.as_bytes(), &mut payload);
         let req = Request::get_vdi_info(0, snapid);
-        vid_result(self.op_get_vdi_info(&req, &payload, false))
+        vid_result(self.op_get_vdi_info(0, &req, &payload, false))
+    }
+
+    /// Delete a VDI or snapshot as `dog vdi delete` does (PROTOCOL.md
+    /// §9.6): zero its index through the gateway, then DEL_VDI. Like dog,
+    /// it leaves what no index names: a snapshot's VM state, the VDI's
+    /// attributes. Returns the deleted VID.
+    pub fn delete_vdi_as_dog(&mut self, name: &str, tag: &str) -> Result<u32, ResultCode> {
+        let vid = self.lookup(name, tag, 0)?;
+        let header = self.inode_header(vid).ok_or(ResultCode::NoVdi)?;
+        let count = header.index_len().map_err(|_| ResultCode::InvalidParms)?;
+        let oid = Oid::inode(sheepdog_core::oid::Vid::new(vid).map_err(|_| ResultCode::NoVdi)?);
+        let zeros = vec![0u8; count as usize * 4];
+        let req = Request::write_obj(
+            0,
+            oid,
+            sheepdog_core::inode::INDEX_OFFSET,
+            zeros.len() as u32,
+            0,
+        );
+        let reply = self.handle(1 << 32, &req, &zeros);
+        if reply.result() != ResultCode::Success {
+            return Err(reply.result());
+        }
+        let mut payload = [0u8; NAME_LEN + TAG_LEN];
+        encode_name_tag(name.as_bytes(), tag.as_bytes(), &mut payload);
+        let reply = self.handle(1 << 32, &Request::del_vdi(0, 0), &payload);
+        match reply.result() {
+            ResultCode::Success => Ok(vid),
+            other => Err(other),
+        }
     }
 
     /// NEW_VDI as `dog vdi create` sends it (cluster defaults); the new VID.

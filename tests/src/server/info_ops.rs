@@ -201,13 +201,13 @@ impl Cluster {
         if (req.data_length as usize) < need {
             return Outcome::err(ResultCode::BufferSmall);
         }
-        let me = self
-            .config
-            .nodes
-            .first()
-            .map_or([0u8; 40], NodeInfo::node_id);
         let mut data = vec![0u8; need];
         for ((vid, s), out) in self.vdis.iter().zip(data.chunks_exact_mut(VDI_STATE_LEN)) {
+            let me = self
+                .config
+                .nodes
+                .get(s.owner)
+                .map_or([0u8; 40], NodeInfo::node_id);
             put_u32(out, 0, *vid);
             out[4] = s.nr_copies;
             out[5] = u8::from(s.snapshot);

@@ -10,7 +10,13 @@ use super::vdi_state::LockState;
 
 impl Cluster {
     /// GET_VDI_INFO, and LOCK_VDI when `lock` is set.
-    pub(super) fn op_get_vdi_info(&mut self, req: &Request, payload: &[u8], lock: bool) -> Outcome {
+    pub(super) fn op_get_vdi_info(
+        &mut self,
+        node: usize,
+        req: &Request,
+        payload: &[u8],
+        lock: bool,
+    ) -> Outcome {
         let info = match self.lookup_request(req, payload) {
             Ok(info) => info,
             Err(ret) => return Outcome::vdi(ret, 0, 0, 0),
@@ -18,14 +24,14 @@ impl Cluster {
         let (vid, copies, shift) = (info.vid, self.copies_of(info.vid), self.shift_of(info.vid));
         let mut result = ResultCode::Success;
         let lock_type = req.vdi().map_or(0, |a| a.lock_type);
-        if lock && self.config.use_lock() && !self.lock(vid, lock_type) {
+        if lock && self.config.use_lock() && !self.lock(node, vid, lock_type) {
             result = ResultCode::VdiLocked;
         }
         Outcome::vdi(result, vid, copies, shift)
     }
 
-    /// `vdi_lock()` on behalf of this node.
-    fn lock(&mut self, vid: u32, lock_type: u32) -> bool {
+    /// `vdi_lock()` on behalf of node `node`, the gateway asked.
+    fn lock(&mut self, node: usize, vid: u32, lock_type: u32) -> bool {
         let Some(state) = self.vdis.get_mut(&vid) else {
             return false;
         };
@@ -36,6 +42,7 @@ impl Cluster {
             // part, or a normal lock.
             _ => return false,
         }
+        state.owner = node;
         true
     }
 

@@ -114,6 +114,7 @@ pub fn decode(bytes: &[u8]) -> io::Result<Meta> {
                 block_size_shift: b[4],
                 parent_vid,
                 lock: LockState::Unlocked,
+                owner: 0,
             },
         );
     }
@@ -156,6 +157,7 @@ pub fn rebuild(store: &dyn Store) -> io::Result<Meta> {
                 block_size_shift: h.block_size_shift,
                 parent_vid: h.parent_vdi_id,
                 lock: LockState::Unlocked,
+                owner: 0,
             },
         );
     }

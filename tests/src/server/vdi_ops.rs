@@ -57,6 +57,7 @@ impl Cluster {
             block_size_shift: shift,
             parent_vid: parent,
             lock: LockState::Unlocked,
+            owner: 0,
         });
         entry.nr_copies = copies;
         entry.snapshot = snapshot;

@@ -98,4 +98,8 @@ pub struct VdiState {
     pub parent_vid: u32,
     /// Its lock.
     pub lock: LockState,
+    /// The node (index in the node list) whose gateway took a normal
+    /// lock, or takes part in a shared one: sheep's lock owner is the
+    /// gateway node, not the client.
+    pub owner: usize,
 }
