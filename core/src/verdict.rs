@@ -1,5 +1,5 @@
 //! What the copies of one replicated object say about it, as `dog vdi
-//! check` judges them (PROTOCOL.md §12.3): each copy's SHA-1 (from
+//! check` judges them (PROTOCOL.md §14.2): each copy's SHA-1 (from
 //! GET_HASH) or its absence; the good copy is the one a strict majority of
 //! the copies present agree on. Copies that are missing or differ from it
 //! are to be repaired from it. Without a majority nothing can be repaired:

@@ -1,5 +1,5 @@
 //! Check every copy of every object of some VDIs, and repair what can be
-//! repaired (PROTOCOL.md §12.3): each object's copies are where sheep's
+//! repaired (PROTOCOL.md §14): each object's copies are where sheep's
 //! placement puts them; a replica is judged by the SHA-1 its node gives
 //! (GET_HASH), the strips of an erasure-coded object by reading them
 //! (READ_PEER) and decoding. A bad or missing replica is repaired by its

@@ -1,4 +1,4 @@
-//! Objects the nodes store that nothing reaches (PROTOCOL.md §12.4): what
+//! Objects the nodes store that nothing reaches (PROTOCOL.md §14.4): what
 //! `dog vdi delete` leaves (VM states of deleted snapshots, attributes of
 //! deleted VDIs), what a failed write or a lost node leaves, and inodes
 //! of VIDs no longer in use.
