@@ -38,6 +38,8 @@ pub struct Volume {
     pub broken: Option<String>,
     /// The name its inode holds, read even when the rest is broken.
     pub name: Option<String>,
+    /// Requests its inode and leaves took to read.
+    pub reads: u32,
 }
 
 /// What is known of a VDI before its inode is read: from the cluster's
@@ -84,6 +86,7 @@ pub fn volume(client: &mut Client, known: Known, label: String) -> Result<Volume
         objects: vec![inode],
         broken: None,
         name: None,
+        reads: 1,
     };
     let head = match read(client, inode, HEADER_LEN + btree::HEADER_LEN as usize, 0) {
         Ok(b) => b,
@@ -94,7 +97,7 @@ pub fn volume(client: &mut Client, known: Known, label: String) -> Result<Volume
     };
     let name = sheepdog_core::inode::trim_nul(&head[..256]);
     v.name = (!name.is_empty()).then(|| String::from_utf8_lossy(name).into_owned());
-    match objects(client, known.vid, &head) {
+    match objects(client, known.vid, &head, &mut v.reads) {
         Ok((h, objects)) => {
             v.copies = h.nr_copies;
             v.copy_policy = h.copy_policy;
@@ -110,7 +113,12 @@ pub fn volume(client: &mut Client, known: Known, label: String) -> Result<Volume
 /// The header in `head` (the inode's header and the 8 bytes after it)
 /// and the objects it names besides the inode, its index read as far as
 /// it goes.
-fn objects(client: &mut Client, vid: u32, head: &[u8]) -> Result<(InodeHeader, Vec<Oid>), String> {
+fn objects(
+    client: &mut Client,
+    vid: u32,
+    head: &[u8],
+    reads: &mut u32,
+) -> Result<(InodeHeader, Vec<Oid>), String> {
     let h = InodeHeader::parse(&head[..HEADER_LEN]).map_err(|e| e.to_string())?;
     let inode = Oid::inode(Vid::new(vid).map_err(|e| e.to_string())?);
     if h.vdi_id != vid {
@@ -129,6 +137,7 @@ fn objects(client: &mut Client, vid: u32, head: &[u8]) -> Result<(InodeHeader, V
     if h.is_hyper() {
         let rh = Header::parse(&head[HEADER_LEN..], true).map_err(|e| e.to_string())?;
         let len = (rh.entries * rh.entry_len()) as usize;
+        *reads += 1;
         let body = read(client, inode, len, INDEX_OFFSET + btree::HEADER_LEN)
             .map_err(|e| format!("its B-tree root cannot be read: {e}"))?;
         let body = &body[..];
@@ -140,6 +149,7 @@ fn objects(client: &mut Client, vid: u32, head: &[u8]) -> Result<(InodeHeader, V
             for e in body.chunks_exact(btree::INDIRECT_ENTRY_LEN as usize) {
                 let (_, leaf) = indirect_entry(e, vid).map_err(|e| e.to_string())?;
                 out.push(leaf);
+                *reads += 1;
                 let lb = read(client, leaf, LEAF_LEN, 0)
                     .map_err(|e| format!("its B-tree leaf {leaf} cannot be read: {e}"))?;
                 let lh =
@@ -155,6 +165,7 @@ fn objects(client: &mut Client, vid: u32, head: &[u8]) -> Result<(InodeHeader, V
         }
     } else {
         let count = h.index_len().map_err(|e| e.to_string())? as usize;
+        *reads += u32::from(count > 0);
         let index = read(client, inode, 4 * count, INDEX_OFFSET)
             .map_err(|e| format!("its index cannot be read: {e}"))?;
         for (idx, e) in index.chunks_exact(4).enumerate() {

@@ -85,7 +85,7 @@ pub fn finding_line(f: &Finding) -> String {
 }
 
 /// Print a check's findings and summary.
-pub fn print_check(volumes: &[Volume], out: &Outcome, requests: u64) {
+pub fn print_check(volumes: &[Volume], out: &Outcome) {
     for v in volumes {
         if let Some(why) = &v.broken {
             println!("{}: {why}", v.label);
@@ -95,7 +95,6 @@ pub fn print_check(volumes: &[Volume], out: &Outcome, requests: u64) {
         println!("{}", finding_line(f));
     }
     println!("{}", summary(volumes, out));
-    let _ = requests;
 }
 
 /// The summary line of a check.
