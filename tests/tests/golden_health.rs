@@ -47,8 +47,7 @@ fn dog_cluster_info_reads_the_epoch_log_the_core_parses() {
     let x = t
         .exchanges()
         .into_iter()
-        .filter(|x| x.request.header[1] == 0x87)
-        .last()
+        .rfind(|x| x.request.header[1] == 0x87)
         .unwrap();
     let req = Request::parse_bytes(&x.request.header).unwrap();
     assert_eq!(req.stat_cluster_nodes(), Some(3));

@@ -399,7 +399,7 @@ fn tree_nodes_and_cluster_info() {
     let base = lines.iter().find(|l| l.starts_with("base---[")).unwrap();
     assert_eq!(base.matches("]---[").count(), 1, "{out}");
     assert!(base.ends_with("]---(you are here)"), "{out}");
-    assert!(lines.iter().any(|l| *l == "kid---(you are here)"), "{out}");
+    assert!(lines.contains(&"kid---(you are here)"), "{out}");
     let v = json(&at(&h, &["tree", "base", "--json"]));
     let a = &v[0];
     assert_eq!(
