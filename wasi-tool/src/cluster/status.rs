@@ -43,6 +43,22 @@ pub struct Status {
     pub epochs: Vec<Epoch>,
 }
 
+impl Status {
+    /// A status with nothing known but `status`.
+    fn empty(status: ResultCode) -> Status {
+        Status {
+            status,
+            created: 0,
+            nr_copies: 0,
+            copy_policy: 0,
+            flags: 0,
+            disable_recovery: false,
+            driver: String::new(),
+            epochs: Vec::new(),
+        }
+    }
+}
+
 /// Ask the node `client` is connected to, at `epoch` with `nodes`
 /// nodes: room for that many epochs of that many nodes, more when sheep
 /// says it does not fit.
@@ -62,16 +78,7 @@ pub fn status(client: &mut Client, epoch: u32, nodes: u32) -> Result<Status, Cli
             ResultCode::Shutdown,
         ] {
             if ex.refused_with(waiting) {
-                return Ok(Status {
-                    status: waiting,
-                    created: 0,
-                    nr_copies: 0,
-                    copy_policy: 0,
-                    flags: 0,
-                    disable_recovery: false,
-                    driver: String::new(),
-                    epochs: Vec::new(),
-                });
+                return Ok(Status::empty(waiting));
             }
         }
         let log = match ex.outcome() {
@@ -79,16 +86,7 @@ pub fn status(client: &mut Client, epoch: u32, nodes: u32) -> Result<Status, Cli
             Some(Err(e)) => return Err(error::engine("the cluster's status", e)),
             None => return Err(CliError::msg("internal error: no reply")),
         };
-        let mut s = Status {
-            status: ResultCode::Success,
-            created: 0,
-            nr_copies: 0,
-            copy_policy: 0,
-            flags: 0,
-            disable_recovery: false,
-            driver: String::new(),
-            epochs: Vec::new(),
-        };
+        let mut s = Status::empty(ResultCode::Success);
         for (i, e) in log.enumerate() {
             let e =
                 e.map_err(|p| CliError::msg(format!("the cluster's epoch log is malformed: {p}")))?;
