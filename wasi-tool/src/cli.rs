@@ -59,7 +59,7 @@ impl Global {
     /// Print `line` on stdout unless `--quiet`.
     pub fn say(&self, line: impl std::fmt::Display) {
         if !self.quiet {
-            println!("{line}");
+            crate::io::stdout::line(format_args!("{line}"));
         }
     }
 

@@ -120,7 +120,10 @@ pub fn exec(g: &Global, a: &Args) -> Result<(), CliError> {
         + volumes.iter().map(|v| u64::from(v.reads)).sum::<u64>()
         + peers.requests;
     if a.json {
-        println!("{}", report::check_json(&volumes, &out, requests));
+        crate::io::stdout::line(format_args!(
+            "{}",
+            report::check_json(&volumes, &out, requests)
+        ));
     } else if !g.quiet {
         report::print_check(&volumes, &out);
     }

@@ -43,7 +43,7 @@ pub fn exec(g: &Global, c: &Command) -> Result<(), CliError> {
                 })
             })
             .collect();
-        println!(
+        crate::io::stdout::line(format_args!(
             "{}",
             json!({
                 "status": if running { "running".to_string() } else { s.status.name().to_string() },
@@ -60,54 +60,59 @@ pub fn exec(g: &Global, c: &Command) -> Result<(), CliError> {
                 "created": (s.created > 0).then(|| date::iso(s.created)),
                 "epochs": epochs,
             })
-        );
+        ));
         return Ok(());
     }
     if g.quiet {
         return Ok(());
     }
     if !running {
-        println!("Cluster status: {}", s.status.name());
+        crate::io::stdout::line(format_args!("Cluster status: {}", s.status.name()));
         return Ok(());
     }
-    println!(
+    crate::io::stdout::line(format_args!(
         "Cluster status: running, auto-recovery {}",
         if s.disable_recovery {
             "disabled"
         } else {
             "enabled"
         }
-    );
-    println!(
+    ));
+    crate::io::stdout::line(format_args!(
         "Cluster store: {} with {copies} redundancy policy",
         s.driver
-    );
-    println!(
+    ));
+    crate::io::stdout::line(format_args!(
         "Cluster vnodes strategy: {}",
         if s.flags & FLAG_AUTO_VNODES != 0 {
             "auto"
         } else {
             "fixed"
         }
-    );
-    println!(
+    ));
+    crate::io::stdout::line(format_args!(
         "Cluster vnode mode: {}",
         if s.flags & FLAG_DISKMODE != 0 {
             "disk"
         } else {
             "node"
         }
-    );
-    println!("Cluster created at {}\n", date::ctime(s.created));
-    println!("Epoch Time           Version [Host:Port:V-Nodes,,,]");
+    ));
+    crate::io::stdout::line(format_args!(
+        "Cluster created at {}\n",
+        date::ctime(s.created)
+    ));
+    crate::io::stdout::line(format_args!(
+        "Epoch Time           Version [Host:Port:V-Nodes,,,]"
+    ));
     for e in &s.epochs {
         let nodes: Vec<String> = e.nodes.iter().map(|(a, v)| format!("{a}:{v}")).collect();
-        println!(
+        crate::io::stdout::line(format_args!(
             "{} {:6} [{}]",
             date::seconds(e.time),
             e.epoch,
             nodes.join(", ")
-        );
+        ));
     }
     Ok(())
 }

@@ -76,13 +76,15 @@ fn list(g: &Global, as_json: bool) -> Result<(), CliError> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(arr));
+        crate::io::stdout::line(format_args!("{}", serde_json::Value::Array(arr)));
         return Ok(());
     }
     if g.quiet {
         return Ok(());
     }
-    println!("  Name         Id  VDI id  Tag            Owner node(s)");
+    crate::io::stdout::line(format_args!(
+        "  Name         Id  VDI id  Tag            Owner node(s)"
+    ));
     for (r, s) in locked {
         let mut line = format!(
             "{} {:<8}  {:>5}  {:>6x}  {:<13} ",
@@ -99,7 +101,7 @@ fn list(g: &Global, as_json: bool) -> Result<(), CliError> {
                 line.push_str(&format!(" {}({})", node(*a), st.name()));
             }
         }
-        println!("{line}");
+        crate::io::stdout::line(format_args!("{line}"));
     }
     Ok(())
 }

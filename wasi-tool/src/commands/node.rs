@@ -40,20 +40,23 @@ pub fn exec(g: &Global, c: &Command) -> Result<(), CliError> {
                 })
             })
             .collect();
-        println!("{}", json!({ "epoch": layout.epoch, "nodes": arr }));
+        crate::io::stdout::line(format_args!(
+            "{}",
+            json!({ "epoch": layout.epoch, "nodes": arr })
+        ));
         return Ok(());
     }
     if g.quiet {
         return Ok(());
     }
-    println!("  Id   Host:Port         V-Nodes       Zone");
+    crate::io::stdout::line(format_args!("  Id   Host:Port         V-Nodes       Zone"));
     for (i, n) in nodes.iter().enumerate() {
-        println!(
+        crate::io::stdout::line(format_args!(
             "{i:4}   {:<20}\t{:2}{:11}",
             n.addr.to_string(),
             n.nr_vnodes,
             n.zone
-        );
+        ));
     }
     Ok(())
 }

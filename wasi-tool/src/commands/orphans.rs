@@ -54,11 +54,14 @@ pub fn exec(g: &Global, a: &Args) -> Result<(), CliError> {
         deleted = Some(removed);
     }
     if a.json {
-        println!("{}", report::census_json(&c, &addrs, deleted));
+        crate::io::stdout::line(format_args!("{}", report::census_json(&c, &addrs, deleted)));
     } else if !g.quiet {
         report::print_census(&c, &addrs);
         if let Some(n) = deleted {
-            println!("deleted {n} of {} orphan objects", c.orphans.len());
+            crate::io::stdout::line(format_args!(
+                "deleted {n} of {} orphan objects",
+                c.orphans.len()
+            ));
         }
     }
     let left = c.orphans.len() - deleted.unwrap_or(0);

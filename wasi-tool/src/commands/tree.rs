@@ -27,9 +27,9 @@ pub fn exec(g: &Global, a: &Args) -> Result<(), CliError> {
     }
     let tree = Tree::new(&rows);
     if a.json {
-        println!("{}", tree.json(&rows, only));
+        crate::io::stdout::line(format_args!("{}", tree.json(&rows, only)));
     } else if !g.quiet {
-        print!("{}", tree.draw(only));
+        crate::io::stdout::text(&tree.draw(only));
     }
     Ok(())
 }

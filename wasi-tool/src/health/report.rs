@@ -88,13 +88,13 @@ pub fn finding_line(f: &Finding) -> String {
 pub fn print_check(volumes: &[Volume], out: &Outcome) {
     for v in volumes {
         if let Some(why) = &v.broken {
-            println!("{}: {why}", v.label);
+            crate::io::stdout::line(format_args!("{}: {why}", v.label));
         }
     }
     for f in &out.findings {
-        println!("{}", finding_line(f));
+        crate::io::stdout::line(format_args!("{}", finding_line(f)));
     }
-    println!("{}", summary(volumes, out));
+    crate::io::stdout::line(format_args!("{}", summary(volumes, out)));
 }
 
 /// The summary line of a check.
@@ -186,20 +186,20 @@ fn orphan_json(o: &Orphan, nodes: &[std::net::SocketAddr]) -> Value {
 /// Print a census: one line per orphan and a summary.
 pub fn print_census(c: &Census, nodes: &[std::net::SocketAddr]) {
     for why in &c.unknown {
-        println!("{why}: what it reaches is not known");
+        crate::io::stdout::line(format_args!("{why}: what it reaches is not known"));
     }
     for o in &c.orphans {
         let on: Vec<String> = o.holders.iter().map(|&n| nodes[n].to_string()).collect();
-        println!(
+        crate::io::stdout::line(format_args!(
             "{} ({}, VID {:x}): {} on {}",
             o.oid,
             what(o.oid),
             o.oid.vid_bits(),
             human(o.bytes),
             on.join(", ")
-        );
+        ));
     }
-    println!("{}", census_summary(c));
+    crate::io::stdout::line(format_args!("{}", census_summary(c)));
 }
 
 /// The summary line of a census.

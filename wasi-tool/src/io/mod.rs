@@ -9,6 +9,7 @@ pub mod outfile;
 pub mod output;
 pub mod readiness;
 pub mod sendfile;
+pub mod stdout;
 
 /// How a command line names stdin or stdout.
 pub const STDIO: &str = "-";
