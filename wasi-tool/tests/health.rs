@@ -446,3 +446,26 @@ fn tree_nodes_and_cluster_info() {
     assert_eq!(v["status"], "running");
     assert_eq!(v["epochs"][0]["nodes"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn a_reader_that_stops_reading_is_no_panic() {
+    let h = nodes(3, 3);
+    volume(&h, "p", "3", &random(18, OBJ));
+    for args in [
+        &["cluster", "info"][..],
+        &["tree"],
+        &["node", "list"],
+        &["check", "--all"],
+    ] {
+        let mut c = bare_tool();
+        c.arg("-a").arg(h.addrs()[0].to_string()).args(args);
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("spawn sheep-tool");
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
