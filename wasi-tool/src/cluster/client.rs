@@ -132,6 +132,11 @@ pub struct Client {
     /// Failing over gave up with this error: every later call returns it
     /// at once, instead of failing over all over again.
     dead: Option<CliError>,
+    /// The last read took all the socket had (fewer bytes than asked, or
+    /// none): no read until the socket is said readable again
+    /// ([`Client::readable`]), so that no call is spent to learn that
+    /// nothing is there.
+    drained: bool,
 }
 
 /// What failing over cost.
@@ -178,6 +183,7 @@ impl Client {
                         max_losses: u32::from(retry.max_retries.saturating_sub(1)).clamp(1, 8),
                         refreshed: Instant::now(),
                         dead: None,
+                        drained: false,
                     });
                 }
                 Err(r) => failures.push(r),
@@ -290,6 +296,7 @@ impl Client {
         self.refreshed = Instant::now();
         self.addr = d.addr;
         self.stream = d.stream;
+        self.drained = false;
         self.rx.reset();
         // What was being written goes out again, with the rest.
         self.out = None;
@@ -468,21 +475,33 @@ impl Client {
         if let Err(e) = readiness::wait(&want, Some(limit), &mut ready) {
             return self.recover(e);
         }
+        self.drained = false;
         let now = self.now();
         self.engine.handle_timeout(now);
         Ok(())
     }
 
+    /// The socket is readable (a readiness loop said so): the next
+    /// [`Client::read_available`] reads.
+    pub fn readable(&mut self) {
+        self.drained = false;
+    }
+
     /// Read whatever has arrived into where the engine says, handing over
-    /// each whole reply; true if any bytes came.
+    /// each whole reply; true if any bytes came. After a read that drained
+    /// the socket, nothing is read until [`Client::readable`].
     pub fn read_available(&mut self, bufs: &mut dyn Buffers) -> Result<bool, CliError> {
         self.alive()?;
         let mut reads = Reads(bufs);
         let mut got = false;
         loop {
+            if self.drained {
+                return Ok(got);
+            }
             let buf = self
                 .rx
                 .buffer(&mut *self.engine, &mut reads, &mut self.scratch);
+            let want = buf.len();
             let n = match self.stream.read(buf) {
                 Ok(0) => {
                     self.recover(io::ErrorKind::UnexpectedEof.into())?;
@@ -490,12 +509,17 @@ impl Client {
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(got),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.drained = true;
+                    return Ok(got);
+                }
                 Err(e) => {
                     self.recover(e)?;
                     return Ok(true);
                 }
             };
+            // Fewer bytes than asked for: the socket had no more.
+            self.drained = n < want;
             got = true;
             self.heard = Instant::now();
             let now = self.now();
@@ -506,6 +530,11 @@ impl Client {
                 Ok(true) => {
                     self.bad_replies = 0;
                     self.losses = 0;
+                    // Nothing in flight: nothing more can come, so no
+                    // read is spent to find the socket empty.
+                    if self.engine.in_flight() == 0 {
+                        self.drained = true;
+                    }
                     return Ok(true);
                 }
                 Ok(false) => {}

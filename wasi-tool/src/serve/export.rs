@@ -491,6 +491,11 @@ impl Export {
         }
     }
 
+    /// Its gateway connection was said readable: the next pump reads it.
+    pub fn readable(&mut self) {
+        self.client.readable();
+    }
+
     /// How long the loop may sleep before [`Export::pump`] must run.
     pub fn next_wake(&self) -> Option<Duration> {
         self.client.next_wake()

@@ -146,6 +146,7 @@ pub fn run(cfg: &Config) -> Result<(), CliError> {
         scratch: vec![0u8; REPLY_BUF_LEN],
         noticed: HashMap::new(),
         listed: None,
+        readable: std::collections::HashSet::new(),
     };
     let res = server.run();
     drop(pid_file);
@@ -238,6 +239,9 @@ struct Server<'a> {
     noticed: HashMap<&'static str, (Instant, u64)>,
     /// The cluster's VDIs as last listed for NBD_OPT_LIST, and when.
     listed: Option<(Instant, Vec<String>)>,
+    /// Connections the last wait said readable (or new since): the others
+    /// are not read, so that no call is spent to learn nothing is there.
+    readable: std::collections::HashSet<ConnId>,
 }
 
 impl Server<'_> {
@@ -284,7 +288,8 @@ impl Server<'_> {
             self.pump_exports();
             self.answer_waiting();
             for id in self.conns.keys().copied().collect::<Vec<_>>() {
-                self.service(id);
+                let read = self.readable.remove(&id);
+                self.service(id, read);
             }
             self.pump_exports();
             // An export that opened just now answers its clients now.
@@ -293,10 +298,22 @@ impl Server<'_> {
                 c.flush();
             }
             self.reap();
-            let (wants, ids, timeout) = self.wants();
+            let (wants, ids, exports, timeout) = self.wants();
             readiness::wait_or_signal(&wants, Some(timeout), &mut ready, true)
                 .map_err(|e| CliError::msg(format!("cannot wait for sockets: {e}")))?;
             let nl = self.listeners.len();
+            for (k, id) in ids.iter().enumerate() {
+                if ready.get(nl + k).is_some_and(|r| r.read) {
+                    self.readable.insert(*id);
+                }
+            }
+            for (k, name) in exports.iter().enumerate() {
+                if ready.get(nl + ids.len() + k).is_some_and(|r| r.read) {
+                    if let Some(e) = self.exports.get_mut(name) {
+                        e.readable();
+                    }
+                }
+            }
             for (i, r) in ready.iter().enumerate().take(nl) {
                 if r.read && wants[i].read {
                     self.accept(i);
@@ -427,14 +444,16 @@ impl Server<'_> {
         }
     }
 
-    /// Read and handle what connection `id` sent.
-    fn service(&mut self, id: ConnId) {
+    /// Read (when `read`: the socket was said readable, or TLS holds
+    /// plaintext) and handle what connection `id` sent.
+    fn service(&mut self, id: ConnId, read: bool) {
         let Some(mut c) = self.conns.remove(&id) else {
             return;
         };
         let mut held = self.held();
+        let read = read || c.tls_plaintext();
         for _ in 0..64 {
-            if !self.readable(&c, held) {
+            if !read || !self.readable(&c, held) {
                 break;
             }
             match c.fill() {
@@ -556,7 +575,7 @@ impl Server<'_> {
 
     /// What the loop waits for (listeners, then the connections named,
     /// then the gateways), and for how long at most.
-    fn wants(&self) -> (Vec<Want>, Vec<ConnId>, Duration) {
+    fn wants(&self) -> (Vec<Want>, Vec<ConnId>, Vec<String>, Duration) {
         let mut wants = Vec::new();
         let mut timeout = TICK;
         let paused = self.accept_pause.filter(|&t| t > Instant::now());
@@ -593,15 +612,17 @@ impl Server<'_> {
         if buffered {
             timeout = Duration::ZERO;
         }
-        for e in self.exports.values() {
+        let mut exports = Vec::new();
+        for (name, e) in &self.exports {
             if matches!(e.state, State::Failed(_) | State::Closed) {
                 continue;
             }
             wants.push(e.want());
+            exports.push(name.clone());
             if let Some(w) = e.next_wake() {
                 timeout = timeout.min(w);
             }
         }
-        (wants, ids, timeout)
+        (wants, ids, exports, timeout)
     }
 }
