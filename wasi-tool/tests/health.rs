@@ -469,3 +469,69 @@ fn a_reader_that_stops_reading_is_no_panic() {
         assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn hyper_volumes_and_vm_states_are_checked_too() {
+    let h = nodes(3, 3);
+    let dir = TempDir::new();
+    // A hyper volume: its data objects are found through its B-tree.
+    assert_ok(&at(&h, &["create", "--hyper", "hv", "1T"]));
+    let img = dir.file("hv.raw", &random(19, 3 * OBJ));
+    assert_ok(&at(&h, &["import", &img, "hv"]));
+    let r = at(&h, &["check", "hv", "--json"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(json(&r)["objects"], 4, "the inode and three objects");
+    let o = data_oid(vid(&h, "hv"), 2);
+    let gone = {
+        let mut c = h.cluster();
+        let n = c.holder(o, 2).unwrap();
+        c.remove_copy(n, o, 0);
+        n
+    };
+    let r = at(&h, &["check", "hv", "--repair", "--json"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        bad_copies(&json(&r)),
+        vec![(o.to_string(), h.addrs()[gone].to_string(), "missing".into())]
+    );
+    assert!(h.cluster().copy_of(gone, o, 0).is_some());
+
+    // A savevm snapshot: its VM state objects are checked.
+    volume(&h, "vm", "3", &random(20, OBJ));
+    let state = dir.file("state.bin", &random(21, OBJ + 5));
+    assert_ok(&at(
+        &h,
+        &[
+            "snapshot",
+            "create",
+            "vm",
+            "--tag",
+            "saved",
+            "--vmstate",
+            &state,
+        ],
+    ));
+    let snap = h.cluster().lookup("vm", "saved", 0).unwrap();
+    let vm1 = Oid::vmstate(Vid::new(snap).unwrap(), 1);
+    let bad = {
+        let mut c = h.cluster();
+        let n = c.holder(vm1, 0).unwrap();
+        c.corrupt_copy(n, vm1, 0);
+        n
+    };
+    let r = at(&h, &["check", "vm@saved", "--json"]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    let v = json(&r);
+    assert_eq!(v["objects"], 4, "inode, data and two VM state objects: {v}");
+    assert_eq!(v["findings"][0]["object"], "vmstate 1");
+    assert_eq!(
+        bad_copies(&v),
+        vec![(
+            vm1.to_string(),
+            h.addrs()[bad].to_string(),
+            "differs".into()
+        )]
+    );
+    assert_ok(&at(&h, &["check", "vm@saved", "--repair"]));
+    assert_ok(&at(&h, &["check", "--all"]));
+}
