@@ -61,6 +61,11 @@ pub struct Args {
     /// Write the process id to this file once listening; removed at exit
     #[arg(long, value_name = "PATH")]
     pid_file: Option<String>,
+    /// Serve the one VDI as a vhost-user-blk device on this Unix socket
+    /// (QEMU: -chardev socket,path=SOCKET -device vhost-user-blk-pci),
+    /// instead of over NBD; Linux only
+    #[arg(long, value_name = "SOCKET", conflicts_with_all = ["listen", "socket", "tls_creds", "allow"])]
+    vhost_user_blk: Option<String>,
 }
 
 /// `--tls`.
@@ -112,6 +117,7 @@ pub fn exec(g: &Global, a: &Args) -> Result<(), CliError> {
         max_connections,
         handshake_limit: Duration::from_secs(a.handshake_limit),
         pid_file: a.pid_file.clone(),
+        vhost_user_blk: a.vhost_user_blk.clone(),
     };
     serve::run(&cfg)
 }

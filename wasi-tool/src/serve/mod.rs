@@ -31,6 +31,10 @@ mod signal;
 mod status;
 mod tls;
 mod transmit;
+#[cfg(target_os = "linux")]
+mod vhost;
+#[cfg(target_os = "linux")]
+mod virtio_blk;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -94,11 +98,17 @@ pub struct Config {
     pub handshake_limit: Duration,
     /// Write the process id here once listening.
     pub pid_file: Option<String>,
+    /// Serve the one VDI as a vhost-user-blk device on this Unix socket
+    /// instead of over NBD.
+    pub vhost_user_blk: Option<String>,
 }
 
 /// Serve until SIGINT or SIGTERM (natively; the WASI component until it
 /// is killed).
 pub fn run(cfg: &Config) -> Result<(), CliError> {
+    if let Some(path) = &cfg.vhost_user_blk {
+        return vhost_user_blk(cfg, path);
+    }
     let mut allowed = Vec::new();
     for v in &cfg.vdis {
         let t = Target::parse(v)?;
@@ -151,6 +161,27 @@ pub fn run(cfg: &Config) -> Result<(), CliError> {
     let res = server.run();
     drop(pid_file);
     res
+}
+
+/// `--vhost-user-blk SOCKET VDI`: Linux only (vhost-user needs shared
+/// memory and file descriptors passed over a Unix socket).
+fn vhost_user_blk(cfg: &Config, path: &str) -> Result<(), CliError> {
+    let [vdi] = cfg.vdis.as_slice() else {
+        return Err(CliError::msg(
+            "--vhost-user-blk serves exactly one VDI: give one VDI or VDI@SNAP",
+        ));
+    };
+    #[cfg(target_os = "linux")]
+    {
+        vhost::run(cfg, path, vdi)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (path, vdi);
+        Err(CliError::msg(
+            "--vhost-user-blk needs Linux (shared guest memory): the WASI component serves NBD only",
+        ))
+    }
 }
 
 /// The listeners: those a service manager handed over, else

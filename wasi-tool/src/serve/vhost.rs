@@ -1,0 +1,478 @@
+//! `serve --vhost-user-blk SOCKET VDI`: the volume as a vhost-user-blk
+//! device, so that QEMU's virtio-blk talks to the tool through the guest's
+//! shared memory instead of through an NBD socket (QEMU: `-object
+//! memory-backend-memfd,id=mem,size=...,share=on -numa node,memdev=mem
+//! -chardev socket,id=c,path=SOCKET -device
+//! vhost-user-blk-pci,chardev=c,num-queues=N`).
+//!
+//! rust-vmm's crates speak the protocol, map the guest's memory and walk
+//! the virtqueues; the requests go to the same [`Export`] the NBD server
+//! uses: one engine for all queues, so its ordering and guarantees are the
+//! NBD server's (a write is completed once its data and index are on the
+//! cluster; a flush waits for the writes before it; failover; live
+//! snapshots; the VDI lock). One thread serves every queue: it takes every
+//! request the queues hold, starts them all on the export, runs the export
+//! until they are done, and completes them (`virtio_blk` says what the
+//! bytes mean).
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread;
+use std::time::Duration;
+
+use sheepdog_core::nbd::cmd_flags;
+use sheepdog_core::nbd::request::{Command, Request as NbdRequest};
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost::vhost_user::Listener;
+use vhost_user_backend::{VhostUserBackendMut, VhostUserDaemon, VringRwLock, VringT};
+use virtio_queue::{DescriptorChain, QueueOwnedT};
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+
+use super::export::{Export, State};
+use super::virtio_blk::{self as blk, Header, Kind, Segment};
+use super::{signal, Config};
+use crate::error::CliError;
+use crate::io::readiness;
+use crate::target::Target;
+
+/// Queues the device offers (QEMU's `num-queues` may ask for fewer).
+pub const MAX_QUEUES: usize = 8;
+/// Descriptors per queue.
+const QUEUE_SIZE: usize = 256;
+/// Segments per request.
+const SEG_MAX: u32 = 126;
+/// The largest segment. SeaBIOS takes `size_max × seg_max / 512` as a
+/// 16-bit count of sectors per request: larger, it wraps (to 0 for 32 MiB
+/// segments, and it then sends empty requests forever).
+const SIZE_MAX: u32 = 256 << 10;
+/// The largest request and discard: one 32 MiB NBD request.
+const MAX_IO: u32 = 32 << 20;
+/// `VIRTIO_RING_F_INDIRECT_DESC`.
+const F_INDIRECT_DESC: u64 = 1 << 28;
+
+type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
+type Chain = DescriptorChain<GuestMemoryLoadGuard<GuestMemoryMmap>>;
+
+/// What one descriptor chain is waiting for.
+struct Waiting {
+    queue: usize,
+    chain: Chain,
+    /// The export requests it became (discard and write-zeroes may be
+    /// several), still running.
+    left: usize,
+    status: u8,
+    /// A read's bytes, or the device id.
+    data: Vec<u8>,
+}
+
+/// The device.
+struct Blk {
+    export: Export,
+    mem: Mem,
+    event_idx: bool,
+    id: [u8; blk::ID_LEN],
+    size: u64,
+    object_size: u32,
+    writable: bool,
+    next_cookie: u64,
+}
+
+fn other(msg: impl Into<String>) -> io::Error {
+    io::Error::other(msg.into())
+}
+
+impl Blk {
+    /// Take the requests of queue `q`, run them, complete them.
+    fn process(&mut self, q: usize, vring: &VringRwLock) -> io::Result<()> {
+        let mem = self.mem.memory();
+        let chains: Vec<Chain> = vring
+            .get_mut()
+            .get_queue_mut()
+            .iter(mem)
+            .map_err(|e| other(format!("virtqueue {q}: {e}")))?
+            .collect();
+        if chains.is_empty() {
+            return Ok(());
+        }
+        let mut waiting: Vec<Waiting> = Vec::with_capacity(chains.len());
+        let mut owner: HashMap<u64, usize> = HashMap::new();
+        for chain in chains {
+            let slot = waiting.len();
+            let mut w = Waiting {
+                queue: q,
+                chain,
+                left: 0,
+                status: blk::S_OK,
+                data: Vec::new(),
+            };
+            for req in self.requests(&mut w) {
+                owner.insert(req.0.cookie, slot);
+                w.left += 1;
+                self.export.start(0, req.0, req.1);
+            }
+            waiting.push(w);
+        }
+        self.run(&mut waiting, &owner);
+        for w in waiting {
+            let used = complete(&w)?;
+            vring
+                .add_used(w.chain.head_index(), used)
+                .map_err(|e| other(format!("virtqueue {}: {e}", w.queue)))?;
+        }
+        if !self.event_idx || vring.needs_notification().unwrap_or(true) {
+            vring.signal_used_queue()?;
+        }
+        Ok(())
+    }
+
+    /// The export requests chain `w` asks for (none when it is answered
+    /// at once: its status says how).
+    fn requests(&mut self, w: &mut Waiting) -> Vec<(NbdRequest, Vec<u8>)> {
+        let mem = w.chain.memory();
+        let Ok(mut reader) = w.chain.clone().reader(mem) else {
+            w.status = blk::S_IOERR;
+            return Vec::new();
+        };
+        let Ok(writer) = w.chain.clone().writer(mem) else {
+            w.status = blk::S_IOERR;
+            return Vec::new();
+        };
+        let Ok(head) = reader.read_obj::<[u8; blk::HEADER_LEN]>() else {
+            w.status = blk::S_IOERR;
+            return Vec::new();
+        };
+        let h = Header::parse(&head);
+        let room = writer.available_bytes().saturating_sub(1);
+        let offset = h.sector.saturating_mul(blk::SECTOR);
+        let mut out = Vec::new();
+        match h.kind {
+            Kind::In if Self::empty(room as u64) => {}
+            Kind::In => {
+                if let Some(r) = self.ranged(Command::Read, offset, room as u64, 0) {
+                    out.push((r, Vec::new()));
+                } else {
+                    w.status = blk::S_IOERR;
+                }
+            }
+            Kind::Out if Self::empty(reader.available_bytes() as u64) => {}
+            Kind::Out => {
+                let len = reader.available_bytes();
+                let mut data = vec![0u8; len];
+                let ok = io::Read::read_exact(&mut reader, &mut data).is_ok();
+                match self.ranged(Command::Write, offset, len as u64, 0) {
+                    Some(r) if ok && self.writable => out.push((r, data)),
+                    _ => w.status = blk::S_IOERR,
+                }
+            }
+            Kind::Flush => out.push((self.request(Command::Flush, 0, 0, 0), Vec::new())),
+            Kind::GetId => w.data = self.id.to_vec(),
+            Kind::Discard | Kind::WriteZeroes => {
+                let n = reader.available_bytes() / blk::SEGMENT_LEN;
+                for _ in 0..n {
+                    let Ok(b) = reader.read_obj::<[u8; blk::SEGMENT_LEN]>() else {
+                        w.status = blk::S_IOERR;
+                        break;
+                    };
+                    let s = Segment::parse(&b);
+                    let (command, flags) = match h.kind {
+                        Kind::Discard => (Command::Trim, 0),
+                        _ if s.flags & blk::WRITE_ZEROES_UNMAP != 0 => (Command::WriteZeroes, 0),
+                        _ => (Command::WriteZeroes, cmd_flags::NO_HOLE),
+                    };
+                    let start = s.sector.saturating_mul(blk::SECTOR);
+                    let len = u64::from(s.sectors) * blk::SECTOR;
+                    if Self::empty(len) {
+                        continue;
+                    }
+                    match self.ranged(command, start, len, flags) {
+                        Some(r) if self.writable => out.push((r, Vec::new())),
+                        _ => {
+                            w.status = blk::S_IOERR;
+                            break;
+                        }
+                    }
+                }
+            }
+            Kind::Other(_) => w.status = blk::S_UNSUPP,
+        }
+        if w.status != blk::S_OK {
+            out.clear();
+        }
+        out
+    }
+
+    fn request(&mut self, command: Command, offset: u64, len: u32, flags: u16) -> NbdRequest {
+        self.next_cookie += 1;
+        NbdRequest {
+            flags,
+            command,
+            cookie: self.next_cookie,
+            offset,
+            len,
+        }
+    }
+
+    /// A request for `offset..offset + len`, if that is within the volume
+    /// and not larger than one request may be.
+    fn ranged(
+        &mut self,
+        command: Command,
+        offset: u64,
+        len: u64,
+        flags: u16,
+    ) -> Option<NbdRequest> {
+        let end = offset.checked_add(len)?;
+        if end > self.size || len > u64::from(MAX_IO) || len % blk::SECTOR != 0 {
+            return None;
+        }
+        Some(self.request(command, offset, len as u32, flags))
+    }
+
+    /// Whether `len` bytes ask for anything: an empty range is done at
+    /// once (the export is never given one).
+    fn empty(len: u64) -> bool {
+        len == 0
+    }
+
+    /// Run the export until every request of `waiting` is done.
+    fn run(&mut self, waiting: &mut [Waiting], owner: &HashMap<u64, usize>) {
+        let mut left: usize = waiting.iter().map(|w| w.left).sum();
+        let mut ready = Vec::new();
+        while left > 0 {
+            if let Err(e) = self.export.pump() {
+                eprintln!("vhost-user-blk: {}: {e}", self.export.name);
+                self.export.fail_all(e);
+            }
+            for p in self.export.take_finished() {
+                let Some(&slot) = owner.get(&p.req.cookie) else {
+                    continue;
+                };
+                let w = &mut waiting[slot];
+                w.left -= 1;
+                left -= 1;
+                if let Some((_, msg)) = &p.error {
+                    eprintln!(
+                        "vhost-user-blk: {} {} {}+{}: {msg}",
+                        self.export.name,
+                        p.req.command.name(),
+                        p.req.offset,
+                        p.req.len
+                    );
+                    w.status = blk::S_IOERR;
+                } else if p.req.command == Command::Read {
+                    w.data = p.buf;
+                }
+            }
+            if left == 0 || matches!(self.export.state, State::Failed(_)) {
+                break;
+            }
+            let wait = self.export.next_wake().unwrap_or(Duration::from_secs(1));
+            if readiness::wait(&[self.export.want()], Some(wait), &mut ready).is_ok()
+                && ready.first().is_some_and(|r| r.read)
+            {
+                self.export.readable();
+            }
+        }
+    }
+}
+
+/// Write a chain's data (a read's, the id) and status; the bytes written.
+fn complete(w: &Waiting) -> io::Result<u32> {
+    let mem = w.chain.memory();
+    let mut writer = w
+        .chain
+        .clone()
+        .writer(mem)
+        .map_err(|e| other(format!("descriptor chain: {e}")))?;
+    if w.status == blk::S_OK && !w.data.is_empty() {
+        let room = writer.available_bytes().saturating_sub(1);
+        io::Write::write_all(&mut writer, &w.data[..w.data.len().min(room)])?;
+    }
+    writer.write_obj(w.status)?;
+    Ok(writer.bytes_written() as u32)
+}
+
+impl VhostUserBackendMut for Blk {
+    type Bitmap = ();
+    type Vring = VringRwLock;
+
+    fn num_queues(&self) -> usize {
+        MAX_QUEUES
+    }
+
+    fn max_queue_size(&self) -> usize {
+        QUEUE_SIZE
+    }
+
+    fn features(&self) -> u64 {
+        let mut f = blk::F_VERSION_1
+            | F_INDIRECT_DESC
+            | blk::F_EVENT_IDX
+            | blk::F_SIZE_MAX
+            | blk::F_SEG_MAX
+            | blk::F_BLK_SIZE
+            | blk::F_FLUSH
+            | blk::F_TOPOLOGY
+            | blk::F_MQ
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+        if self.writable {
+            f |= blk::F_DISCARD | blk::F_WRITE_ZEROES;
+        } else {
+            f |= blk::F_RO;
+        }
+        f
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::CONFIG | VhostUserProtocolFeatures::MQ
+    }
+
+    fn set_event_idx(&mut self, enabled: bool) {
+        self.event_idx = enabled;
+    }
+
+    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        let config = blk::Config {
+            size: self.size,
+            size_max: SIZE_MAX,
+            max_io: MAX_IO,
+            seg_max: SEG_MAX,
+            opt_io: self.object_size,
+            queues: MAX_QUEUES as u16,
+        }
+        .bytes();
+        let start = (offset as usize).min(config.len());
+        let end = start.saturating_add(size as usize).min(config.len());
+        let mut out = config[start..end].to_vec();
+        out.resize(size as usize, 0);
+        out
+    }
+
+    fn update_memory(&mut self, mem: Mem) -> io::Result<()> {
+        self.mem = mem;
+        Ok(())
+    }
+
+    fn queues_per_thread(&self) -> Vec<u64> {
+        // One thread for every queue: one engine, in order.
+        vec![(1u64 << MAX_QUEUES) - 1]
+    }
+
+    fn handle_event(
+        &mut self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[VringRwLock],
+        _thread_id: usize,
+    ) -> io::Result<()> {
+        if evset != EventSet::IN {
+            return Err(other(format!("unexpected event {evset:?}")));
+        }
+        let q = device_event as usize;
+        let Some(vring) = vrings.get(q) else {
+            return Err(other(format!("no queue {q}")));
+        };
+        loop {
+            if self.event_idx {
+                let _ = vring.disable_notification();
+            }
+            self.process(q, vring)?;
+            if !self.event_idx || !vring.enable_notification().unwrap_or(false) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serve `vdi` as a vhost-user-blk device on the Unix socket `path`, one
+/// QEMU at a time, until SIGINT or SIGTERM.
+pub fn run(cfg: &Config, path: &str, vdi: &str) -> Result<(), CliError> {
+    let t = Target::parse(vdi)?;
+    let writable = !cfg.read_only && t.snapshot.is_none();
+    let mut export = Export::open(
+        t.display(),
+        t.clone(),
+        writable,
+        writable && !cfg.no_lock,
+        cfg,
+    )?;
+    let mut ready = Vec::new();
+    let info = loop {
+        export.pump()?;
+        match &export.state {
+            State::Open(info) => break *info,
+            State::Failed(e) => return Err(e.clone()),
+            _ => {}
+        }
+        let wait = export.next_wake().unwrap_or(Duration::from_secs(1));
+        let _ = readiness::wait(&[export.want()], Some(wait), &mut ready);
+        export.readable();
+    };
+    let _ = std::fs::remove_file(path);
+    let mut listener = Listener::new(path, true)
+        .map_err(|e| CliError::msg(format!("cannot listen on {path}: {e}")))?;
+    if !cfg.quiet {
+        eprintln!(
+            "vhost-user-blk: {} on {path}: -chardev socket,id=c,path={path} -device vhost-user-blk-pci,chardev=c,num-queues=N (N up to {MAX_QUEUES}; guest memory shared)",
+            t.display()
+        );
+    }
+    signal::install();
+    let blk = Arc::new(RwLock::new(Blk {
+        export,
+        mem: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+        event_idx: false,
+        id: blk::device_id(&t.display()),
+        size: info.size,
+        object_size: info.object_size,
+        writable,
+        next_cookie: 0,
+    }));
+    while !signal::stop_requested() {
+        let mut daemon = VhostUserDaemon::new(
+            "sheep-tool vhost-user-blk".to_string(),
+            blk.clone(),
+            GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+        )
+        .map_err(|e| CliError::msg(format!("vhost-user-blk: {e}")))?;
+        daemon
+            .start(&mut listener)
+            .map_err(|e| CliError::msg(format!("vhost-user-blk: {e}")))?;
+        // A stop ends the connection; the watcher ends with it.
+        let over = Arc::new(AtomicBool::new(false));
+        let watcher = daemon.shutdown_handle().map(|h| {
+            let over = over.clone();
+            thread::spawn(move || {
+                while !over.load(Ordering::Relaxed) {
+                    if signal::stop_requested() {
+                        h.shutdown();
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(100));
+                }
+            })
+        });
+        let res = daemon.wait();
+        over.store(true, Ordering::Relaxed);
+        if let Some(w) = watcher {
+            let _ = w.join();
+        }
+        if let Err(e) = res {
+            if !signal::stop_requested() && !cfg.quiet {
+                eprintln!("vhost-user-blk: the front end left: {e}");
+            }
+        }
+        if let Ok(mut b) = blk.write() {
+            b.event_idx = false;
+        }
+    }
+    let _ = std::fs::remove_file(path);
+    let mut b = blk
+        .write()
+        .map_err(|_| CliError::msg("internal error: the device lock is poisoned"))?;
+    b.export.close_now()
+}
