@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
@@ -433,6 +434,18 @@ pub fn run(cfg: &Config, path: &str, vdi: &str) -> Result<(), CliError> {
         next_cookie: 0,
     }));
     while !signal::stop_requested() {
+        // Wait for a front end where a stop is seen: accepting blocks.
+        let want = [readiness::Want {
+            fd: listener.as_raw_fd(),
+            read: true,
+            write: false,
+        }];
+        if readiness::wait_or_signal(&want, Some(Duration::from_millis(200)), &mut ready, true)
+            .is_err()
+            || !ready.first().is_some_and(|r| r.read)
+        {
+            continue;
+        }
         let mut daemon = VhostUserDaemon::new(
             "sheep-tool vhost-user-blk".to_string(),
             blk.clone(),
