@@ -31,6 +31,9 @@ use vhost_user_backend::{VhostUserBackendMut, VhostUserDaemon, VringRwLock, Vrin
 use virtio_queue::{DescriptorChain, QueueOwnedT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{
+    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
+};
 
 use super::export::{Export, State};
 use super::virtio_blk::{self as blk, Header, Kind, Segment};
@@ -355,6 +358,12 @@ impl VhostUserBackendMut for Blk {
     fn update_memory(&mut self, mem: Mem) -> io::Result<()> {
         self.mem = mem;
         Ok(())
+    }
+
+    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        // What ends the queues' thread when the front end leaves: without
+        // it the thread is waited for forever and no second QEMU is served.
+        new_event_consumer_and_notifier(EventFlag::empty()).ok()
     }
 
     fn queues_per_thread(&self) -> Vec<u64> {
