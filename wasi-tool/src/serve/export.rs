@@ -782,8 +782,16 @@ impl Export {
 
     /// Close now, waiting for the cluster (at shutdown).
     pub fn close_now(&mut self) -> Result<(), CliError> {
-        if matches!(self.state, State::Open(_)) {
-            session::close(&mut self.client, &self.name)?;
+        match self.state {
+            State::Open(_) => session::close(&mut self.client, &self.name)?,
+            // Closing when nobody used it any more: the release of its
+            // lock is under way; see it through, or the lock stays.
+            State::Closing => {
+                if let ControlDone::Failed(e) = self.client.control()? {
+                    return Err(error::engine(&self.name, e));
+                }
+            }
+            _ => {}
         }
         self.state = State::Closed;
         Ok(())

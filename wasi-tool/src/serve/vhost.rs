@@ -120,8 +120,13 @@ impl Blk {
             waiting.push(w);
         }
         self.run(&mut waiting, &owner);
-        for w in waiting {
-            let used = complete(&w)?;
+        for mut w in waiting {
+            if w.left > 0 {
+                // The export failed for good before answering.
+                w.status = blk::S_IOERR;
+            }
+            // A chain whose memory cannot be written is still given back.
+            let used = complete(&w).unwrap_or(0);
             vring
                 .add_used(w.chain.head_index(), used)
                 .map_err(|e| other(format!("virtqueue {}: {e}", w.queue)))?;
@@ -246,17 +251,22 @@ impl Blk {
         let mut left: usize = waiting.iter().map(|w| w.left).sum();
         let mut ready = Vec::new();
         while left > 0 {
-            if let Err(e) = self.export.pump() {
-                eprintln!("vhost-user-blk: {}: {e}", self.export.name);
-                self.export.fail_all(e);
+            let failed = matches!(self.export.state, State::Failed(_));
+            if !failed {
+                if let Err(e) = self.export.pump() {
+                    eprintln!("vhost-user-blk: {}: {e}", self.export.name);
+                    self.export.fail_all(e);
+                }
             }
-            for p in self.export.take_finished() {
+            let finished = self.export.take_finished();
+            let none = finished.is_empty();
+            for p in finished {
                 let Some(&slot) = owner.get(&p.req.cookie) else {
                     continue;
                 };
                 let w = &mut waiting[slot];
-                w.left -= 1;
-                left -= 1;
+                w.left = w.left.saturating_sub(1);
+                left = left.saturating_sub(1);
                 if let Some((_, msg)) = &p.error {
                     eprintln!(
                         "vhost-user-blk: {} {} {}+{}: {msg}",
@@ -270,8 +280,12 @@ impl Blk {
                     w.data = p.buf;
                 }
             }
-            if left == 0 || matches!(self.export.state, State::Failed(_)) {
+            if left == 0 || (failed && none) {
+                // Done, or failed for good with nothing more to give.
                 break;
+            }
+            if failed {
+                continue;
             }
             let wait = self.export.next_wake().unwrap_or(Duration::from_secs(1));
             if readiness::wait(&[self.export.want()], Some(wait), &mut ready).is_ok()
