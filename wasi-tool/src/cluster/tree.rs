@@ -18,6 +18,25 @@ struct Node {
     children: Vec<usize>,
 }
 
+/// Where a node is drawn: its depth, and whether it is the first and the
+/// last of its parent's children.
+#[derive(Clone, Copy)]
+struct Place {
+    level: usize,
+    first: bool,
+    last: bool,
+}
+
+/// What drawing keeps as it goes down (dog's treeview): per level the
+/// width of the label drawn there and whether siblings follow below it,
+/// and the text so far.
+#[derive(Default)]
+struct Pen {
+    width: Vec<usize>,
+    more: Vec<bool>,
+    out: String,
+}
+
 /// The hierarchy of some VDIs.
 pub struct Tree {
     nodes: Vec<Node>,
@@ -98,54 +117,56 @@ impl Tree {
 
     /// The trees drawn as dog draws them, those of `only` when given.
     pub fn draw(&self, only: Option<&str>) -> String {
-        let mut out = String::new();
+        let mut pen = Pen::default();
         for &root in &self.nodes[0].children {
             let n = &self.nodes[root];
             if only.is_some_and(|o| o != n.name) {
                 continue;
             }
-            out.push_str(&n.name);
-            let mut width = vec![n.name.len()];
-            let mut more = vec![false];
-            self.dump(root, 1, true, true, &mut width, &mut more, &mut out);
+            pen.out.push_str(&n.name);
+            pen.width = vec![n.name.len()];
+            pen.more = vec![false];
+            let place = Place {
+                level: 1,
+                first: true,
+                last: true,
+            };
+            self.dump(root, place, &mut pen);
         }
-        out
+        pen.out
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn dump(
-        &self,
-        at: usize,
-        level: usize,
-        first: bool,
-        last: bool,
-        width: &mut Vec<usize>,
-        more: &mut Vec<bool>,
-        out: &mut String,
-    ) {
+    fn dump(&self, at: usize, place: Place, pen: &mut Pen) {
+        let Place { level, first, last } = place;
         if first {
-            out.push_str(if last { "---" } else { "-+-" });
+            pen.out.push_str(if last { "---" } else { "-+-" });
         } else {
             for lvl in 0..level - 1 {
-                out.push_str(&" ".repeat(width[lvl] + 1));
-                out.push_str(if more[lvl + 1] { "| " } else { "  " });
+                pen.out.push_str(&" ".repeat(pen.width[lvl] + 1));
+                pen.out
+                    .push_str(if pen.more[lvl + 1] { "| " } else { "  " });
             }
-            out.push_str(&" ".repeat(width[level - 1] + 1));
-            out.push_str(if last { "`-" } else { "|-" });
+            pen.out.push_str(&" ".repeat(pen.width[level - 1] + 1));
+            pen.out.push_str(if last { "`-" } else { "|-" });
         }
         let n = &self.nodes[at];
-        out.push_str(&n.label);
+        pen.out.push_str(&n.label);
         if n.children.is_empty() {
-            out.push('\n');
+            pen.out.push('\n');
             return;
         }
-        width.resize(level + 1, 0);
-        more.resize(level + 1, false);
-        more[level] = !last;
-        width[level] = n.label.len();
+        pen.width.resize(level + 1, 0);
+        pen.more.resize(level + 1, false);
+        pen.more[level] = !last;
+        pen.width[level] = n.label.len();
         let k = n.children.len();
         for (i, &c) in n.children.iter().enumerate() {
-            self.dump(c, level + 1, i == 0, i + 1 == k, width, more, out);
+            let place = Place {
+                level: level + 1,
+                first: i == 0,
+                last: i + 1 == k,
+            };
+            self.dump(c, place, pen);
         }
     }
 
