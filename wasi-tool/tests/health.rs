@@ -535,3 +535,23 @@ fn hyper_volumes_and_vm_states_are_checked_too() {
     assert_ok(&at(&h, &["check", "vm@saved", "--repair"]));
     assert_ok(&at(&h, &["check", "--all"]));
 }
+
+#[test]
+fn a_node_that_stops_answering_is_one_clear_error_not_a_hang() {
+    let h = nodes(3, 3);
+    volume(&h, "q", "3", &random(22, OBJ));
+    // Node 2 takes its requests and never answers; node 0 is the gateway.
+    h.blackhole(2);
+    let start = std::time::Instant::now();
+    let mut c = bare_tool();
+    c.arg("-a")
+        .arg(h.addrs()[0].to_string())
+        .args(["--timeout", "2", "check", "q"]);
+    let r = run(c);
+    assert_error(&r, &[&h.addrs()[2].to_string()]);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "{r:?}"
+    );
+    h.revive(2);
+}
