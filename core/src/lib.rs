@@ -150,6 +150,7 @@ pub mod obj_list;
 pub mod object_op;
 pub mod object_size;
 pub mod oid;
+pub mod peer_reply;
 pub mod placement;
 pub mod rbd_diff;
 pub mod read_vdis;

@@ -3,8 +3,8 @@
 //! node's replies are read, so a batch costs one round trip whatever its
 //! size and the nodes work on it at once. Replies may come in any order;
 //! each is matched by its id to the ask it answers, and believed only if
-//! it is the reply that ask can have (its opcode, a payload no longer
-//! than asked). It works the same in the WASI component (no threads).
+//! core's `peer_reply` says it is the reply that ask can have. It works
+//! the same in the WASI component (no threads).
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Read, Write};
@@ -12,6 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use sheepdog_core::oid::Oid;
+use sheepdog_core::peer_reply::{self, PeerReply};
 use sheepdog_core::verdict::Digest;
 use sheepdog_core::wire::{Request, Response, ResultCode, HEADER_LEN};
 
@@ -200,33 +201,20 @@ fn receive(
         return Err(bad(format!("id {} answers nothing asked", rsp.id)));
     }
     let (req, _) = request(rsp.id, &asks[i].1, 0);
-    if rsp.opcode != req.opcode {
-        return Err(bad(format!("{} answers {}", rsp.opcode, req.opcode)));
-    }
-    let most = match asks[i].1 {
-        Ask::Read { len, .. } => len,
-        _ => 0,
+    let checked = peer_reply::check(&req, &rsp).map_err(|p| bad(format!("{} {p}", req.opcode)))?;
+    let len = match checked {
+        PeerReply::Data(n) | PeerReply::Refused(_, n) => n,
+        PeerReply::Hash(_) | PeerReply::Done => 0,
     };
-    if rsp.data_length > most {
-        return Err(bad(format!(
-            "{} bytes answer a request for {most}",
-            rsp.data_length
-        )));
-    }
-    let mut data = vec![0u8; rsp.data_length as usize];
+    let mut data = vec![0u8; len as usize];
     conn.stream
         .read_exact(&mut data)
         .map_err(|e| error::lost(&conn.shown, &e))?;
-    if !rsp.result.is_success() {
-        return Ok((i, Answer::Refused(rsp.result)));
-    }
-    let answer = match &asks[i].1 {
-        Ask::Hash(_) => Answer::Hash(rsp.digest().ok_or_else(|| bad("no digest".into()))?),
-        Ask::Read { len, .. } if data.len() as u32 != *len => {
-            return Err(bad(format!("{} bytes answer a read of {len}", data.len())))
-        }
-        Ask::Read { .. } => Answer::Data(data),
-        _ => Answer::Done,
+    let answer = match checked {
+        PeerReply::Hash(d) => Answer::Hash(d),
+        PeerReply::Data(_) => Answer::Data(data),
+        PeerReply::Done => Answer::Done,
+        PeerReply::Refused(r, _) => Answer::Refused(r),
     };
     Ok((i, answer))
 }
