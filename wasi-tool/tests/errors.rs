@@ -297,6 +297,13 @@ fn error_bad_options() {
         &["export", "v", "-", "--queue-depth", "0"],
         &["bad --queue-depth 0"],
     );
+    // A server that would spin a tenth of a second per wait is refused
+    // before it listens.
+    sheep_err(
+        &h,
+        &["serve", "v", "--poll-max-us", "100001"],
+        &["bad --poll-max-us 100001", "at most 100000"],
+    );
 }
 
 #[test]

@@ -128,6 +128,36 @@ fn qemu_io_patterns_zeroes_discard_and_many_in_flight() {
 }
 
 #[test]
+fn polling_off_or_long_serves_the_same_bytes() {
+    // Every other test serves with the default window; here none, and a
+    // long one (the loop then polls 2 ms before each sleep while busy).
+    let h = server();
+    for (k, poll) in ["0", "2000"].into_iter().enumerate() {
+        let name = format!("p{k}");
+        create(&h, &name, "8M");
+        let srv = serve(&h, &[name.as_str(), "--poll-max-us", poll]);
+        let mut c = client("qemu-io");
+        c.args(["-f", "raw", "--cache", "none"]);
+        let mut model = vec![0u8; 8 * MIB];
+        for i in 0..32usize {
+            let at = i * 256 * 1024;
+            c.args(["-c", &format!("aio_write -P {} {at} 4k", 0x40 + i)]);
+            model[at..at + 4096].fill(0x40 + i as u8);
+        }
+        c.args(["-c", "aio_flush"]);
+        for i in 0..32usize {
+            c.args(["-c", &format!("read -P {} {} 4k", 0x40 + i, i * 256 * 1024)]);
+        }
+        c.arg(srv.uri(&name));
+        let out = ok(c);
+        assert!(!out.contains("fail"), "--poll-max-us {poll}: {out}");
+        assert_eq!(out.matches("read ").count(), 32, "{out}");
+        drop(srv);
+        assert!(export_bytes(&h, &name) == model, "--poll-max-us {poll}");
+    }
+}
+
+#[test]
 fn nbdinfo_list_map_and_can() {
     let h = server();
     let dir = TempDir::new();

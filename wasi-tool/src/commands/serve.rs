@@ -66,7 +66,17 @@ pub struct Args {
     /// instead of over NBD; Linux only
     #[arg(long, value_name = "SOCKET", conflicts_with_all = ["listen", "socket", "tls_creds", "allow"])]
     vhost_user_blk: Option<String>,
+    /// Microseconds the server may look at its sockets without sleeping
+    /// before each wait: the window adapts up to this while answers come
+    /// within it (as QEMU's IOThread poll-max-ns), and closes while the
+    /// server is idle. Trades CPU for latency; 0 turns it off
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 50)]
+    poll_max_us: u64,
 }
+
+/// The most `--poll-max-us` may ask for: a second of spinning per wait
+/// would be a server that never sleeps.
+const POLL_MAX_US: u64 = 100_000;
 
 /// `--tls`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -99,6 +109,12 @@ pub fn exec(g: &Global, a: &Args) -> Result<(), CliError> {
         Some(n) => n,
         None => default_max_connections(),
     };
+    if a.poll_max_us > POLL_MAX_US {
+        return Err(CliError::msg(format!(
+            "bad --poll-max-us {}: at most {POLL_MAX_US}",
+            a.poll_max_us
+        )));
+    }
     if a.handshake_limit == 0 {
         return Err(CliError::msg("bad --handshake-limit 0: at least 1 second"));
     }
@@ -118,6 +134,7 @@ pub fn exec(g: &Global, a: &Args) -> Result<(), CliError> {
         handshake_limit: Duration::from_secs(a.handshake_limit),
         pid_file: a.pid_file.clone(),
         vhost_user_blk: a.vhost_user_blk.clone(),
+        poll_max: Duration::from_micros(a.poll_max_us),
     };
     serve::run(&cfg)
 }

@@ -6,7 +6,9 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::spin::Spin;
 
 /// What to wait for on one descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,13 +85,46 @@ pub fn wait_or_signal(
     Ok(())
 }
 
+/// As [`wait_or_signal`], but first look without sleeping for as long as
+/// `spin`'s window (never past `timeout`), and teach `spin` how long the
+/// wait took. Between looks the CPU is offered to any other process that
+/// is ready to run (the cluster's daemons, the client), so the window
+/// keeps the CPU awake without taking it from them. A signal during the
+/// window is seen by the sleep after it, or by the caller's next turn.
+pub fn wait_polling(
+    wants: &[Want],
+    timeout: Option<Duration>,
+    ready: &mut Vec<Ready>,
+    interrupted_returns: bool,
+    spin: &mut Spin,
+) -> io::Result<()> {
+    let start = Instant::now();
+    let window = timeout.map_or(spin.window(), |t| t.min(spin.window()));
+    if !window.is_zero() {
+        loop {
+            wait_or_signal(wants, Some(Duration::ZERO), ready, interrupted_returns)?;
+            if ready.iter().any(|r| r.read || r.write) {
+                spin.waited(start.elapsed(), true);
+                return Ok(());
+            }
+            if start.elapsed() >= window {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+    let rest = timeout.map(|t| t.saturating_sub(start.elapsed()));
+    wait_or_signal(wants, rest, ready, interrupted_returns)?;
+    spin.waited(start.elapsed(), ready.iter().any(|r| r.read || r.write));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
-    use std::time::Instant;
 
     #[test]
     fn waits_for_bytes_and_says_when_they_are_there() {
@@ -116,5 +151,71 @@ mod tests {
         }];
         wait(&want, None, &mut ready).unwrap();
         assert!(ready[0].write, "an empty send buffer takes bytes");
+    }
+
+    #[test]
+    fn polling_takes_what_is_there_and_sleeps_when_nothing_comes() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut b, _) = l.accept().unwrap();
+        let want = [Want {
+            fd: a.as_raw_fd(),
+            read: true,
+            write: false,
+        }];
+        let mut ready = Vec::new();
+        let mut spin = Spin::new(Duration::from_secs(1));
+        for _ in 0..3 {
+            b.write_all(b"x").unwrap();
+            wait_polling(
+                &want,
+                Some(Duration::from_secs(5)),
+                &mut ready,
+                false,
+                &mut spin,
+            )
+            .unwrap();
+            assert!(ready[0].read);
+            let mut byte = [0u8; 1];
+            std::io::Read::read(&mut &a, &mut byte).unwrap();
+        }
+        assert!(
+            spin.window() > Duration::ZERO,
+            "answers that come soon open a window"
+        );
+        // Bytes that come 2 ms after each wait began, within four maxima:
+        // the next wait polls.
+        let mut spin = Spin::new(Duration::from_secs(1));
+        let mut w = b.try_clone().unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            w.write_all(b"x").unwrap();
+        });
+        wait_polling(&want, None, &mut ready, false, &mut spin).unwrap();
+        assert!(ready[0].read);
+        std::io::Read::read(&mut &a, &mut [0u8; 1]).unwrap();
+        t.join().unwrap();
+        assert_eq!(spin.window(), Duration::from_secs(1));
+        let mut spin = Spin::new(Duration::from_millis(10));
+        b.write_all(b"x").unwrap();
+        wait_polling(&want, None, &mut ready, false, &mut spin).unwrap();
+        std::io::Read::read(&mut &a, &mut [0u8; 1]).unwrap();
+        assert!(spin.window() > Duration::ZERO);
+        let start = Instant::now();
+        wait_polling(
+            &want,
+            Some(Duration::from_millis(30)),
+            &mut ready,
+            false,
+            &mut spin,
+        )
+        .unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(30), "not early");
+        assert_eq!(ready, [Ready::default()], "nothing came");
+        assert_eq!(
+            spin.window(),
+            Duration::ZERO,
+            "a long wait closes the window"
+        );
     }
 }

@@ -47,6 +47,7 @@ use crate::cluster::session::{close, open};
 use crate::cluster::{Client, Gateways};
 use crate::error::CliError;
 use crate::io::readiness::{self, Want};
+use crate::io::spin::Spin;
 use crate::target::Target;
 use conn::{Conn, Phase};
 use export::{ConnId, Export, State};
@@ -101,6 +102,9 @@ pub struct Config {
     /// Serve the one VDI as a vhost-user-blk device on this Unix socket
     /// instead of over NBD.
     pub vhost_user_blk: Option<String>,
+    /// The longest the loop looks at its sockets without sleeping before
+    /// a wait (adaptive, see [`Spin`]; zero: never).
+    pub poll_max: Duration,
 }
 
 /// Serve until SIGINT or SIGTERM (natively; the WASI component until it
@@ -157,6 +161,7 @@ pub fn run(cfg: &Config) -> Result<(), CliError> {
         noticed: HashMap::new(),
         listed: None,
         readable: std::collections::HashSet::new(),
+        spin: Spin::new(cfg.poll_max),
     };
     let res = server.run();
     drop(pid_file);
@@ -273,6 +278,8 @@ struct Server<'a> {
     /// Connections the last wait said readable (or new since): the others
     /// are not read, so that no call is spent to learn nothing is there.
     readable: std::collections::HashSet<ConnId>,
+    /// How long the loop looks at its sockets before it sleeps.
+    spin: Spin,
 }
 
 impl Server<'_> {
@@ -330,7 +337,7 @@ impl Server<'_> {
             }
             self.reap();
             let (wants, ids, exports, timeout) = self.wants();
-            readiness::wait_or_signal(&wants, Some(timeout), &mut ready, true)
+            readiness::wait_polling(&wants, Some(timeout), &mut ready, true, &mut self.spin)
                 .map_err(|e| CliError::msg(format!("cannot wait for sockets: {e}")))?;
             let nl = self.listeners.len();
             for (k, id) in ids.iter().enumerate() {

@@ -40,6 +40,7 @@ use super::virtio_blk::{self as blk, Header, Kind, Segment};
 use super::{signal, Config};
 use crate::error::CliError;
 use crate::io::readiness;
+use crate::io::spin::Spin;
 use crate::target::Target;
 
 /// Queues the device offers (QEMU's `num-queues` may ask for fewer).
@@ -82,6 +83,8 @@ struct Blk {
     object_size: u32,
     writable: bool,
     next_cookie: u64,
+    /// How long a wait for the cluster looks before it sleeps.
+    spin: Spin,
 }
 
 fn other(msg: impl Into<String>) -> io::Error {
@@ -288,7 +291,8 @@ impl Blk {
                 continue;
             }
             let wait = self.export.next_wake().unwrap_or(Duration::from_secs(1));
-            if readiness::wait(&[self.export.want()], Some(wait), &mut ready).is_ok()
+            let want = [self.export.want()];
+            if readiness::wait_polling(&want, Some(wait), &mut ready, false, &mut self.spin).is_ok()
                 && ready.first().is_some_and(|r| r.read)
             {
                 self.export.readable();
@@ -455,6 +459,7 @@ pub fn run(cfg: &Config, path: &str, vdi: &str) -> Result<(), CliError> {
         object_size: info.object_size,
         writable,
         next_cookie: 0,
+        spin: Spin::new(cfg.poll_max),
     }));
     while !signal::stop_requested() {
         // Wait for a front end where a stop is seen: accepting blocks.
