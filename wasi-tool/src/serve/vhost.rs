@@ -11,9 +11,9 @@
 //! NBD server's (a write is completed once its data and index are on the
 //! cluster; a flush waits for the writes before it; failover; live
 //! snapshots; the VDI lock). One thread serves every queue: it takes every
-//! request the queues hold, starts them all on the export, runs the export
-//! until they are done, and completes them (`virtio_blk` says what the
-//! bytes mean).
+//! request the queues hold, starts it on the export, completes each as soon
+//! as it is done, and takes new ones at every turn while others wait for
+//! the cluster (`virtio_blk` says what the bytes mean).
 
 use std::collections::HashMap;
 use std::io;
@@ -28,7 +28,7 @@ use sheepdog_core::nbd::request::{Command, Request as NbdRequest};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::Listener;
 use vhost_user_backend::{VhostUserBackendMut, VhostUserDaemon, VringRwLock, VringT};
-use virtio_queue::{DescriptorChain, QueueOwnedT};
+use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{
@@ -91,23 +91,125 @@ fn other(msg: impl Into<String>) -> io::Error {
     io::Error::other(msg.into())
 }
 
-impl Blk {
-    /// Take the requests of queue `q`, run them, complete them.
-    fn process(&mut self, q: usize, vring: &VringRwLock) -> io::Result<()> {
-        let mem = self.mem.memory();
-        let chains: Vec<Chain> = vring
-            .get_mut()
-            .get_queue_mut()
-            .iter(mem)
-            .map_err(|e| other(format!("virtqueue {q}: {e}")))?
-            .collect();
-        if chains.is_empty() {
-            return Ok(());
+/// The chains being served: each until every export request it became is
+/// done, then completed at once, whatever the others are doing.
+#[derive(Default)]
+struct InFlight {
+    /// Chains by slot; a completed chain leaves its slot empty.
+    slots: Vec<Option<Waiting>>,
+    free: Vec<usize>,
+    /// Export request (cookie) in flight to the slot of its chain.
+    owner: HashMap<u64, usize>,
+    /// Chains not yet completed.
+    chains: usize,
+}
+
+impl InFlight {
+    fn insert(&mut self, w: Waiting) -> usize {
+        self.chains += 1;
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(w);
+                i
+            }
+            None => {
+                self.slots.push(Some(w));
+                self.slots.len() - 1
+            }
         }
-        let mut waiting: Vec<Waiting> = Vec::with_capacity(chains.len());
-        let mut owner: HashMap<u64, usize> = HashMap::new();
+    }
+
+    fn remove(&mut self, slot: usize) -> Option<Waiting> {
+        let w = self.slots.get_mut(slot)?.take()?;
+        self.chains -= 1;
+        self.free.push(slot);
+        Some(w)
+    }
+}
+
+impl Blk {
+    /// Serve every queue until nothing is in flight and no queue holds a
+    /// request: take what the queues hold, start it on the export, and
+    /// complete each chain as soon as its requests are done, taking new
+    /// ones while others run. The front end may stop a queue at any moment
+    /// (a guest resetting the device): what was taken from it is finished
+    /// and dropped, nothing fails.
+    fn serve_queues(&mut self, vrings: &[VringRwLock]) {
+        let mut flight = InFlight::default();
+        let mut ready = Vec::new();
+        let mut signal = vec![false; vrings.len()];
+        loop {
+            for (q, vring) in vrings.iter().enumerate() {
+                if usable(vring) {
+                    let _ = vring.disable_notification();
+                    self.take(q, vring, &mut flight, &mut signal);
+                }
+            }
+            let failed = matches!(self.export.state, State::Failed(_));
+            if !failed {
+                if let Err(e) = self.export.pump() {
+                    eprintln!("vhost-user-blk: {}: {e}", self.export.name);
+                    self.export.fail_all(e);
+                }
+            }
+            let finished = self.finish(vrings, &mut flight, &mut signal);
+            if failed && !finished {
+                // Failed for good with nothing more to give: what is left
+                // gets an I/O error.
+                flight.owner.clear();
+                for slot in 0..flight.slots.len() {
+                    if let Some(mut w) = flight.remove(slot) {
+                        w.status = blk::S_IOERR;
+                        done(vrings, &w, &mut signal);
+                    }
+                }
+            }
+            for (q, vring) in vrings.iter().enumerate() {
+                if std::mem::take(&mut signal[q])
+                    && (!self.event_idx || vring.needs_notification().unwrap_or(true))
+                {
+                    let _ = vring.signal_used_queue();
+                }
+            }
+            // Notifications back on, so that the guest kicks again; a
+            // request that came before they were is taken now, not slept on.
+            let mut more = false;
+            for vring in vrings {
+                if usable(vring) {
+                    more |= vring.enable_notification().unwrap_or(false);
+                }
+            }
+            if more || (failed && flight.chains > 0) {
+                continue;
+            }
+            if flight.chains == 0 {
+                return;
+            }
+            // Sleep on the gateway only: requests the guest adds meanwhile
+            // are in shared memory, taken at the next turn (every
+            // completion is one), and once nothing is in flight the
+            // queues' kicks wake the thread again.
+            let want = [self.export.want()];
+            let wait = self.export.next_wake().unwrap_or(Duration::from_secs(1));
+            if readiness::wait_polling(&want, Some(wait), &mut ready, false, &mut self.spin).is_ok()
+                && ready.first().is_some_and(|r| r.read)
+            {
+                self.export.readable();
+            }
+        }
+    }
+
+    /// Take every chain queue `q` holds and start its requests; a chain
+    /// answered at once (an id, a bad request) is given back now. A queue
+    /// the front end stopped meanwhile (it does so without waiting for this
+    /// thread) holds nothing.
+    fn take(&mut self, q: usize, vring: &VringRwLock, flight: &mut InFlight, signal: &mut [bool]) {
+        let mem = self.mem.memory();
+        let chains: Vec<Chain> = match vring.get_mut().get_queue_mut().iter(mem) {
+            Ok(chains) => chains.collect(),
+            Err(_) => return,
+        };
         for chain in chains {
-            let slot = waiting.len();
             let mut w = Waiting {
                 queue: q,
                 chain,
@@ -115,29 +217,59 @@ impl Blk {
                 status: blk::S_OK,
                 data: Vec::new(),
             };
-            for req in self.requests(&mut w) {
-                owner.insert(req.0.cookie, slot);
-                w.left += 1;
-                self.export.start(0, req.0, req.1);
+            let reqs = self.requests(&mut w);
+            if reqs.is_empty() {
+                give_back(vring, &w);
+                signal[q] = true;
+                continue;
             }
-            waiting.push(w);
+            w.left = reqs.len();
+            let slot = flight.insert(w);
+            for (req, data) in reqs {
+                flight.owner.insert(req.cookie, slot);
+                self.export.start(0, req, data);
+            }
         }
-        self.run(&mut waiting, &owner);
-        for mut w in waiting {
-            if w.left > 0 {
-                // The export failed for good before answering.
+    }
+
+    /// Hand the export's finished requests to their chains and give back
+    /// the chains that are whole; whether any request finished.
+    fn finish(
+        &mut self,
+        vrings: &[VringRwLock],
+        flight: &mut InFlight,
+        signal: &mut [bool],
+    ) -> bool {
+        let finished = self.export.take_finished();
+        let any = !finished.is_empty();
+        for p in finished {
+            let Some(&slot) = flight.owner.get(&p.req.cookie) else {
+                continue;
+            };
+            flight.owner.remove(&p.req.cookie);
+            let Some(Some(w)) = flight.slots.get_mut(slot) else {
+                continue;
+            };
+            w.left = w.left.saturating_sub(1);
+            if let Some((_, msg)) = &p.error {
+                eprintln!(
+                    "vhost-user-blk: {} {} {}+{}: {msg}",
+                    self.export.name,
+                    p.req.command.name(),
+                    p.req.offset,
+                    p.req.len
+                );
                 w.status = blk::S_IOERR;
+            } else if p.req.command == Command::Read {
+                w.data = p.buf;
             }
-            // A chain whose memory cannot be written is still given back.
-            let used = complete(&w).unwrap_or(0);
-            vring
-                .add_used(w.chain.head_index(), used)
-                .map_err(|e| other(format!("virtqueue {}: {e}", w.queue)))?;
+            if w.left == 0 {
+                if let Some(w) = flight.remove(slot) {
+                    done(vrings, &w, signal);
+                }
+            }
         }
-        if !self.event_idx || vring.needs_notification().unwrap_or(true) {
-            vring.signal_used_queue()?;
-        }
-        Ok(())
+        any
     }
 
     /// The export requests chain `w` asks for (none when it is answered
@@ -248,57 +380,36 @@ impl Blk {
     fn empty(len: u64) -> bool {
         len == 0
     }
+}
 
-    /// Run the export until every request of `waiting` is done.
-    fn run(&mut self, waiting: &mut [Waiting], owner: &HashMap<u64, usize>) {
-        let mut left: usize = waiting.iter().map(|w| w.left).sum();
-        let mut ready = Vec::new();
-        while left > 0 {
-            let failed = matches!(self.export.state, State::Failed(_));
-            if !failed {
-                if let Err(e) = self.export.pump() {
-                    eprintln!("vhost-user-blk: {}: {e}", self.export.name);
-                    self.export.fail_all(e);
-                }
-            }
-            let finished = self.export.take_finished();
-            let none = finished.is_empty();
-            for p in finished {
-                let Some(&slot) = owner.get(&p.req.cookie) else {
-                    continue;
-                };
-                let w = &mut waiting[slot];
-                w.left = w.left.saturating_sub(1);
-                left = left.saturating_sub(1);
-                if let Some((_, msg)) = &p.error {
-                    eprintln!(
-                        "vhost-user-blk: {} {} {}+{}: {msg}",
-                        self.export.name,
-                        p.req.command.name(),
-                        p.req.offset,
-                        p.req.len
-                    );
-                    w.status = blk::S_IOERR;
-                } else if p.req.command == Command::Read {
-                    w.data = p.buf;
-                }
-            }
-            if left == 0 || (failed && none) {
-                // Done, or failed for good with nothing more to give.
-                break;
-            }
-            if failed {
-                continue;
-            }
-            let wait = self.export.next_wake().unwrap_or(Duration::from_secs(1));
-            let want = [self.export.want()];
-            if readiness::wait_polling(&want, Some(wait), &mut ready, false, &mut self.spin).is_ok()
-                && ready.first().is_some_and(|r| r.read)
-            {
-                self.export.readable();
-            }
-        }
+/// Whether queue `vring` is enabled and set up: a front end enables every
+/// queue it asked for, but a guest driver may set up fewer (SeaBIOS sets
+/// up one), and a queue without rings is not to be touched.
+fn usable(vring: &VringRwLock) -> bool {
+    let state = vring.get_ref();
+    state.is_enabled() && state.get_queue().ready()
+}
+
+/// Give chain `w` back on its queue and note that the queue is to be
+/// signalled after the round.
+fn done(vrings: &[VringRwLock], w: &Waiting, signal: &mut [bool]) {
+    if let Some(vring) = vrings.get(w.queue) {
+        give_back(vring, w);
     }
+    if let Some(s) = signal.get_mut(w.queue) {
+        *s = true;
+    }
+}
+
+/// Write a chain's data and status and put it on the used ring. A chain
+/// whose memory cannot be written is still given back; on a queue the
+/// front end stopped meanwhile it is dropped (the guest's driver, which
+/// reset the device, no longer waits for it). Nothing here may end the
+/// queues' thread: an error from `handle_event` ends its loop, and every
+/// later request of the guest would wait forever.
+fn give_back(vring: &VringRwLock, w: &Waiting) {
+    let used = complete(w).unwrap_or(0);
+    let _ = vring.add_used(w.chain.head_index(), used);
 }
 
 /// Write a chain's data (a read's, the id) and status; the bytes written.
@@ -400,18 +511,12 @@ impl VhostUserBackendMut for Blk {
             return Err(other(format!("unexpected event {evset:?}")));
         }
         let q = device_event as usize;
-        let Some(vring) = vrings.get(q) else {
+        if q >= vrings.len() {
             return Err(other(format!("no queue {q}")));
-        };
-        loop {
-            if self.event_idx {
-                let _ = vring.disable_notification();
-            }
-            self.process(q, vring)?;
-            if !self.event_idx || !vring.enable_notification().unwrap_or(false) {
-                break;
-            }
         }
+        // The kick was read before this call; every queue is served,
+        // whichever kicked.
+        self.serve_queues(vrings);
         Ok(())
     }
 }
