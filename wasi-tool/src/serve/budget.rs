@@ -24,6 +24,30 @@ pub const SERVER_HELD: usize = 128 << 20;
 /// Unsent reply bytes above which a negotiating client is read no more.
 pub const NEGOTIATION_UNSENT: usize = 8 << 10;
 
+/// The largest buffer the allocator hands out from its heap rather than
+/// from fresh pages of their own (glibc's ceiling for it): every request
+/// the server takes (32 MiB at most) fits.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const HEAP_BUFFER_MAX: usize = 32 << 20;
+
+/// Keep freed request buffers for the next requests, up to the server's
+/// figure. Left to itself glibc gives a read's 2 MiB buffer fresh pages
+/// of their own and returns them when the reply is sent, so every read
+/// pays a page fault per 4 KiB and a clear of each page: measured with
+/// `perf` on 256 MiB sequential reads through serve, a fifth of the
+/// server's CPU (0.53-0.60 ms per MiB before, 0.44-0.50 after). Memory
+/// the server already used stays its own (never more than it may hold at
+/// once). Only where the allocator is glibc's; elsewhere nothing changes.
+pub fn keep_freed_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets the allocator's thresholds; called before
+    // the server allocates its buffers, and on failure nothing changes.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, HEAP_BUFFER_MAX as libc::c_int);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, SERVER_HELD as libc::c_int);
+    }
+}
+
 /// Whether a connection in transmission that holds `own` bytes and has
 /// `inflight` requests in flight may take another request, while all
 /// connections hold `total` bytes and `active` are in transmission.

@@ -110,6 +110,7 @@ pub struct Config {
 /// Serve until SIGINT or SIGTERM (natively; the WASI component until it
 /// is killed).
 pub fn run(cfg: &Config) -> Result<(), CliError> {
+    budget::keep_freed_buffers();
     if let Some(path) = &cfg.vhost_user_blk {
         return vhost_user_blk(cfg, path);
     }
