@@ -7,7 +7,10 @@ a virtio-blk disk through:
 
 * nbd-tcp:   QEMU's NBD client to `sheep-tool serve --listen`,
 * nbd-unix:  the same over `serve --socket`,
-* vhost:     `sheep-tool serve --vhost-user-blk` (2 queues, memfd memory).
+* vhost:     `sheep-tool serve --vhost-user-blk` (2 queues, memfd memory),
+* driver:    QEMU's own Sheepdog driver (`sheepdog://HOST:PORT/VDI`), for a
+             QEMU that has it (5.2, built with --enable-sheepdog); not in
+             the default --paths.
 
 In the guest, fio (libaio, direct) runs 4 KiB random reads and writes at
 depth 1 and 16 and 1 MiB sequential reads and writes at depth 4, each for
@@ -86,7 +89,8 @@ def main():
     ap.add_argument("--guest", required=True, help="the directory scripts/guest-image made")
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--runtime", type=int, default=10)
-    ap.add_argument("--paths", default="nbd-tcp,nbd-unix,vhost")
+    ap.add_argument("--paths", default="nbd-tcp,nbd-unix,vhost",
+                    help="nbd-tcp, nbd-unix, vhost, driver; vhost/N serves with --poll-max-us N")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench-guest-")
     vdi = f"bench-guest-{os.getpid()}"
@@ -101,28 +105,35 @@ def main():
         f.write(guest_script(a.runtime))
     table = {}
     try:
-        for path in a.paths.split(","):
+        for spec in a.paths.split(","):
+            # "vhost/200": serve with --poll-max-us 200.
+            path, poll = (spec.split("/") + [None])[:2]
+            tool_serve = lambda *args: tool("serve", *args, *(["--poll-max-us", poll] if poll else []))
             sock = os.path.join(work, f"{path}.sock")
-            if path == "nbd-tcp":
-                srv = subprocess.Popen(tool("serve", vdi, "--listen", "127.0.0.1:10899"),
+            if path == "driver":
+                srv = None
+                qemu = ["-drive", f"file=sheepdog://{a.address}/{vdi},format=raw,if=virtio,cache=none"]
+            elif path == "nbd-tcp":
+                srv = subprocess.Popen(tool_serve(vdi, "--listen", "127.0.0.1:10899"),
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 qemu = ["-drive", f"file=nbd://127.0.0.1:10899/{vdi},format=raw,if=virtio,cache=none"]
             elif path == "nbd-unix":
-                srv = subprocess.Popen(tool("serve", vdi, "--socket", sock),
+                srv = subprocess.Popen(tool_serve(vdi, "--socket", sock),
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 qemu = ["-drive", f"file=nbd+unix:///{vdi}?socket={sock},format=raw,if=virtio,cache=none"]
             else:
-                srv = subprocess.Popen(tool("serve", vdi, "--vhost-user-blk", sock),
+                srv = subprocess.Popen(tool_serve(vdi, "--vhost-user-blk", sock),
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 qemu = ["-object", "memory-backend-memfd,id=mem,size=512M,share=on",
                         "-numa", "node,memdev=mem", "-chardev", f"socket,id=c,path={sock}",
                         "-device", "vhost-user-blk-pci,chardev=c,num-queues=2"]
             time.sleep(1.5)
             try:
-                table[path] = boot(a.guest, script, qemu, 60 + len(JOBS) * (a.runtime + 20))
+                table[spec] = boot(a.guest, script, qemu, 60 + len(JOBS) * (a.runtime + 20))
             finally:
-                srv.terminate()
-                srv.wait()
+                if srv:
+                    srv.terminate()
+                    srv.wait()
                 time.sleep(2.5)  # the lock goes with the last client
         print(f"{'job':18}" + "".join(f" {p + ' IOPS':>14} {'MiB/s':>7} {'p50 us':>7} {'p99 us':>7}" for p in table))
         for name, *_ in JOBS:
