@@ -66,16 +66,16 @@ pub struct Args {
     /// instead of over NBD; Linux only
     #[arg(long, value_name = "SOCKET", conflicts_with_all = ["listen", "socket", "tls_creds", "allow"])]
     vhost_user_blk: Option<String>,
-    /// Microseconds the server may look at its sockets without sleeping
-    /// before each wait: the window adapts up to this while answers come
-    /// within it (as QEMU's IOThread poll-max-ns), and closes while the
-    /// server is idle. Trades CPU for latency; 0 turns it off
+    /// Microseconds the server looks at its sockets without sleeping
+    /// before each wait while busy (answers came within four times this),
+    /// as QEMU's IOThread poll-max-ns and SPDK poll; an idle server never
+    /// does. Trades CPU for latency; 0 turns it off
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 50)]
     poll_max_us: u64,
 }
 
-/// The most `--poll-max-us` may ask for: a second of spinning per wait
-/// would be a server that never sleeps.
+/// The most `--poll-max-us` may ask for: a tenth of a second of looking
+/// per wait is already a server that hardly sleeps.
 const POLL_MAX_US: u64 = 100_000;
 
 /// `--tls`.

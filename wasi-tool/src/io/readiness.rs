@@ -126,16 +126,23 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
 
-    #[test]
-    fn waits_for_bytes_and_says_when_they_are_there() {
+    /// Two ends of one loopback TCP connection, and the wait for bytes
+    /// at the first.
+    fn pair() -> (TcpStream, TcpStream, [Want; 1]) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (mut b, _) = l.accept().unwrap();
+        let (b, _) = l.accept().unwrap();
         let want = [Want {
             fd: a.as_raw_fd(),
             read: true,
             write: false,
         }];
+        (a, b, want)
+    }
+
+    #[test]
+    fn waits_for_bytes_and_says_when_they_are_there() {
+        let (a, mut b, want) = pair();
         let mut ready = Vec::new();
         let start = Instant::now();
         wait(&want, Some(Duration::from_millis(30)), &mut ready).unwrap();
@@ -155,14 +162,7 @@ mod tests {
 
     #[test]
     fn polling_takes_what_is_there_and_sleeps_when_nothing_comes() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (mut b, _) = l.accept().unwrap();
-        let want = [Want {
-            fd: a.as_raw_fd(),
-            read: true,
-            write: false,
-        }];
+        let (a, mut b, want) = pair();
         let mut ready = Vec::new();
         let mut spin = Spin::new(Duration::from_secs(1));
         for _ in 0..3 {

@@ -102,8 +102,8 @@ pub struct Config {
     /// Serve the one VDI as a vhost-user-blk device on this Unix socket
     /// instead of over NBD.
     pub vhost_user_blk: Option<String>,
-    /// The longest the loop looks at its sockets without sleeping before
-    /// a wait (adaptive, see [`Spin`]; zero: never).
+    /// How long the loop looks at its sockets without sleeping before a
+    /// wait while busy (see [`Spin`]; zero: never).
     pub poll_max: Duration,
 }
 
