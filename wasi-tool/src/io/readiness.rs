@@ -45,43 +45,9 @@ pub fn wait_or_signal(
     ready: &mut Vec<Ready>,
     interrupted_returns: bool,
 ) -> io::Result<()> {
-    let mut fds: Vec<libc::pollfd> = wants
-        .iter()
-        .map(|w| libc::pollfd {
-            fd: w.fd,
-            events: if w.read { libc::POLLIN } else { 0 } | if w.write { libc::POLLOUT } else { 0 },
-            revents: 0,
-        })
-        .collect();
-    // Milliseconds, rounded up so that a wait never ends early.
-    let ms = match timeout {
-        None => -1,
-        Some(t) => i32::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX),
-    };
-    loop {
-        // SAFETY: `fds` is a valid, exclusively borrowed array of
-        // `fds.len()` pollfd structures for the duration of the call.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-        if r >= 0 {
-            break;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-        if interrupted_returns {
-            // A signal: let the caller look at what it set.
-            ready.clear();
-            ready.extend(wants.iter().map(|_| Ready::default()));
-            return Ok(());
-        }
-    }
-    let gone = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
-    ready.clear();
-    ready.extend(fds.iter().map(|p| Ready {
-        read: p.revents & (libc::POLLIN | gone) != 0,
-        write: p.revents & (libc::POLLOUT | gone) != 0,
-    }));
+    let mut fds = pollfds(wants);
+    poll_once(&mut fds, timeout, interrupted_returns)?;
+    readiness(&fds, ready);
     Ok(())
 }
 
@@ -100,10 +66,11 @@ pub fn wait_polling(
 ) -> io::Result<()> {
     let start = Instant::now();
     let window = timeout.map_or(spin.window(), |t| t.min(spin.window()));
+    let mut fds = pollfds(wants);
     if !window.is_zero() {
         loop {
-            wait_or_signal(wants, Some(Duration::ZERO), ready, interrupted_returns)?;
-            if ready.iter().any(|r| r.read || r.write) {
+            if poll_once(&mut fds, Some(Duration::ZERO), interrupted_returns)? > 0 {
+                readiness(&fds, ready);
                 spin.waited(start.elapsed(), true);
                 return Ok(());
             }
@@ -114,9 +81,67 @@ pub fn wait_polling(
         }
     }
     let rest = timeout.map(|t| t.saturating_sub(start.elapsed()));
-    wait_or_signal(wants, rest, ready, interrupted_returns)?;
-    spin.waited(start.elapsed(), ready.iter().any(|r| r.read || r.write));
+    let n = poll_once(&mut fds, rest, interrupted_returns)?;
+    readiness(&fds, ready);
+    spin.waited(start.elapsed(), n > 0);
     Ok(())
+}
+
+/// What poll(2) is to wait for, one entry per want.
+fn pollfds(wants: &[Want]) -> Vec<libc::pollfd> {
+    wants
+        .iter()
+        .map(|w| libc::pollfd {
+            fd: w.fd,
+            events: if w.read { libc::POLLIN } else { 0 } | if w.write { libc::POLLOUT } else { 0 },
+            revents: 0,
+        })
+        .collect()
+}
+
+/// One poll(2) of `fds` (`None`: no time limit), again after a signal
+/// unless `interrupted_returns`; how many are ready (0 after a timeout or
+/// a signal, with every `revents` clear).
+fn poll_once(
+    fds: &mut [libc::pollfd],
+    timeout: Option<Duration>,
+    interrupted_returns: bool,
+) -> io::Result<usize> {
+    // Milliseconds, rounded up so that a wait never ends early.
+    let ms = match timeout {
+        None => -1,
+        Some(t) => i32::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX),
+    };
+    loop {
+        // SAFETY: `fds` is a valid, exclusively borrowed array of
+        // `fds.len()` pollfd structures for the duration of the call.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+        if interrupted_returns {
+            // A signal: let the caller look at what it set.
+            for f in fds.iter_mut() {
+                f.revents = 0;
+            }
+            return Ok(0);
+        }
+    }
+}
+
+/// What each descriptor is ready for after a poll; a hang-up or an error
+/// counts as both (the next read or write says which).
+fn readiness(fds: &[libc::pollfd], ready: &mut Vec<Ready>) {
+    let gone = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+    ready.clear();
+    ready.extend(fds.iter().map(|p| Ready {
+        read: p.revents & (libc::POLLIN | gone) != 0,
+        write: p.revents & (libc::POLLOUT | gone) != 0,
+    }));
 }
 
 #[cfg(test)]
