@@ -134,6 +134,10 @@ pub fn run(cfg: &Config) -> Result<(), CliError> {
             );
         }
     }
+    // Before anyone can know the server is up (the pid file, the URIs): a
+    // supervisor that stops it as soon as it sees them must get a clean
+    // stop (pid file removed, locks released), not the default death.
+    signal::install();
     let pid_file = PidFile::write(cfg.pid_file.as_deref())?;
     for l in &listeners {
         if allowed.is_empty() {
@@ -148,7 +152,6 @@ pub fn run(cfg: &Config) -> Result<(), CliError> {
     }
     use std::io::Write;
     let _ = io::stdout().flush();
-    signal::install();
     let mut server = Server {
         cfg,
         allowed,

@@ -545,6 +545,9 @@ pub fn run(cfg: &Config, path: &str, vdi: &str) -> Result<(), CliError> {
         let _ = readiness::wait(&[export.want()], Some(wait), &mut ready);
         export.readable();
     };
+    // Before the socket shows the device is up: a stop from then on is a
+    // clean one (lock released, socket removed).
+    signal::install();
     let _ = std::fs::remove_file(path);
     let mut listener = Listener::new(path, true)
         .map_err(|e| CliError::msg(format!("cannot listen on {path}: {e}")))?;
@@ -554,7 +557,6 @@ pub fn run(cfg: &Config, path: &str, vdi: &str) -> Result<(), CliError> {
             t.display()
         );
     }
-    signal::install();
     let blk = Arc::new(RwLock::new(Blk {
         export,
         mem: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
